@@ -1,0 +1,164 @@
+"""The one error tree of openzoo.
+
+Every failure a person can cause or see is an :class:`OpenzooError` with a stable ``code`` (machines
+match on it), an ``http_status`` and a ``hint`` naming the next step. Each surface maps these once:
+``api/errors.py`` to the Ollama and OpenAI envelopes, ``cli/main.py`` to a one-line message. Nothing
+else converts exceptions to text, so a message reads the same everywhere.
+
+::
+
+    OpenzooError (500 internal)
+    ├── InvalidRequest (400 invalid_request)
+    │   ├── InvalidName (400 invalid_name)
+    │   ├── InvalidModelFile (400 invalid_model_file)
+    │   ├── UnsafeTemplate (400 unsafe_template)
+    │   ├── DigestMismatch (400 digest_mismatch)
+    │   ├── NotSupported (400 not_supported)
+    │   └── InvalidData (400 invalid_data)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    │   ├── ModelNotFound (404 model_not_found)
+    │   └── BlobNotFound (404 blob_not_found)
+    ├── Conflict (409 conflict)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── ClientClosed (499 client_closed)
+    ├── ServerBusy (503 server_busy)
+    ├── EngineError (500 engine_error)
+    ├── StoreCorrupt (500 store_corrupt)
+    └── VerificationFailed (422 verification_failed)
+"""
+
+from __future__ import annotations
+
+
+class OpenzooError(Exception):
+    """Base of every error openzoo reports to a person or a client."""
+
+    code: str = "internal"
+    http_status: int = 500
+    hint: str = "run with OPENZOO_DEBUG=1 for details and report it"
+
+    def __init__(self, message: str, *, hint: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        self.param = param
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(OpenzooError):
+    code = "invalid_request"
+    http_status = 400
+    hint = "check the request against the API reference"
+
+
+class InvalidName(InvalidRequest):
+    code = "invalid_name"
+    hint = "use a name like 'namespace/model:tag'"
+
+
+class InvalidModelFile(InvalidRequest):
+    code = "invalid_model_file"
+    hint = "check that the file is a complete, valid GGUF model"
+
+
+class UnsafeTemplate(InvalidRequest):
+    code = "unsafe_template"
+    hint = "use a chat template that only renders messages"
+
+
+class DigestMismatch(InvalidRequest):
+    code = "digest_mismatch"
+    hint = "upload the blob again; its content does not match the digest"
+
+
+class NotSupported(InvalidRequest):
+    code = "not_supported"
+    hint = "choose a model with that capability"
+
+
+class InvalidData(InvalidRequest):
+    code = "invalid_data"
+    hint = "fix the data file at the line named"
+
+
+class Unauthorized(OpenzooError):
+    code = "unauthorized"
+    http_status = 401
+    hint = "send 'Authorization: Bearer <OPENZOO_API_KEY>'"
+
+
+class Forbidden(OpenzooError):
+    code = "forbidden"
+    http_status = 403
+    hint = "add the origin to OPENZOO_ORIGINS or use a local host name"
+
+
+class NotFound(OpenzooError):
+    code = "not_found"
+    http_status = 404
+    hint = "check the name"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    hint = "run 'openzoo list' to see local models, or 'openzoo pull NAME'"
+
+    def __init__(self, name: str, *, hint: str | None = None) -> None:
+        super().__init__(f'model "{name}" not found, try pulling it first', hint=hint)
+        self.name = name
+
+
+class BlobNotFound(NotFound):
+    code = "blob_not_found"
+    hint = "upload the blob first with POST /api/blobs/<digest>"
+
+
+class Conflict(OpenzooError):
+    code = "conflict"
+    http_status = 409
+    hint = "the resource is in a state that does not allow this"
+
+
+class PayloadTooLarge(OpenzooError):
+    code = "payload_too_large"
+    http_status = 413
+    hint = "send a smaller request body"
+
+
+class ClientClosed(OpenzooError):
+    code = "client_closed"
+    http_status = 499
+    hint = "the client went away"
+
+
+class ServerBusy(OpenzooError):
+    code = "server_busy"
+    http_status = 503
+    hint = "try again shortly, or raise OPENZOO_MAX_QUEUE"
+
+    def __init__(self, message: str = "server busy, please try again.  maximum pending requests exceeded",
+                 *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+class EngineError(OpenzooError):
+    code = "engine_error"
+    http_status = 500
+    hint = "the inference engine failed; run with OPENZOO_DEBUG=1 and check the server log"
+
+
+class StoreCorrupt(OpenzooError):
+    code = "store_corrupt"
+    http_status = 500
+    hint = "run 'openzoo verify --store' to find and report damaged files"
+
+
+class VerificationFailed(OpenzooError):
+    code = "verification_failed"
+    http_status = 422
+    hint = "do not use this artifact; fetch it again from a trusted zoo"
