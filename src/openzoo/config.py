@@ -1,0 +1,208 @@
+"""Every ``OPENZOO_*`` setting, declared once with its default and description.
+
+Settings are read from the environment once, at start-up (:func:`load`), and passed down as a
+:class:`Config`; no other module reads ``os.environ``. Each ``OPENZOO_X`` also honours ``OLLAMA_X`` so
+that people switching from Ollama keep their environment; the ``OPENZOO_*`` name wins.
+``docs/configuration.md`` is generated from :data:`SETTINGS` (``openzoo serve --help`` lists them too).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from openzoo.errors import InvalidRequest
+
+DEFAULT_PORT = 11434
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: its name without prefix, default text, meaning and parser."""
+
+    name: str
+    default: str
+    description: str
+    field: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("HOME", "~/.openzoo", "Where the store (blobs, catalog, keys, log) lives.", "home"),
+    Setting("HOST", "127.0.0.1:11434",
+            "Address to serve on and for the CLI to reach: [scheme://]host[:port].", "host"),
+    Setting("KEEP_ALIVE", "5m",
+            "How long a model stays loaded after its last request (Go duration or seconds; negative: "
+            "forever; 0: unload at once).", "keep_alive"),
+    Setting("MAX_LOADED_MODELS", "3", "Most models loaded at once; the least recently used goes first.",
+            "max_loaded_models"),
+    Setting("NUM_PARALLEL", "4", "Requests decoded together per model (continuous batching slots).",
+            "num_parallel"),
+    Setting("MAX_QUEUE", "512", "Requests waiting per model before new ones get 503.", "max_queue"),
+    Setting("CONTEXT_LENGTH", "4096", "Default context length (num_ctx) per request.", "context_length"),
+    Setting("NUM_THREADS", "0", "CPU threads for inference; 0 uses every core.", "num_threads"),
+    Setting("API_KEY", "",
+            "Bearer key every request must send. Required to bind a non-loopback address.", "api_key"),
+    Setting("ORIGINS", "", "Extra CORS origins, comma-separated ('*' wildcards allowed).", "origins"),
+    Setting("MAX_BODY_BYTES", "16777216",
+            "Largest JSON request body in bytes (blob uploads are streamed and not limited by this).",
+            "max_body_bytes"),
+    Setting("DEBUG", "0", "Show tracebacks in the CLI and verbose engine logs.", "debug"),
+    Setting("NOPRUNE", "0", "Keep unused blobs when a model is removed.", "noprune"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The settings openzoo runs with, parsed and validated."""
+
+    home: Path
+    host: str
+    port: int
+    scheme: str
+    keep_alive: float | None  # seconds; None = forever
+    max_loaded_models: int
+    num_parallel: int
+    max_queue: int
+    context_length: int
+    num_threads: int
+    api_key: str
+    origins: tuple[str, ...]
+    max_body_bytes: int
+    debug: bool
+    noprune: bool
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Config:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float | None:
+    """Parse an Ollama keep-alive: a number of seconds or a Go duration; negative means forever (None).
+
+    Raises :class:`InvalidRequest` for anything else, so a typo is never read as "forever".
+    """
+    if isinstance(value, bool):
+        raise InvalidRequest(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        return None if value < 0 else float(value)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"invalid duration {value!r}")
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return None if number < 0 else number
+    negative = text.startswith("-")
+    body = text.lstrip("+-")
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(body) or not body:
+        raise InvalidRequest(f'invalid duration "{value}": use seconds or a duration like "5m" or "1h30m"')
+    return None if negative else total
+
+
+def parse_host(value: str) -> tuple[str, str, int]:
+    """Parse ``[scheme://]host[:port]`` the way Ollama's clients do: no scheme means http and 11434."""
+    text = value.strip() or "127.0.0.1"
+    scheme = "http"
+    default_port = DEFAULT_PORT
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        default_port = 443 if scheme == "https" else 80
+    text = text.rstrip("/")
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        host = text[1:end]
+        rest = text[end + 1:]
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        try:
+            port = int(port_text)
+        except ValueError as exc:
+            raise InvalidRequest(f'invalid host "{value}": the port must be a number') from exc
+    return scheme, host or "127.0.0.1", port
+
+
+def _raw(env: Mapping[str, str], setting: Setting) -> str:
+    for prefix in ("OPENZOO_", "OLLAMA_"):
+        value = env.get(prefix + setting.name)
+        if value is not None and value != "":
+            return value
+    if setting.name == "HOME" and env.get("OLLAMA_MODELS") and not env.get("OPENZOO_HOME"):
+        return env["OLLAMA_MODELS"]
+    return setting.default
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"OPENZOO_{name} must be an integer, not {text!r}") from exc
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration from the environment (``os.environ`` by default), once."""
+    source = os.environ if env is None else env
+    raw: dict[str, str] = {s.field: _raw(source, s) for s in SETTINGS}
+    scheme, host, port = parse_host(raw["host"])
+    return Config(
+        home=Path(os.path.expanduser(raw["home"])),
+        host=host,
+        port=port,
+        scheme=scheme,
+        keep_alive=parse_duration(raw["keep_alive"]),
+        max_loaded_models=max(1, _int("MAX_LOADED_MODELS", raw["max_loaded_models"]) or 3),
+        num_parallel=max(1, _int("NUM_PARALLEL", raw["num_parallel"])),
+        max_queue=max(0, _int("MAX_QUEUE", raw["max_queue"])),
+        context_length=max(64, _int("CONTEXT_LENGTH", raw["context_length"])),
+        num_threads=max(0, _int("NUM_THREADS", raw["num_threads"])),
+        api_key=raw["api_key"],
+        origins=tuple(o.strip() for o in raw["origins"].split(",") if o.strip()),
+        max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),
+        debug=_bool(raw["debug"]),
+        noprune=_bool(raw["noprune"]),
+    )
+
+
+def render_markdown() -> str:
+    """The configuration reference, as written to ``docs/configuration.md``."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from src/openzoo/config.py by `openzoo config --markdown`; do not edit. -->",
+        "",
+        "Every setting is an environment variable. `OLLAMA_<NAME>` is honoured too; `OPENZOO_<NAME>` wins.",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+    ]
+    for s in SETTINGS:
+        lines.append(f"| `OPENZOO_{s.name}` | `{s.default or '(empty)'}` | {s.description} |")
+    return "\n".join(lines) + "\n"

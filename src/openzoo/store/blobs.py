@@ -1,0 +1,172 @@
+"""Content-addressed blob files: ``blobs/sha256-<hex>``.
+
+A blob is streamed through sha256 into a temp file in the same directory, fsynced, renamed onto its
+final name and the directory fsynced; so a file under a blob name always holds exactly the bytes its
+name promises, and a crash leaves at most a ``.partial`` temp file, removed at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from openzoo.errors import BlobNotFound, DigestMismatch, StoreCorrupt
+from openzoo.names import normalize_digest
+
+CHUNK = 1 << 20
+PARTIAL_SUFFIX = ".partial"
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: str
+    size: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class BlobStore:
+    """Blobs under ``root``; every write is atomic, every name is its content's sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        """The file of a blob (``sha256:<hex>`` or ``sha256-<hex>``), whether or not it exists."""
+        return self.root / ("sha256-" + normalize_digest(digest)[7:])
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"blob {digest} not found") from exc
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"blob {digest} not found") from exc
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def put_bytes(self, data: bytes) -> BlobInfo:
+        return self.put([data])
+
+    def put_file(self, path: Path, *, progress: ProgressCallback | None = None) -> BlobInfo:
+        with path.open("rb") as f:
+            return self.put(_chunks(f), progress=progress)
+
+    def put(self, chunks: Iterable[bytes], *, expected: str | None = None,
+            progress: ProgressCallback | None = None) -> BlobInfo:
+        """Store a stream of bytes; with ``expected``, refuse content whose digest differs.
+
+        The temp file carries this process's id so that start-up clean-up never removes the temp file
+        of an import still running in another process.
+        """
+        want = normalize_digest(expected) if expected else None
+        tmp = self.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}"
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with tmp.open("wb") as out:
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + hasher.hexdigest()
+            if want is not None and digest != want:
+                raise DigestMismatch(f'digest mismatch, expected "{want}", got "{digest}"')
+            final = self.path(digest)
+            if final.exists() and final.stat().st_size == size:
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
+                _fsync_dir(self.root)
+            return BlobInfo(digest, size)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(digest).unlink()
+
+    def digests(self) -> Iterator[str]:
+        """Every stored blob's digest (temp files excluded)."""
+        for entry in self.root.iterdir():
+            if entry.name.startswith("sha256-") and entry.is_file():
+                yield "sha256:" + entry.name[7:]
+
+    def remove_partials(self) -> list[Path]:
+        """Remove temp files left by crashed writers (those whose process is gone)."""
+        removed = []
+        for entry in self.root.glob(f".tmp-*{PARTIAL_SUFFIX}"):
+            try:
+                pid = int(entry.name.split("-")[1])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                continue
+            if pid == os.getpid():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+        return removed
+
+    def hash_file(self, digest: str, *, progress: ProgressCallback | None = None) -> str:
+        """Re-hash a stored blob and return the digest its content has now."""
+        hasher = hashlib.sha256()
+        with self.open(digest) as f:
+            for chunk in _chunks(f):
+                hasher.update(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        return "sha256:" + hasher.hexdigest()
+
+    def check(self, digest: str) -> None:
+        """Raise :class:`StoreCorrupt` when a blob's content no longer matches its name."""
+        actual = self.hash_file(digest)
+        if actual != normalize_digest(digest):
+            raise StoreCorrupt(f"blob {digest} is damaged: its content hashes to {actual}")
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    while chunk := f.read(CHUNK):
+        yield chunk

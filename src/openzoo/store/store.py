@@ -1,0 +1,123 @@
+"""The store under ``OPENZOO_HOME``: blobs, manifests and the catalog, kept consistent together.
+
+Order of every write: blobs first (atomic files), manifest blob next, catalog row last (one
+transaction). A reader that finds a name in the catalog therefore always finds every file it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from openzoo.errors import StoreCorrupt
+from openzoo.names import ModelName
+from openzoo.store.blobs import BlobInfo, BlobStore
+from openzoo.store.catalog import Catalog, CatalogEntry
+from openzoo.store.manifests import Manifest
+
+# A blob file that no catalog row refers to may belong to an import or upload still in flight in
+# another process; it is swept only once it is this old.
+SWEEP_GRACE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModel:
+    """A resolved model: its catalog entry, manifest and the manifest's digest."""
+
+    entry: CatalogEntry
+    manifest: Manifest
+
+    @property
+    def digest(self) -> str:
+        return self.entry.manifest_digest
+
+
+@dataclass(frozen=True, slots=True)
+class BlobCheck:
+    digest: str
+    ok: bool
+    detail: str
+
+
+class Store:
+    """Everything openzoo keeps on disk, opened once per process."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobStore(home / "blobs")
+        self.catalog = Catalog(home / "catalog.sqlite")
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def recover(self, *, grace_seconds: float = SWEEP_GRACE_SECONDS) -> list[str]:
+        """Start-up clean-up after a crash: temp files of dead writers, blob files nobody refers to."""
+        removed = [p.name for p in self.blobs.remove_partials()]
+        referenced = self.catalog.referenced_blobs()
+        now = time.time()
+        for digest in list(self.blobs.digests()):
+            if digest in referenced:
+                continue
+            path = self.blobs.path(digest)
+            try:
+                if now - path.stat().st_mtime >= grace_seconds:
+                    self.blobs.delete(digest)
+                    removed.append(path.name)
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def write_manifest(self, manifest: Manifest) -> BlobInfo:
+        return self.blobs.put_bytes(manifest.to_bytes())
+
+    def load_manifest(self, digest: str) -> Manifest:
+        try:
+            return Manifest.from_bytes(self.blobs.read(digest))
+        except FileNotFoundError as exc:
+            raise StoreCorrupt(f"manifest {digest} is missing") from exc
+
+    def resolve(self, name: ModelName) -> StoredModel:
+        entry = self.catalog.get(name)
+        return StoredModel(entry, self.load_manifest(entry.manifest_digest))
+
+    def tag(self, name: ModelName, manifest: Manifest) -> str:
+        """Store ``manifest`` and point ``name`` at it; every layer blob must already exist."""
+        for digest in manifest.blob_digests():
+            if not self.blobs.exists(digest):
+                raise StoreCorrupt(f"cannot tag {name.display}: blob {digest} is missing")
+        info = self.write_manifest(manifest)
+        blobs = [(info.digest, info.size)]
+        blobs += [(manifest.config.digest, manifest.config.size)]
+        blobs += [(layer.digest, layer.size) for layer in manifest.layers]
+        self.catalog.tag(name, info.digest, blobs)
+        return info.digest
+
+    def delete(self, name: ModelName, *, prune: bool = True) -> list[str]:
+        """Remove a name and the blobs only it needed; return the removed digests."""
+        gone = self.catalog.delete(name)
+        if prune:
+            for digest in gone:
+                self.blobs.delete(digest)
+        return gone
+
+    def manifest_size(self, manifest: Manifest) -> int:
+        return manifest.config.size + sum(layer.size for layer in manifest.layers)
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> Iterator[BlobCheck]:
+        """Re-hash every blob the catalog refers to, and check the catalog itself."""
+        for problem in self.catalog.integrity_check():
+            yield BlobCheck("catalog", False, problem)
+        for digest in sorted(self.catalog.referenced_blobs()):
+            if not self.blobs.exists(digest):
+                yield BlobCheck(digest, False, "missing")
+                continue
+            actual = self.blobs.hash_file(digest, progress=progress)
+            if actual == digest:
+                self.catalog.mark_verified(digest, time.time())
+                yield BlobCheck(digest, True, "ok")
+            else:
+                self.catalog.mark_verified(digest, None)
+                yield BlobCheck(digest, False, f"content hashes to {actual}")
