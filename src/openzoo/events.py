@@ -59,6 +59,16 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asked for, with its arguments parsed into an object."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The end of a generation: why it stopped and what it cost (durations in nanoseconds)."""
 
@@ -72,6 +82,7 @@ class Done:
     context: tuple[int, ...] = ()
     prompt_logprobs: tuple[TokenLogprob | None, ...] = ()
     prompt_token_ids: tuple[int, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

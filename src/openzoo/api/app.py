@@ -1,0 +1,49 @@
+"""``create_app(services)``: the ASGI app of ``openzoo serve``, with every router and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openzoo import __version__
+from openzoo.api import errors
+from openzoo.api.security import SecurityMiddleware
+from openzoo.services import Services
+
+
+def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI:
+    """Build the app around already-constructed services (tests pass their own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            services.close()
+
+    app = FastAPI(title="openzoo", version=__version__, lifespan=lifespan,
+                  description="Ollama-compatible, OpenAI-compatible and openzoo's own API.")
+    app.state.services = services
+    errors.install(app)
+    from openzoo.api import ollama
+
+    app.include_router(ollama.router)
+    for module in ("openzoo.api.openai", "openzoo.api.zoo", "openzoo.web.routes"):
+        router = _optional_router(module)
+        if router is not None:
+            app.include_router(router)
+    app.add_middleware(SecurityMiddleware, config=services.config)
+    return app
+
+
+def _optional_router(module: str):  # type: ignore[no-untyped-def]
+    """Routers of surfaces that other work adds; absent ones are simply not mounted."""
+    import importlib
+
+    try:
+        return importlib.import_module(module).router
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise

@@ -1,0 +1,363 @@
+"""Ollama's ``/api/*`` routes: thin handlers over the domain services.
+
+Each handler parses its body, calls one domain function and renders events with
+``api/ollama_wire.py``. Errors before the first byte raise (the app maps them to a status and
+``{"error": ...}``); errors after it become a final NDJSON ``{"error": ...}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+
+from openzoo import __version__, names
+from openzoo.api import ollama_wire as wire
+from openzoo.api.deps import services_of
+from openzoo.api.errors import describe_validation
+from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
+from openzoo.errors import InvalidRequest, OpenzooError, PayloadTooLarge
+from openzoo.events import Done, Event, Failure, Progress, TextChunk
+from openzoo.inference import ChatRequest, CompletionRequest, Generation
+from openzoo.models import CreateSpec
+
+router = APIRouter()
+B = TypeVar("B", bound=BaseModel)
+NDJSON = "application/x-ndjson"
+
+
+async def read_body(request: Request, model: type[B]) -> B:
+    """Parse a JSON body into ``model``; every failure is a 400 with a message that says why."""
+    limit = services_of(request).config.max_body_bytes
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not raw.strip():
+        raise InvalidRequest("missing request body")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation(exc.errors())) from exc
+
+
+def _require_model(name: str) -> str:
+    if not name:
+        raise InvalidRequest("model is required")
+    names.parse(name)
+    return name
+
+
+# --- server info -------------------------------------------------------------------------------
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root(request: Request) -> Response:
+    if "text/html" in request.headers.get("accept", ""):
+        return Response(status_code=307, headers={"Location": "/ui/"})
+    return PlainTextResponse("Ollama is running")
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+# --- generation --------------------------------------------------------------------------------
+
+
+def _ndjson(events: AsyncIterator[dict[str, Any]], on_close: Callable[[], None] | None) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        async for obj in events:
+            yield ndjson_line(obj)
+
+    return ClosingStreamingResponse(body(), media_type=NDJSON, on_close=on_close)
+
+
+async def _events(generation: Generation) -> AsyncIterator[Event]:
+    async for event in iterate_in_thread(generation, on_close=generation.close):
+        yield event
+
+
+def _load_reply(model: str, reason: str, *, chat: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model, "created_at": wire.now_rfc3339(), "done": True, "done_reason": reason}
+    if chat:
+        out["message"] = {"role": "assistant", "content": ""}
+    else:
+        out["response"] = ""
+    return out
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    body = await read_body(request, wire.GenerateBody)
+    inference = services_of(request).inference
+    keep_alive = wire.keep_alive(body.keep_alive)
+    _require_model(body.model)
+    if not body.prompt and not body.suffix and not body.context:
+        spec, _ = await _run(inference.load, body.model, keep_alive, body.options)
+        return JSONResponse(_load_reply(spec.name.display, "unload" if keep_alive == 0 else "load", chat=False))
+    req = CompletionRequest(model=body.model, prompt=body.prompt, system=body.system, template=body.template,
+                            suffix=body.suffix, context=body.context, raw=body.raw, format=body.format,
+                            options=body.options, keep_alive=keep_alive, logprobs=body.logprobs,
+                            top_logprobs=body.top_logprobs, images=body.images, think=body.think)
+    generation = await _run(inference.completion, req)
+    name = generation.model_name
+    want_lp = body.logprobs or body.top_logprobs > 0
+
+    if not body.stream:
+        text, lps, done, error = await _collect(generation, body.top_logprobs)
+        if error is not None:
+            raise error
+        assert done is not None
+        return JSONResponse(wire.generate_done(name, done, response=text, raw=body.raw,
+                                               all_logprobs=lps if want_lp else None))
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        async for event in _events(generation):
+            if isinstance(event, TextChunk):
+                yield wire.generate_chunk(name, event, body.top_logprobs, want_lp)
+            elif isinstance(event, Done):
+                yield wire.generate_done(name, event, raw=body.raw)
+            elif isinstance(event, Failure):
+                yield {"error": event.error.message}
+
+    return _ndjson(stream(), generation.close)
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    body = await read_body(request, wire.ChatBody)
+    inference = services_of(request).inference
+    keep_alive = wire.keep_alive(body.keep_alive)
+    _require_model(body.model)
+    if not body.messages:
+        spec, _ = await _run(inference.load, body.model, keep_alive, body.options)
+        return JSONResponse(_load_reply(spec.name.display, "unload" if keep_alive == 0 else "load", chat=True))
+    req = ChatRequest(model=body.model, messages=body.messages, tools=body.tools, format=body.format,
+                      options=body.options, keep_alive=keep_alive, logprobs=body.logprobs,
+                      top_logprobs=body.top_logprobs, think=body.think)
+    generation = await _run(inference.chat, req)
+    name = generation.model_name
+    want_lp = body.logprobs or body.top_logprobs > 0
+
+    if not body.stream:
+        text, lps, done, error = await _collect(generation, body.top_logprobs)
+        if error is not None:
+            raise error
+        assert done is not None
+        return JSONResponse(wire.chat_done(name, done, content=text, all_logprobs=lps if want_lp else None))
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        async for event in _events(generation):
+            if isinstance(event, TextChunk):
+                yield wire.chat_chunk(name, event, body.top_logprobs, want_lp)
+            elif isinstance(event, Done):
+                yield wire.chat_done(name, event)
+            elif isinstance(event, Failure):
+                yield {"error": event.error.message}
+
+    return _ndjson(stream(), generation.close)
+
+
+async def _collect(generation: Generation,
+                   top_logprobs: int) -> tuple[str, list[dict[str, Any]], Done | None, OpenzooError | None]:
+    parts: list[str] = []
+    lps: list[dict[str, Any]] = []
+    done: Done | None = None
+    async for event in _events(generation):
+        if isinstance(event, TextChunk):
+            parts.append(event.text)
+            lps.extend(wire.logprobs(event, top_logprobs))
+        elif isinstance(event, Done):
+            done = event
+        elif isinstance(event, Failure):
+            return "".join(parts), lps, None, event.error
+    return "".join(parts), lps, done, None
+
+
+T = TypeVar("T")
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking domain call (model loading, file hashing) off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
+
+
+# --- embeddings --------------------------------------------------------------------------------
+
+
+@router.post("/api/embed")
+async def embed(request: Request) -> dict[str, Any]:
+    body = await read_body(request, wire.EmbedBody)
+    _require_model(body.model)
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    inputs = [text for text in inputs if text != ""] if isinstance(body.input, str) else inputs
+    result = await _run(lambda: services_of(request).inference.embed(
+        body.model, inputs, truncate=body.truncate, options=body.options,
+        keep_alive=wire.keep_alive(body.keep_alive), dimensions=body.dimensions))
+    out: dict[str, Any] = {"model": result.model, "embeddings": result.vectors}
+    out.update({k: v for k, v in {"total_duration": result.total_ns, "load_duration": result.load_ns,
+                                  "prompt_eval_count": result.prompt_tokens}.items() if v})
+    return out
+
+
+@router.post("/api/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await read_body(request, wire.EmbeddingsBody)
+    _require_model(body.model)
+    inputs = [body.prompt] if body.prompt else []
+    result = await _run(lambda: services_of(request).inference.embed(
+        body.model, inputs, normalize=False, options=body.options, keep_alive=wire.keep_alive(body.keep_alive)))
+    return {"embedding": result.vectors[0] if result.vectors else []}
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> dict[str, Any]:
+    models = services_of(request).models.list()
+    return {"models": [{"name": m.name, "model": m.name, "modified_at": wire.rfc3339(m.modified_at),
+                        "size": m.size, "digest": m.digest.removeprefix("sha256:"),
+                        "details": m.details.to_json()} for m in models]}
+
+
+@router.post("/api/show")
+async def show(request: Request) -> dict[str, Any]:
+    from openzoo.show import show_model
+
+    body = await read_body(request, wire.ModelBody)
+    return await _run(show_model, services_of(request), _require_model(body.target), body.verbose)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    loaded = services_of(request).scheduler.loaded()
+    far_future = 4102444800.0  # what "forever" looks like on the wire (year 2100)
+    return {"models": [{
+        "name": info.spec.name, "model": info.spec.name, "size": info.memory_bytes,
+        "digest": info.spec.manifest_digest.removeprefix("sha256:"), "details": info.spec.details,
+        "expires_at": wire.rfc3339(info.expires_at if info.expires_at is not None else far_future),
+        "size_vram": 0, "context_length": info.spec.n_ctx,
+    } for info in loaded]}
+
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    body = await read_body(request, wire.CopyBody)
+    services_of(request).models.copy(body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    body = await read_body(request, wire.ModelBody)
+    services = services_of(request)
+    name = _require_model(body.target)
+    spec = services.models.resolve(name)
+    services.scheduler.unload(spec.digest)
+    await _run(services.models.delete, name)
+    return Response(status_code=200)
+
+
+def _progress_response(events: Iterable[Progress], stream: bool) -> Response:
+    """Stream progress as NDJSON, or drain it and answer ``{"status": "success"}``."""
+    iterator = iter(events)
+    if not stream:
+        for _ in iterator:
+            pass
+        return JSONResponse({"status": "success"})
+
+    async def body() -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for event in iterate_in_thread(iterator):
+                yield wire.progress(event)
+        except OpenzooError as exc:
+            yield {"error": exc.message}
+
+    return _ndjson(body(), None)
+
+
+async def _first_then_rest(events: Iterator[Progress]) -> Iterator[Progress]:
+    """Run a progress generator up to its first event so that early errors get a real status."""
+    first = await _run(next, events, None)
+    if first is None:
+        return iter(())
+
+    def chained() -> Iterator[Progress]:
+        yield first
+        yield from events
+
+    return chained()
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    body = await read_body(request, wire.ModelBody)
+    name = _require_model(body.target)
+    events = await _first_then_rest(services_of(request).models.pull(name))
+    if not body.stream:
+        await _run(lambda: [None for _ in events])
+        return JSONResponse({"status": "success"})
+    return _progress_response(events, True)
+
+
+@router.post("/api/push")
+async def push(request: Request) -> Response:
+    body = await read_body(request, wire.ModelBody)
+    name = names.parse(_require_model(body.target))
+    services_of(request).models.resolve(name.display)
+    from openzoo.errors import NotSupported
+
+    raise NotSupported(f'pushing "{name.display}" is not supported yet: zoo-to-zoo transfer comes with '
+                       "the registry", hint="share the model's GGUF file and import it on the other side")
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    body = await read_body(request, wire.CreateBody)
+    name = _require_model(body.model or body.name)
+    license_texts = (body.license,) if isinstance(body.license, str) else tuple(body.license or ())
+    spec = CreateSpec(name=name, base=body.from_, files=body.files or {}, adapters=body.adapters or {},
+                      template=body.template, system=body.system, parameters=body.parameters,
+                      license=license_texts, messages=tuple(body.messages or ()))
+    if body.quantize:
+        raise InvalidRequest("quantize is not supported yet; create from an already quantized GGUF",
+                             param="quantize")
+    events = await _first_then_rest(services_of(request).models.create(spec))
+    if not body.stream:
+        await _run(lambda: [None for _ in events])
+        return JSONResponse({"status": "success"})
+    return _progress_response(events, True)
+
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(request: Request, digest: str) -> Response:
+    exists = services_of(request).store.blobs.exists(names.normalize_digest(digest))
+    return Response(status_code=200 if exists else 404)
+
+
+@router.post("/api/blobs/{digest}")
+async def blob_upload(request: Request, digest: str) -> Response:
+    expected = names.normalize_digest(digest)
+    blobs = services_of(request).store.blobs
+    if blobs.exists(expected):
+        return Response(status_code=200)
+    writer = blobs.writer()
+    with writer:
+        async for chunk in request.stream():
+            await _run(writer.write, chunk)
+        await _run(writer.commit, expected)
+    return Response(status_code=201)

@@ -1,0 +1,145 @@
+"""Network safety beyond Ollama's: Host checks against DNS rebinding, CORS, and an optional API key.
+
+One pure ASGI middleware, so that every route (and the web UI) is covered without a decorator to
+forget. Rules:
+
+- On a loopback bind the ``Host`` header must be a local name; a page on evil.example that rebinds
+  its DNS to 127.0.0.1 gets 403.
+- CORS answers only for localhost-like origins and those in ``OPENZOO_ORIGINS`` (``*`` wildcards).
+- With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` (compared in
+  constant time); ``GET /`` and ``HEAD /`` stay open as a liveness check.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import ipaddress
+import json
+import socket
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openzoo.config import Config
+
+DEFAULT_ORIGINS = (
+    "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
+    "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
+    "http://0.0.0.0", "https://0.0.0.0", "http://0.0.0.0:*", "https://0.0.0.0:*",
+    "app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
+)
+ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, "
+                 "x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, "
+                 "x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, "
+                 "x-stainless-async, x-stainless-helper-method, x-stainless-timeout")
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_allowed(host_header: str) -> bool:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:host.find("]")]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if not host or host in {"localhost", socket.gethostname().lower()}:
+        return True
+    if host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.check_host = is_loopback(config.host)
+        self.origins = DEFAULT_ORIGINS + config.origins
+        self.api_key = config.api_key
+
+    def origin_allowed(self, origin: str) -> bool:
+        return any(fnmatch.fnmatchcase(origin, pattern) for pattern in self.origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path: str = scope["path"]
+        if self.check_host and not _host_allowed(headers.get("host", "")):
+            await _reply(send, 403, path, "host not allowed: use a local name to reach this server")
+            return
+        origin = headers.get("origin")
+        cors: list[tuple[bytes, bytes]] = []
+        if origin is not None:
+            if not self.origin_allowed(origin):
+                await _reply(send, 403, path, None)
+                return
+            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+            if scope["method"] == "OPTIONS":
+                await send({"type": "http.response.start", "status": 204, "headers": [
+                    *cors, (b"access-control-allow-methods", ALLOW_METHODS.encode()),
+                    (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
+                    (b"access-control-max-age", b"86400")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        if self.api_key and not (path == "/" and scope["method"] in {"GET", "HEAD"}):
+            if not self._authorized(headers, path):
+                await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
+                             extra=[*cors, (b"www-authenticate", b"Bearer")])
+                return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start" and cors:
+                message = {**message, "headers": [*message.get("headers", []), *cors]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    def _authorized(self, headers: dict[str, str], path: str) -> bool:
+        supplied = headers.get("authorization", "")
+        if supplied.lower().startswith("bearer "):
+            token = supplied[7:].strip()
+        elif path.startswith("/ui"):
+            token = _cookie(headers.get("cookie", ""), "openzoo_key")
+        else:
+            token = ""
+        return bool(token) and hmac.compare_digest(token.encode(), self.api_key.encode())
+
+
+def _cookie(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+async def _reply(send: Send, status: int, path: str, message: str | None,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    from openzoo.api.errors import is_openai_path
+
+    if message is None:
+        body = b""
+        headers: list[tuple[bytes, bytes]] = []
+    else:
+        code = {401: "unauthorized", 403: "forbidden"}.get(status, "error")
+        payload = ({"error": {"message": message, "type": "authentication_error" if status == 401
+                              else "permission_error", "param": None, "code": code}}
+                   if is_openai_path(path) else {"error": message})
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode()), *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})

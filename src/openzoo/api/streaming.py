@@ -1,0 +1,85 @@
+"""Domain event streams → HTTP bodies: NDJSON for ``/api``, SSE for ``/v1``.
+
+A blocking event iterator (the engine decodes in its own thread) is pumped by a worker thread into
+an asyncio queue, so the event loop never blocks. When the client goes away the response's body
+iterator is closed, which calls ``on_close`` (cancelling the engine request so its slot is freed at
+the next decode step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
+_END = object()
+
+
+async def iterate_in_thread(source: Iterable[T], on_close: Callable[[], None] | None = None) -> AsyncIterator[T]:
+    """Iterate a blocking iterable in a worker thread, yielding its items on the event loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in source:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # delivered to the consumer, which re-raises it
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            if isinstance(source, Iterator) and hasattr(source, "close"):
+                source.close()
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    worker = threading.Thread(target=pump, name="openzoo-stream", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        if on_close is not None:
+            on_close()
+
+
+def ndjson_line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def sse_event(obj: dict[str, Any] | str) -> bytes:
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always runs ``on_close``, also when the client disconnected."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, media_type: str,
+                 on_close: Callable[[], None] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            iterator = self.body_iterator
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if self._on_close is not None:
+                self._on_close()

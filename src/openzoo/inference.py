@@ -1,0 +1,370 @@
+"""Generation, chat and embeddings: API-neutral requests in, domain events out.
+
+This is the one code path for every surface: ``/api/generate``, ``/api/chat``, ``/v1/completions``,
+``/v1/chat/completions``, the CLI's ``run`` and the audit scorer all build one of these requests. The
+request is checked, the model resolved and loaded *before* a :class:`Generation` is returned, so that
+surfaces can answer errors with a real status before the first byte is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
+from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
+from openzoo.formats import grammar as grammars
+from openzoo.formats.templates import ChatTemplate, template_for_model
+from openzoo.formats.tools import parse_tool_calls
+from openzoo.models import Models, ModelSpec
+from openzoo.options import RunOptions, merge, parse
+from openzoo.runtime.base import GenerationHandle, GenerationRequest, LoadedModel
+from openzoo.runtime.scheduler import LoadSpec, Scheduler
+
+KeepAlive = float | None | Literal["default"]
+Format = str | dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    """A prompt completion (``/api/generate``, ``/v1/completions``).
+
+    ``prompt`` as a list of token ids is used verbatim (no template, no BOS), as lm-eval expects.
+    ``prompt_logprobs`` (k) asks for the log-probability of every prompt token with k alternatives.
+    """
+
+    model: str
+    prompt: str | list[int] = ""
+    system: str | None = None
+    template: str | None = None
+    suffix: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    format: Format = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive = "default"
+    logprobs: bool = False
+    top_logprobs: int = 0
+    prompt_logprobs: int | None = None
+    images: list[str] | None = None
+    think: bool | str | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat turn (``/api/chat``, ``/v1/chat/completions``)."""
+
+    model: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    format: Format = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive = "default"
+    logprobs: bool = False
+    top_logprobs: int = 0
+    think: bool | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int
+    total_ns: int
+    load_ns: int
+
+
+class Generation:
+    """A started generation holding its model until iteration ends or :meth:`close` is called.
+
+    Iterate for events (blocking; run it in a worker thread from async code); ``close`` cancels the
+    engine request, so a client that disconnects frees its slot at the next decode step.
+    """
+
+    def __init__(self, spec: ModelSpec, lease: contextlib.AbstractContextManager[tuple[LoadedModel, int]],
+                 model: LoadedModel, load_ns: int, request: GenerationRequest, *,
+                 collect_tools: bool = False, started: int | None = None) -> None:
+        self.spec = spec
+        self.model_name = spec.name.display
+        self._lease = lease
+        self._model = model
+        self._load_ns = load_ns
+        self._request = request
+        self._collect_tools = collect_tools
+        self._started = started or time.perf_counter_ns()
+        self._handle: GenerationHandle | None = None
+        self._closed = False
+        self.prompt_tokens = len(request.prompt)
+
+    @property
+    def model(self) -> LoadedModel:
+        return self._model
+
+    def start(self) -> None:
+        """Submit to the engine; raises (e.g. :class:`ServerBusy`) before any event is produced."""
+        try:
+            self._handle = self._model.submit(self._request)
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[Event]:
+        if self._handle is None:
+            self.start()
+        assert self._handle is not None
+        pieces: list[TextChunk] = []
+        try:
+            for event in self._handle:
+                if isinstance(event, TextChunk):
+                    if self._collect_tools:
+                        pieces.append(event)
+                        continue
+                    yield event
+                elif isinstance(event, Done):
+                    yield from self._finish(event, pieces)
+                    return
+                else:
+                    yield event
+                    return
+        except OpenzooError as exc:
+            yield Failure(exc)
+        except Exception as exc:  # the engine thread must never take a stream down silently
+            yield Failure(EngineError(f"generation failed: {exc}"))
+        finally:
+            self.close()
+
+    def _finish(self, done: Done, pieces: list[TextChunk]) -> Iterator[Event]:
+        extra: dict[str, Any] = {"load_ns": self._load_ns,
+                                 "total_ns": time.perf_counter_ns() - self._started}
+        if self._collect_tools:
+            text = "".join(p.text for p in pieces)
+            calls = parse_tool_calls(text)
+            if calls:
+                extra["tool_calls"] = tuple(ToolCall(name, args, id=f"call_{i}", index=i)
+                                            for i, (name, args) in enumerate(calls))
+            elif pieces:
+                yield TextChunk(text, tuple(t for p in pieces for t in p.token_ids),
+                                tuple(lp for p in pieces for lp in p.logprobs))
+        fields = {f: getattr(done, f) for f in Done.__dataclass_fields__}
+        fields.update(extra)
+        yield Done(**fields)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._handle is not None:
+            self._handle.cancel()
+        self._lease.__exit__(None, None, None)
+
+
+class Inference:
+    """Turns requests into engine work on the scheduler's loaded models."""
+
+    def __init__(self, models: Models, scheduler: Scheduler, *, default_num_ctx: int = 4096) -> None:
+        self.models = models
+        self.scheduler = scheduler
+        self.default_num_ctx = default_num_ctx
+
+    # helpers
+
+    def _load_spec(self, spec: ModelSpec, opts: RunOptions) -> LoadSpec:
+        n_ctx = opts.num_ctx or self.default_num_ctx
+        trained = spec.config.get("context_length")
+        if isinstance(trained, int) and trained > 0:
+            n_ctx = min(n_ctx, trained)
+        return LoadSpec(spec.digest, spec.name.display, spec.weights, n_ctx,
+                        tuple((path, 1.0) for path in spec.adapters), spec.details.to_json(), spec.size)
+
+    def _lease(self, spec: ModelSpec, opts: RunOptions,
+               keep_alive: KeepAlive) -> tuple[contextlib.AbstractContextManager[tuple[LoadedModel, int]],
+                                                LoadedModel, int]:
+        lease = self.scheduler.use(self._load_spec(spec, opts), keep_alive)
+        model, load_ns = lease.__enter__()
+        return lease, model, load_ns
+
+    def template_for(self, spec: ModelSpec, override: str | None = None) -> ChatTemplate:
+        """A request's TEMPLATE wins, then the Modelfile's, then the GGUF's own, then the built-in."""
+        gguf_template = self.models.gguf_info(spec).chat_template if spec.config.get("has_chat_template") else None
+        return template_for_model(str(spec.config.get("architecture", "")), gguf_template=gguf_template,
+                                  modelfile_template=override or spec.template)
+
+    @staticmethod
+    def _grammar(fmt: Format) -> str | None:
+        if fmt is None or fmt == "":
+            return None
+        if fmt == "json":
+            return grammars.json_grammar()
+        if isinstance(fmt, dict):
+            return grammars.schema_grammar(fmt)
+        raise InvalidRequest(f'invalid format "{fmt}": use "json" or a JSON schema object', param="format")
+
+    @staticmethod
+    def _tokens(model: LoadedModel, text: str) -> list[int]:
+        tokens = model.tokenize(text, add_special=True, parse_special=True)
+        bos = model.bos_token_id
+        if bos is not None and len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]  # the template already wrote the BOS token
+        return tokens
+
+    @staticmethod
+    def _fit(tokens: list[int], n_ctx: int, opts: RunOptions) -> list[int]:
+        """Keep a prompt inside the context: the first ``num_keep`` tokens and the most recent rest."""
+        reserve = opts.num_predict if 0 < opts.num_predict < n_ctx // 2 else min(256, n_ctx // 4)
+        limit = max(1, n_ctx - reserve)
+        if len(tokens) <= limit:
+            return tokens
+        keep = max(0, min(opts.num_keep, limit // 2))
+        return tokens[:keep] + tokens[len(tokens) - (limit - keep):]
+
+    def _engine_request(self, prompt: list[int], opts: RunOptions, *, fmt: Format, logprobs: bool,
+                        top_logprobs: int, prompt_logprobs: int | None = None,
+                        template: ChatTemplate | None = None) -> GenerationRequest:
+        if not 0 <= top_logprobs <= 20:
+            raise InvalidRequest("top_logprobs must be between 0 and 20", param="top_logprobs")
+        stop = opts.stop + tuple(s for s in (template.stop if template else ()) if s not in opts.stop)
+        return GenerationRequest(tuple(prompt), opts.sampling, max_tokens=opts.num_predict, stop=stop,
+                                 grammar=self._grammar(fmt), logprobs=logprobs or top_logprobs > 0,
+                                 top_logprobs=top_logprobs, prompt_logprobs=prompt_logprobs)
+
+    @staticmethod
+    def _check_media(spec: ModelSpec, images: Sequence[Any] | None) -> None:
+        if images:
+            raise NotSupported(f"{spec.name.display} does not support vision")
+
+    # requests
+
+    def completion(self, req: CompletionRequest) -> Generation:
+        """Check, load and submit a completion; errors raise before any event."""
+        started = time.perf_counter_ns()
+        spec = self.models.resolve(req.model)
+        if req.raw and (req.template or req.system or req.context):
+            raise InvalidRequest("raw mode does not support template, system, or context")
+        self._check_media(spec, req.images)
+        opts = parse(merge(spec.parameters, req.options))
+        template = None if req.raw or isinstance(req.prompt, list) else self.template_for(spec, req.template)
+        if req.suffix and (template is None or not template.supports_insert):
+            raise NotSupported(f"{spec.name.display} does not support insert")
+        lease, model, load_ns = self._lease(spec, opts, req.keep_alive)
+        try:
+            if isinstance(req.prompt, list):
+                tokens = list(req.prompt)
+                if any(not 0 <= t < model.n_vocab for t in tokens):
+                    raise InvalidRequest(f"prompt token ids must be between 0 and {model.n_vocab - 1}",
+                                         param="prompt")
+            elif template is None:
+                tokens = self._tokens(model, req.prompt)
+            else:
+                system = req.system if req.system is not None else spec.system
+                tokens = self._tokens(model, template.render_prompt(system, req.prompt, req.suffix))
+            if req.context:
+                tokens = list(req.context) + tokens
+            if req.prompt_logprobs is None:
+                tokens = self._fit(tokens, model.n_ctx, opts)
+            request = self._engine_request(tokens, opts, fmt=req.format, logprobs=req.logprobs,
+                                           top_logprobs=req.top_logprobs, prompt_logprobs=req.prompt_logprobs,
+                                           template=template)
+        except BaseException:
+            lease.__exit__(None, None, None)
+            raise
+        generation = Generation(spec, lease, model, load_ns, request, started=started)
+        generation.start()
+        return generation
+
+    def chat(self, req: ChatRequest) -> Generation:
+        started = time.perf_counter_ns()
+        spec = self.models.resolve(req.model)
+        messages = [_check_message(i, m) for i, m in enumerate(req.messages)]
+        for message in messages:
+            self._check_media(spec, message.get("images"))
+        if spec.system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": spec.system})
+        messages = [*spec.messages, *messages] if spec.messages else messages
+        opts = parse(merge(spec.parameters, req.options))
+        template = self.template_for(spec)
+        tools = req.tools or None
+        text = template.render(messages, tools=tools, add_generation_prompt=True)
+        lease, model, load_ns = self._lease(spec, opts, req.keep_alive)
+        try:
+            tokens = self._fit(self._tokens(model, text), model.n_ctx, opts)
+            request = self._engine_request(tokens, opts, fmt=req.format, logprobs=req.logprobs,
+                                           top_logprobs=req.top_logprobs, template=template)
+        except BaseException:
+            lease.__exit__(None, None, None)
+            raise
+        generation = Generation(spec, lease, model, load_ns, request, collect_tools=bool(tools), started=started)
+        generation.start()
+        return generation
+
+    def load(self, model: str, keep_alive: KeepAlive = "default",
+             options: dict[str, Any] | None = None) -> tuple[ModelSpec, int]:
+        """Load a model (an empty prompt) or, with ``keep_alive`` 0, unload it; return load time."""
+        spec = self.models.resolve(model)
+        if keep_alive == 0 or keep_alive == 0.0:
+            self.scheduler.unload(spec.digest)
+            return spec, 0
+        opts = parse(merge(spec.parameters, options))
+        return spec, self.scheduler.touch(self._load_spec(spec, opts), keep_alive)
+
+    def embed(self, model: str, inputs: Sequence[str], *, truncate: bool = True, normalize: bool = True,
+              options: dict[str, Any] | None = None, keep_alive: KeepAlive = "default",
+              dimensions: int | None = None) -> Embeddings:
+        started = time.perf_counter_ns()
+        spec = self.models.resolve(model)
+        opts = parse(merge(spec.parameters, options))
+        with self.scheduler.use(self._load_spec(spec, opts), keep_alive) as (loaded, load_ns):
+            if not inputs:
+                return Embeddings(spec.name.display, [], 0, time.perf_counter_ns() - started, load_ns)
+            vectors, count = loaded.embed(list(inputs), normalize=normalize, truncate=truncate)
+        if dimensions is not None:
+            if dimensions < 1 or (vectors and dimensions > len(vectors[0])):
+                raise InvalidRequest(f"dimensions must be between 1 and {len(vectors[0]) if vectors else 0}",
+                                     param="dimensions")
+            vectors = [_renormalize(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
+        return Embeddings(spec.name.display, vectors, count, time.perf_counter_ns() - started, load_ns)
+
+    def tokenize(self, model: str, text: str, *, add_special: bool = False) -> list[int]:
+        spec = self.models.resolve(model)
+        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+            return loaded.tokenize(text, add_special=add_special, parse_special=True)
+
+    def detokenize(self, model: str, tokens: Sequence[int]) -> str:
+        spec = self.models.resolve(model)
+        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+            return loaded.detokenize(tokens)
+
+
+_ROLES = {"system", "user", "assistant", "tool"}
+
+
+def _check_message(index: int, message: Any) -> dict[str, Any]:
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"messages[{index}] must be an object", param="messages")
+    role = message.get("role")
+    if not isinstance(role, str) or role.lower() not in _ROLES:
+        raise InvalidRequest(f"messages[{index}].role must be one of system, user, assistant, tool",
+                             param="messages")
+    content = message.get("content", "")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise InvalidRequest(f"messages[{index}].content must be a string", param="messages")
+    checked = dict(message)
+    checked["role"] = role.lower()
+    checked["content"] = content
+    if checked.get("tool_calls"):
+        for call in checked["tool_calls"]:
+            fn = call.get("function", {}) if isinstance(call, dict) else {}
+            if isinstance(fn.get("arguments"), str):
+                with contextlib.suppress(ValueError):
+                    fn["arguments"] = json.loads(fn["arguments"])
+    return checked
+
+
+def _renormalize(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm > 0 else vector

