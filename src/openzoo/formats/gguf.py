@@ -344,12 +344,16 @@ def _read_kvs(
     return kv, arrays
 
 
-def _read_tensor_infos(cursor: _Cursor, tensor_count: int) -> list[tuple[str, tuple[int, ...], int, int, int]]:
+def _read_tensor_infos(
+    cursor: _Cursor, tensor_count: int
+) -> list[tuple[str, tuple[int, ...], int, int, int]]:
     infos: list[tuple[str, tuple[int, ...], int, int, int]] = []
     seen: set[str] = set()
     for index in range(tensor_count):
         start = cursor.pos
-        name = _decode(cursor.string(f"tensor {index} name", limit=MAX_KEY_LENGTH), "tensor name", cursor, start)
+        name = _decode(
+            cursor.string(f"tensor {index} name", limit=MAX_KEY_LENGTH), "tensor name", cursor, start
+        )
         if name in seen:
             raise cursor.fail(f"duplicate tensor name {name!r}", start)
         seen.add(name)
@@ -366,7 +370,6 @@ def _read_tensor_infos(cursor: _Cursor, tensor_count: int) -> list[tuple[str, tu
             raise cursor.fail(f"tensor {name} has unknown ggml type {ggml_type}", type_at)
         infos.append((name, shape, ggml_type, cursor.u64(f"tensor {name} offset"), start))
     return infos
-
 
 
 def _place_tensors(
@@ -397,7 +400,9 @@ def _place_tensors(
     previous: TensorInfo | None = None
     for tensor in sorted(tensors, key=lambda t: t.offset):
         if previous is not None and previous.offset + previous.n_bytes > tensor.offset:
-            raise cursor.fail(f"tensor {tensor.name} overlaps tensor {previous.name}", data_offset + tensor.offset)
+            raise cursor.fail(
+                f"tensor {tensor.name} overlaps tensor {previous.name}", data_offset + tensor.offset
+            )
         previous = tensor
     return tuple(tensors)
 

@@ -265,7 +265,7 @@ class _Translator:
         while at < len(action):
             match = _TOKEN.match(action, at)
             if match is None:
-                raise self.fail(f"unrecognised text {action[at:at + 10]!r}")
+                raise self.fail(f"unrecognised text {action[at : at + 10]!r}")
             if match.lastgroup != "ws":
                 self.tokens.append((match.lastgroup or "", match.group()))
             at = match.end()
@@ -371,7 +371,11 @@ def _split(source: str) -> list[tuple[str, str]]:
             return parts
         text = source[pos:start]
         inner = start + 2
-        if source.startswith("- ", inner) or source.startswith("-\t", inner) or source.startswith("-\n", inner):
+        if (
+            source.startswith("- ", inner)
+            or source.startswith("-\t", inner)
+            or source.startswith("-\n", inner)
+        ):
             text = text.rstrip()
             inner += 2
         parts.append(("text", text))
@@ -396,7 +400,7 @@ def _action_end(source: str, pos: int) -> int:
                 i += 1
             elif ch == quote:
                 quote = ""
-        elif ch in "\"`":
+        elif ch in '"`':
             quote = ch
         elif source.startswith("}}", i):
             return i
@@ -416,7 +420,9 @@ def translate_go_template(source: str) -> GoTranslation:
         else:
             translator.translate_action(body)
     if translator.blocks:
-        raise InvalidRequest(f"unclosed Go template block {{{{ {translator.blocks[-1]} }}}} (missing {{{{ end }}}})")
+        raise InvalidRequest(
+            f"unclosed Go template block {{{{ {translator.blocks[-1]} }}}} (missing {{{{ end }}}})"
+        )
     full = "".join(p.jinja for p in translator.pieces)
     cut_pieces: list[str] = []
     cut = False

@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from jinja2 import TemplateSyntaxError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from openzoo.errors import InvalidRequest, UnsafeTemplate
 
@@ -53,8 +54,9 @@ _FORBIDDEN_ATTRS = frozenset(
         "co_code", "tb_frame", "import_module", "load_module", "format_map",
     }
 )  # fmt: skip
-_ATTRIBUTE_FILTERS = frozenset({"map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique",
-                                "min", "max", "attr"})
+_ATTRIBUTE_FILTERS = frozenset(
+    {"map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max", "attr"}
+)
 _DUNDER = re.compile(r"__\w*__|_TemplateReference")
 
 
@@ -137,8 +139,9 @@ def tojson(
     sort_keys: bool = False,
 ) -> str:
     """HF's ``tojson``: plain JSON, not Jinja's HTML-escaped variant (templates emit it verbatim)."""
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 class _Environment(ImmutableSandboxedEnvironment):

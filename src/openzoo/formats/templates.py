@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from jinja2 import Template, TemplateError, meta
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from openzoo.errors import InvalidRequest, NotSupported, OpenzooError, UnsafeTemplate
 from openzoo.formats.gotemplate import GoTranslation, translate_go_template
@@ -103,8 +103,9 @@ class ChatTemplate:
     _variables: frozenset[str] = field(repr=False, compare=False, default=frozenset())
 
     @classmethod
-    def from_jinja(cls, source: str, *, kind: TemplateKind = TemplateKind.JINJA,
-                   stop: Sequence[str] = ()) -> ChatTemplate:
+    def from_jinja(
+        cls, source: str, *, kind: TemplateKind = TemplateKind.JINJA, stop: Sequence[str] = ()
+    ) -> ChatTemplate:
         """A Jinja (GGUF / Hugging Face) template; raises UnsafeTemplate if it reaches past messages."""
         ensure_template_safe(source)
         variables = frozenset(meta.find_undeclared_variables(_HF_ENV.parse(source)))
@@ -154,14 +155,21 @@ class ChatTemplate:
         """
         plain = _plain(messages)
         if self._go is None:
-            context = dict(extra, messages=plain, tools=list(tools) if tools else None,
-                           add_generation_prompt=add_generation_prompt, bos_token=bos_token,
-                           eos_token=eos_token)
+            context = dict(
+                extra,
+                messages=plain,
+                tools=list(tools) if tools else None,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=bos_token,
+                eos_token=eos_token,
+            )
             return _render(self._template, context)
         if self._go.uses_messages:
             system = "\n\n".join(str(m["content"]) for m in plain if m["role"] == "system")
-            return _render(self._template, self._go_context(system=system, messages=plain,
-                                                            tools=list(tools or []), **extra))
+            return _render(
+                self._template,
+                self._go_context(system=system, messages=plain, tools=list(tools or []), **extra),
+            )
         return self._render_legacy(plain)
 
     def render_prompt(self, system: str | None, prompt: str, suffix: str | None = None) -> str:
@@ -180,8 +188,15 @@ class ChatTemplate:
 
     @staticmethod
     def _go_context(**values: Any) -> dict[str, Any]:
-        context: dict[str, Any] = {"system": "", "prompt": "", "response": "", "suffix": "",
-                                   "messages": [], "tools": [], "think": False}
+        context: dict[str, Any] = {
+            "system": "",
+            "prompt": "",
+            "response": "",
+            "suffix": "",
+            "messages": [],
+            "tools": [],
+            "think": False,
+        }
         context.update(values)
         return context
 
