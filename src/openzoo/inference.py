@@ -18,7 +18,7 @@ from typing import Any, Literal
 from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
 from openzoo.formats import grammar as grammars
-from openzoo.formats.templates import ChatTemplate, template_for_model
+from openzoo.formats.templates import ChatTemplate
 from openzoo.formats.tools import parse_tool_calls
 from openzoo.models import Models, ModelSpec
 from openzoo.options import RunOptions, merge, parse
@@ -187,12 +187,6 @@ class Inference:
         model, load_ns = lease.__enter__()
         return lease, model, load_ns
 
-    def template_for(self, spec: ModelSpec, override: str | None = None) -> ChatTemplate:
-        """A request's TEMPLATE wins, then the Modelfile's, then the GGUF's own, then the built-in."""
-        gguf_template = self.models.gguf_info(spec).chat_template if spec.config.get("has_chat_template") else None
-        return template_for_model(str(spec.config.get("architecture", "")), gguf_template=gguf_template,
-                                  modelfile_template=override or spec.template)
-
     @staticmethod
     def _grammar(fmt: Format) -> str | None:
         if fmt is None or fmt == "":
@@ -246,7 +240,7 @@ class Inference:
             raise InvalidRequest("raw mode does not support template, system, or context")
         self._check_media(spec, req.images)
         opts = parse(merge(spec.parameters, req.options))
-        template = None if req.raw or isinstance(req.prompt, list) else self.template_for(spec, req.template)
+        template = None if req.raw or isinstance(req.prompt, list) else self.models.template_for(spec, req.template)
         if req.suffix and (template is None or not template.supports_insert):
             raise NotSupported(f"{spec.name.display} does not support insert")
         lease, model, load_ns = self._lease(spec, opts, req.keep_alive)
@@ -285,7 +279,7 @@ class Inference:
             messages.insert(0, {"role": "system", "content": spec.system})
         messages = [*spec.messages, *messages] if spec.messages else messages
         opts = parse(merge(spec.parameters, req.options))
-        template = self.template_for(spec)
+        template = self.models.template_for(spec)
         tools = req.tools or None
         text = template.render(messages, tools=tools, add_generation_prompt=True)
         lease, model, load_ns = self._lease(spec, opts, req.keep_alive)

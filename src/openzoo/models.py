@@ -18,6 +18,7 @@ from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
 from openzoo.formats.gguf import GGUFInfo, validate_gguf
+from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
 from openzoo.store import manifests as mt
@@ -106,6 +107,7 @@ class CreateSpec:
     messages: tuple[dict[str, Any], ...] = ()
     allow_paths: bool = False
     base_dir: Path | None = None
+    adapter_paths: tuple[str, ...] = ()
 
 
 def _details(config: Mapping[str, Any]) -> ModelDetails:
@@ -205,6 +207,12 @@ class Models:
 
     def gguf_info(self, spec: ModelSpec) -> GGUFInfo:
         return validate_gguf(spec.weights)
+
+    def template_for(self, spec: ModelSpec, override: str | None = None) -> ChatTemplate:
+        """A request's TEMPLATE wins, then the Modelfile's, then the GGUF's own, then the built-in."""
+        gguf_template = self.gguf_info(spec).chat_template if spec.config.get("has_chat_template") else None
+        return template_for_model(str(spec.config.get("architecture", "")), gguf_template=gguf_template,
+                                  modelfile_template=override or spec.template)
 
     # writing
 
@@ -322,11 +330,7 @@ class Models:
             if names.is_digest(base):
                 weights, config = yield from self._weights_from_blob(base)
             elif spec.allow_paths and _looks_like_path(base):
-                path = Path(base).expanduser()
-                if not path.is_absolute() and spec.base_dir is not None:
-                    path = spec.base_dir / path
-                if not path.is_file():
-                    raise NotFound(f"no such file: {path}", hint="check the FROM path in the Modelfile")
+                path = self._local_path(base, spec.base_dir)
                 yield Progress("parsing GGUF")
                 info = validate_gguf(path)
                 blob = self.store.blobs.put_file(path)
@@ -354,6 +358,12 @@ class Models:
             layers.insert(0, weights)
         for filename, digest in spec.adapters.items():
             layers.append((yield from self._adapter_layer(filename, digest)))
+        for adapter in spec.adapter_paths:
+            if not spec.allow_paths:
+                raise InvalidRequest("adapter paths are only accepted from the command line; upload blobs")
+            path = self._local_path(adapter, spec.base_dir)
+            digest = self.store.blobs.put_file(path).digest
+            layers.append((yield from self._adapter_layer(path.name, digest)))
         replacements: list[tuple[str, list[Layer]]] = []
         if spec.template is not None:
             from openzoo.formats.templates import ChatTemplate
@@ -375,6 +385,15 @@ class Models:
         yield Progress("writing manifest")
         self.store.tag(target, manifest)
         yield Progress("success")
+
+    @staticmethod
+    def _local_path(text: str, base_dir: Path | None) -> Path:
+        path = Path(text).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.is_file():
+            raise NotFound(f"no such file: {path}", hint="check the path in the Modelfile")
+        return path
 
     def _weights_from_blob(self, digest: str) -> Iterator[Progress | Any]:
         digest = names.normalize_digest(digest)

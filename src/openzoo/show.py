@@ -38,7 +38,7 @@ def license_id(spec: ModelSpec) -> str | None:
 def show_model(services: Services, name: str, verbose: bool = False) -> dict[str, Any]:
     spec = services.models.resolve(name)
     info = services.models.gguf_info(spec)
-    template = services.inference.template_for(spec)
+    template = services.models.template_for(spec)
     capabilities = ["completion"]
     if template.supports_tools:
         capabilities.append("tools")

@@ -1,0 +1,241 @@
+"""The ``openzoo`` command: Ollama's verbs where they overlap, plus openzoo's own.
+
+Errors are mapped once, here: an :class:`OpenzooError` prints one line (the message and the hint that
+names the next step) and exits non-zero; ``OPENZOO_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from openzoo import __version__, config as configuration
+from openzoo.cli.output import human_size, render_progress, table
+from openzoo.errors import InvalidRequest, NotFound, OpenzooError
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    if os.environ.get("OPENZOO_DEBUG") == "1":
+        traceback.print_exc()
+    if isinstance(exc, OpenzooError):
+        hint = f" ({exc.hint})" if exc.hint else ""
+        click.echo(f"Error: {exc.message}{hint}", err=True)
+        sys.exit(1)
+    click.echo(f"Error: {type(exc).__name__}: {exc} (run with OPENZOO_DEBUG=1 for the traceback)", err=True)
+    sys.exit(2)
+
+
+class Group(click.Group):
+    """Runs every command under the one error mapping."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            _fail(exc)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="openzoo")
+def cli() -> None:
+    """openzoo: curate, certify and run open AI models locally."""
+
+
+def load_config() -> configuration.Config:
+    return configuration.load()
+
+
+def local_services() -> Any:
+    from openzoo.services import Services
+
+    return Services(load_config())
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """List models in the store."""
+    services = local_services()
+    rows = [[m.name, m.digest[7:19], human_size(m.size), _ago(m.modified_at)] for m in services.models.list()]
+    click.echo(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
+
+
+@cli.command("ls", hidden=True)
+def ls_cmd() -> None:
+    list_cmd.callback()  # type: ignore[misc]
+
+
+def _ago(when: float) -> str:
+    seconds = max(0.0, time.time() - when)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if seconds >= 1 else "Less than a second ago"
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--modelfile", is_flag=True, help="Show the Modelfile.")
+@click.option("--license", "license_", is_flag=True, help="Show the license.")
+@click.option("--parameters", is_flag=True, help="Show the parameters.")
+@click.option("--template", is_flag=True, help="Show the chat template.")
+@click.option("--system", is_flag=True, help="Show the system prompt.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every metadata key and tensor.")
+def show(model: str, modelfile: bool, license_: bool, parameters: bool, template: bool, system: bool,
+         verbose: bool) -> None:
+    """Show information about a model."""
+    from openzoo.show import show_model
+
+    info = show_model(local_services(), model, verbose)
+    for flag, key in ((modelfile, "modelfile"), (license_, "license"), (parameters, "parameters"),
+                      (template, "template"), (system, "system")):
+        if flag:
+            click.echo(info.get(key) or "")
+            return
+    d, meta = info["details"], info["model_info"]
+    arch = meta.get("general.architecture", "")
+    rows = [["architecture", arch], ["parameters", d["parameter_size"]],
+            ["context length", str(meta.get(f"{arch}.context_length", ""))],
+            ["embedding length", str(meta.get(f"{arch}.embedding_length", ""))],
+            ["quantization", d["quantization_level"]]]
+    click.echo("  Model")
+    click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
+    click.echo("\n  Capabilities")
+    click.echo("\n".join(f"    {c}" for c in info["capabilities"]))
+    if info.get("parameters"):
+        click.echo("\n  Parameters")
+        click.echo("\n".join("    " + line for line in info["parameters"].splitlines()))
+    if info.get("license"):
+        click.echo("\n  License")
+        click.echo("\n".join("    " + line for line in info["license"].strip().splitlines()[:4]))
+    if verbose:
+        click.echo("\n  Metadata")
+        for key, value in meta.items():
+            click.echo(f"    {key:<40}{json.dumps(value)[:80]}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--insecure", is_flag=True, help="Accept an unverifiable model (marked uncertified).")
+def pull(model: str, insecure: bool) -> None:
+    """Pull a model (for now: the embedded default model gemma3:270m)."""
+    render_progress(local_services().models.pull(model))
+
+
+@cli.command()
+@click.argument("model")
+def push(model: str) -> None:
+    """Push a model to another zoo (not available yet)."""
+    from openzoo.errors import NotSupported
+
+    local_services().models.resolve(model)
+    raise NotSupported(f'pushing "{model}" is not supported yet: zoo-to-zoo transfer comes with the registry',
+                       hint="share the GGUF file and run 'openzoo import' on the other machine")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--name", required=True, help="Name for the model, e.g. me/mymodel:v1.")
+@click.option("--license", "license_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A file with the model's license text.")
+def import_cmd(path: Path, name: str, license_file: Path | None) -> None:
+    """Validate a GGUF file and add it to the store."""
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}", hint="give the path of a .gguf file")
+    text = license_file.read_text() if license_file else None
+    render_progress(local_services().models.import_gguf(path, name, license_text=text))
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-f", "--file", "modelfile", type=click.Path(path_type=Path, dir_okay=False),
+              help="Path to the Modelfile (default: ./Modelfile).")
+def create(model: str, modelfile: Path | None) -> None:
+    """Create a model from a Modelfile."""
+    from openzoo.formats.modelfile import parse_modelfile
+    from openzoo.models import CreateSpec
+
+    path = modelfile or Path("Modelfile")
+    if not path.is_file():
+        raise NotFound(f"no such Modelfile: {path}", hint="pass one with -f PATH")
+    parsed = parse_modelfile(path.read_text())
+    spec = CreateSpec(name=model, base=parsed.from_, template=parsed.template, system=parsed.system,
+                      parameters=parsed.parameters or None, license=tuple(parsed.licenses),
+                      messages=tuple({"role": m.role, "content": m.content} for m in parsed.messages),
+                      allow_paths=True, base_dir=path.resolve().parent,
+                      adapter_paths=tuple(str(a) for a in parsed.adapters))
+    render_progress(local_services().models.create(spec))
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+def cp(source: str, destination: str) -> None:
+    """Copy a model under a new name (no data is copied)."""
+    local_services().models.copy(source, destination)
+    click.echo(f"copied '{source}' to '{destination}'")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+def rm(models: tuple[str, ...]) -> None:
+    """Remove models and the data no other model uses."""
+    services = local_services()
+    for name in models:
+        services.models.delete(name)
+        click.echo(f"deleted '{name}'")
+
+
+@cli.command()
+@click.option("--store", "store", is_flag=True, help="Re-hash every stored blob and check the catalog.")
+def verify(store: bool) -> None:
+    """Verify the store (certified-model verification comes with certification)."""
+    if not store:
+        raise InvalidRequest("say what to verify", hint="use 'openzoo verify --store'")
+    services = local_services()
+    bad = 0
+    for check in services.store.verify():
+        mark = "ok  " if check.ok else "FAIL"
+        click.echo(f"{mark} {check.digest} {'' if check.ok else check.detail}".rstrip())
+        bad += not check.ok
+    if bad:
+        click.echo(f"{bad} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo("store ok")
+
+
+@cli.command()
+@click.option("--markdown", is_flag=True, help="Print docs/configuration.md.")
+def config(markdown: bool) -> None:
+    """Show the configuration openzoo runs with."""
+    if markdown:
+        click.echo(configuration.render_markdown(), nl=False)
+        return
+    current = load_config()
+    for setting in configuration.SETTINGS:
+        value = getattr(current, setting.field, "")
+        if setting.field == "api_key" and value:
+            value = "(set)"
+        click.echo(f"OPENZOO_{setting.name}={value}")
+
+
+def main() -> None:
+    from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
+    from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+
+    cli(prog_name="openzoo")
