@@ -66,8 +66,13 @@ def bench_proofs(log: TransparencyLog, size: int, samples: int) -> tuple[float, 
         cons_n.append(len(proof))
         assert merkle.verify_consistency(old, size, log.root(old), root, proof)
     ms = 1000.0
-    return (statistics.mean(incl_t) * ms, max(incl_n), statistics.mean(cons_t) * ms, max(cons_n),
-            statistics.mean(ver_t) * ms)
+    return (
+        statistics.mean(incl_t) * ms,
+        max(incl_n),
+        statistics.mean(cons_t) * ms,
+        max(cons_n),
+        statistics.mean(ver_t) * ms,
+    )
 
 
 def main() -> None:
@@ -85,8 +90,18 @@ def main() -> None:
         print(f"single appends (1 transaction each, WAL, synchronous=NORMAL): {single:,.0f}/s")
         log = TransparencyLog(directory / "log.db")
         print(f"batched appends: {args.batch} per transaction")
-        header = ("entries", "appends/s", "incl. ms", "incl. hashes", "incl. bytes", "cons. ms",
-                  "cons. hashes", "verify ms", "sign head ms", "db MiB")
+        header = (
+            "entries",
+            "appends/s",
+            "incl. ms",
+            "incl. hashes",
+            "incl. bytes",
+            "cons. ms",
+            "cons. hashes",
+            "verify ms",
+            "sign head ms",
+            "db MiB",
+        )
         print(" | ".join(header))
         print(" | ".join("-" * len(h) for h in header))
         for size in sizes:
@@ -96,8 +111,18 @@ def main() -> None:
             sign_ms = (time.perf_counter() - t0) * 1000
             incl_ms, incl_n, cons_ms, cons_n, ver_ms = bench_proofs(log, size, args.samples)
             db_mib = sum(p.stat().st_size for p in directory.glob("log.db*")) / 2**20
-            row = (f"{size:,}", f"{rate:,.0f}", f"{incl_ms:.3f}", str(incl_n), str(incl_n * 32),
-                   f"{cons_ms:.3f}", str(cons_n), f"{ver_ms:.3f}", f"{sign_ms:.2f}", f"{db_mib:.0f}")
+            row = (
+                f"{size:,}",
+                f"{rate:,.0f}",
+                f"{incl_ms:.3f}",
+                str(incl_n),
+                str(incl_n * 32),
+                f"{cons_ms:.3f}",
+                str(cons_n),
+                f"{ver_ms:.3f}",
+                f"{sign_ms:.2f}",
+                f"{db_mib:.0f}",
+            )
             print(" | ".join(row), flush=True)
 
 

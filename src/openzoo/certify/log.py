@@ -92,8 +92,15 @@ def _entry_bytes_from_json(kind: str, body_json: bytes, timestamp: int) -> bytes
 
     Splicing is exact: the keys are already in sorted order and every part is canonical.
     """
-    return b'{"body":' + body_json + b',"kind":' + canonical_json(kind) + b',"timestamp":' + \
-        str(int(timestamp)).encode("ascii") + b"}"
+    return (
+        b'{"body":'
+        + body_json
+        + b',"kind":'
+        + canonical_json(kind)
+        + b',"timestamp":'
+        + str(int(timestamp)).encode("ascii")
+        + b"}"
+    )
 
 
 @dataclass(frozen=True)
@@ -321,8 +328,9 @@ class TransparencyLog:
                 index = start + offset
                 rows.append((index, kind, body_json.decode("utf-8"), ts, leaf))
                 nodes.extend(merkle.append_to_frontier(self._frontier, index, leaf))
-            self.conn.executemany("INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)",
-                                  rows)
+            self.conn.executemany(
+                "INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)", rows
+            )
             self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?,?,?)", nodes)
             self.conn.execute("RELEASE log_append")
         except BaseException:
@@ -424,8 +432,13 @@ class TransparencyLog:
             raise Conflict(f"the signed tree head (size {size}) does not cover entry {index} yet")
         entry = self.entry(index)
         return LogReceipt(
-            index, entry.kind, entry.body, entry.timestamp, size,
-            tuple(self.inclusion_proof(index, size)), note,
+            index,
+            entry.kind,
+            entry.body,
+            entry.timestamp,
+            size,
+            tuple(self.inclusion_proof(index, size)),
+            note,
         )
 
     # -- audit -----------------------------------------------------------------------------------

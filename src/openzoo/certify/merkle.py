@@ -215,9 +215,7 @@ def verify_consistency(
     return fr == old_root and sr == new_root and sn == 0
 
 
-def append_to_frontier(
-    frontier: list[bytes | None], size: int, leaf: bytes
-) -> list[tuple[int, int, bytes]]:
+def append_to_frontier(frontier: list[bytes | None], size: int, leaf: bytes) -> list[tuple[int, int, bytes]]:
     """Add leaf number ``size`` to a frontier and return the new complete nodes (level >= 1) it forms.
 
     The frontier holds, for each set bit ``l`` of the tree size, the complete subtree of 2**l leaves at

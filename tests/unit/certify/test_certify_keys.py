@@ -74,8 +74,10 @@ def test_passphrase(tmp_path: Path) -> None:
 
 
 def test_rejects_non_p256() -> None:
-    pem = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(InvalidRequest):
         load_public_pem(pem, "ed")

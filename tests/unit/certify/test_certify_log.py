@@ -63,8 +63,12 @@ def test_reopen_continues(tmp_path: Path) -> None:
 def test_append_only_triggers(log: TransparencyLog, zoo_key: SigningKey) -> None:
     log.append_many([("seal", {"a": 1}), ("seal", {"a": 2})])
     log.sign_head(zoo_key)
-    for sql in ("UPDATE log_entries SET body = '{}'", "DELETE FROM log_entries",
-                "UPDATE log_nodes SET hash = x'00'", "DELETE FROM log_heads"):
+    for sql in (
+        "UPDATE log_entries SET body = '{}'",
+        "DELETE FROM log_entries",
+        "UPDATE log_nodes SET hash = x'00'",
+        "DELETE FROM log_heads",
+    ):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             log.conn.execute(sql)
     with pytest.raises(sqlite3.DatabaseError):
@@ -145,8 +149,10 @@ def _tamper(log: TransparencyLog, sql: str, *args: object) -> None:
         ("UPDATE log_entries SET body = '{ \"n\":3}' WHERE idx = 3", "entry 3: body is not canonical"),
         ("UPDATE log_entries SET ts = ts + 1 WHERE idx = 7", "entry 7: stored leaf hash"),
         ("UPDATE log_entries SET leaf = zeroblob(32) WHERE idx = 9", "entry 9: stored leaf hash"),
-        ("UPDATE log_heads SET note = replace(note, 'log\n12\n', 'log\n12\n ') WHERE size = 12",
-         "signed tree head at size 12"),
+        (
+            "UPDATE log_heads SET note = replace(note, 'log\n12\n', 'log\n12\n ') WHERE size = 12",
+            "signed tree head at size 12",
+        ),
     ],
 )
 def test_verify_log_detects_tampering(
