@@ -214,7 +214,7 @@ class _Translator:
             return f"{args[0]}[{args[1]}:{args[2] if len(args) == 3 else ''}]"
         if name == "json":
             arity(1, 1)
-            return f"({args[0]}|tojson)"
+            return f"({args[0]}|go_json)"
         if name in _REFUSED or name in _KEYWORDS:
             raise self.fail(f"{name!r} is not allowed here")
         raise self.fail(f"function {name!r} is not supported")

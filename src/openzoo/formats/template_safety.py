@@ -31,7 +31,10 @@ __all__ = [
     "MAX_TEMPLATE_CHARS",
     "check_template_safety",
     "ensure_template_safe",
+    "raise_exception",
     "sandboxed_environment",
+    "strftime_now",
+    "tojson",
 ]
 
 #: Real chat templates are a few KB (the largest seen in the wild are ~30 KB).

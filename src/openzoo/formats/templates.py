@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from jinja2 import Template, TemplateError, meta
@@ -24,7 +25,7 @@ from jinja2.exceptions import SecurityError
 
 from openzoo.errors import InvalidRequest, NotSupported, OpenzooError, UnsafeTemplate
 from openzoo.formats.gotemplate import GoTranslation, translate_go_template
-from openzoo.formats.template_safety import ensure_template_safe, sandboxed_environment
+from openzoo.formats.template_safety import ensure_template_safe, sandboxed_environment, tojson
 
 __all__ = [
     "ChatTemplate",
@@ -61,6 +62,7 @@ _HF_ENV = sandboxed_environment(hf_style=True)
 _GO_ENV = sandboxed_environment(hf_style=False)
 _GO_ENV.filters["go_items"] = _go_items
 _GO_ENV.filters["go_values"] = _go_values
+_GO_ENV.filters["go_json"] = partial(tojson, separators=(",", ":"))  # Go's json.Marshal is compact
 
 
 def _render(template: Template, context: Mapping[str, Any]) -> str:
