@@ -52,6 +52,7 @@ class CompletionRequest:
     prompt_logprobs: int | None = None
     images: list[str] | None = None
     think: bool | str | None = None
+    add_special: bool = True
 
 
 @dataclass(slots=True)
@@ -198,8 +199,8 @@ class Inference:
         raise InvalidRequest(f'invalid format "{fmt}": use "json" or a JSON schema object', param="format")
 
     @staticmethod
-    def _tokens(model: LoadedModel, text: str) -> list[int]:
-        tokens = model.tokenize(text, add_special=True, parse_special=True)
+    def _tokens(model: LoadedModel, text: str, add_special: bool = True) -> list[int]:
+        tokens = model.tokenize(text, add_special=add_special, parse_special=True)
         bos = model.bos_token_id
         if bos is not None and len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]  # the template already wrote the BOS token
@@ -251,7 +252,7 @@ class Inference:
                     raise InvalidRequest(f"prompt token ids must be between 0 and {model.n_vocab - 1}",
                                          param="prompt")
             elif template is None:
-                tokens = self._tokens(model, req.prompt)
+                tokens = self._tokens(model, req.prompt, req.add_special)
             else:
                 system = req.system if req.system is not None else spec.system
                 tokens = self._tokens(model, template.render_prompt(system, req.prompt, req.suffix))
@@ -325,6 +326,20 @@ class Inference:
         spec = self.models.resolve(model)
         with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
             return loaded.tokenize(text, add_special=add_special, parse_special=True)
+
+    def tokenizer_info(self, model: str) -> dict[str, Any]:
+        """Special tokens and chat template, in the shape lm-eval's tokenizer probe reads."""
+        spec = self.models.resolve(model)
+        template = self.models.template_for(spec)
+        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+            def text(token: int | None) -> str | None:
+                return None if token is None else loaded.token_bytes(token).decode("utf-8", "replace")
+
+            eos = min(loaded.eos_token_ids) if loaded.eos_token_ids else None
+            return {"model": spec.name.display, "bos_token": text(loaded.bos_token_id), "bos_token_id":
+                    loaded.bos_token_id, "eos_token": text(eos), "eos_token_id": eos, "pad_token": text(eos),
+                    "chat_template": template.source, "vocab_size": loaded.n_vocab,
+                    "context_length": loaded.n_ctx}
 
     def detokenize(self, model: str, tokens: Sequence[int]) -> str:
         spec = self.models.resolve(model)

@@ -26,24 +26,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
                   description="Ollama-compatible, OpenAI-compatible and openzoo's own API.")
     app.state.services = services
     errors.install(app)
-    from openzoo.api import ollama
+    from openzoo.api import ollama, openai
 
     app.include_router(ollama.router)
-    for module in ("openzoo.api.openai", "openzoo.api.zoo", "openzoo.web.routes"):
-        router = _optional_router(module)
-        if router is not None:
-            app.include_router(router)
+    app.include_router(openai.router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app
-
-
-def _optional_router(module: str):  # type: ignore[no-untyped-def]
-    """Routers of surfaces that other work adds; absent ones are simply not mounted."""
-    import importlib
-
-    try:
-        return importlib.import_module(module).router
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise

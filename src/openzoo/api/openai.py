@@ -1,0 +1,363 @@
+"""OpenAI-compatible routes (``/v1/*``) and llama.cpp-style tokenizer routes, as thin translators.
+
+Several prompts, or ``n`` choices, become several domain generations submitted together, so the
+continuous-batching engine decodes them at once instead of one after another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from openzoo.api import openai_wire as wire
+from openzoo.api.deps import services_of
+from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama_wire import b64_float32, keep_alive
+from openzoo.api.streaming import ClosingStreamingResponse, sse_event
+from openzoo.errors import InvalidRequest, ModelNotFound, OpenzooError
+from openzoo.events import Done, Event, Failure, TextChunk
+from openzoo.inference import ChatRequest, CompletionRequest, Generation
+from openzoo.models import DEFAULT_MODEL
+from openzoo.services import Services
+
+router = APIRouter()
+SSE = "text/event-stream"
+
+
+async def _start_all(starts: list[Any]) -> list[Generation]:
+    """Start generations; if one fails, close those already started and re-raise."""
+    started: list[Generation] = []
+    try:
+        for start in starts:
+            started.append(await _run(start))
+    except BaseException:
+        for generation in started:
+            generation.close()
+        raise
+    return started
+
+
+async def _merged(generations: list[Generation]) -> AsyncIterator[tuple[int, Event]]:
+    """Events of several generations as they arrive, tagged with their index."""
+    queue: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
+
+    async def pump(index: int, generation: Generation) -> None:
+        try:
+            async for event in _events(generation):
+                await queue.put((index, event))
+        finally:
+            await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    remaining = len(tasks)
+    try:
+        while remaining:
+            index, event = await queue.get()
+            if event is None:
+                remaining -= 1
+                continue
+            yield index, event
+    finally:
+        for task in tasks:
+            task.cancel()
+        for generation in generations:
+            generation.close()
+
+
+def _close_all(generations: list[Generation]) -> Any:
+    def close() -> None:
+        for generation in generations:
+            generation.close()
+
+    return close
+
+
+# --- chat --------------------------------------------------------------------------------------
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    body = await read_body(request, wire.ChatCompletionBody)
+    services = services_of(request)
+    options = wire.options_from(body)
+    seeds = [options.get("seed")] * body.n
+    if body.n > 1 and options.get("seed") is not None:
+        seeds = [int(options["seed"]) + i for i in range(body.n)]
+
+    def start(seed: Any) -> Any:
+        return lambda: services.inference.chat(ChatRequest(
+            model=body.model, messages=wire.messages(body.messages), tools=wire.tools_for(body),
+            format=wire.response_format(body.response_format),
+            options={**options, **({"seed": seed} if seed is not None else {})},
+            keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs or 0))
+
+    generations = await _start_all([start(seed) for seed in seeds])
+    cid, created = wire.new_id("chatcmpl"), wire.now()
+    model = body.model
+    prompt_tokens = generations[0].prompt_tokens
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        async def stream() -> AsyncIterator[bytes]:
+            completion_tokens = 0
+            for i in range(len(generations)):
+                yield sse_event(wire.chat_chunk(cid, created, model, i, {"role": "assistant", "content": ""}))
+            async for index, event in _merged(generations):
+                if isinstance(event, TextChunk):
+                    lps = wire.logprob_content(event.logprobs) if body.logprobs else None
+                    yield sse_event(wire.chat_chunk(cid, created, model, index, wire.chat_text_delta(event),
+                                                    lps=lps))
+                elif isinstance(event, Done):
+                    completion_tokens += event.completion_tokens
+                    delta: dict[str, Any] = {}
+                    if event.tool_calls:
+                        delta["tool_calls"] = wire.tool_calls(event)
+                    yield sse_event(wire.chat_chunk(cid, created, model, index, delta, wire.finish_reason(event)))
+                elif isinstance(event, Failure):
+                    yield sse_event(_openai_error(event.error))
+            if include_usage:
+                yield sse_event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                 "choices": [], "usage": wire.usage(prompt_tokens, completion_tokens)})
+            yield sse_event("[DONE]")
+
+        return ClosingStreamingResponse(stream(), media_type=SSE, on_close=_close_all(generations))
+
+    results = await asyncio.gather(*(_collect(g) for g in generations))
+    choices, completion_tokens = [], 0
+    for index, (chunks, done) in enumerate(results):
+        completion_tokens += done.completion_tokens
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text for c in chunks)}
+        if done.tool_calls:
+            message["tool_calls"] = wire.tool_calls(done)
+            message["content"] = None
+        choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": wire.finish_reason(done),
+                                  "logprobs": None}
+        if body.logprobs:
+            choice["logprobs"] = {"content": wire.logprob_content(tuple(lp for c in chunks for lp in c.logprobs))}
+        choices.append(choice)
+    return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": model,
+                         "system_fingerprint": "openzoo", "choices": choices,
+                         "usage": wire.usage(prompt_tokens, completion_tokens)})
+
+
+async def _collect(generation: Generation) -> tuple[list[TextChunk], Done]:
+    chunks: list[TextChunk] = []
+    async for event in _events(generation):
+        if isinstance(event, TextChunk):
+            chunks.append(event)
+        elif isinstance(event, Done):
+            return chunks, event
+        elif isinstance(event, Failure):
+            raise event.error
+    raise OpenzooError("generation ended without a result")
+
+
+def _openai_error(error: OpenzooError) -> dict[str, Any]:
+    from openzoo.api.errors import openai_body
+
+    return openai_body(error)
+
+
+# --- completions -------------------------------------------------------------------------------
+
+
+def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise InvalidRequest("prompt must not be empty", param="prompt")
+    if all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]  # type: ignore[arg-type]
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)  # type: ignore[arg-type]
+    if all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in prompt):
+        return [list(p) for p in prompt]  # type: ignore[union-attr]
+    raise InvalidRequest("prompt must be a string, a list of strings, a token list or a list of token lists",
+                         param="prompt")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    body = await read_body(request, wire.CompletionBody)
+    wire.check_unsupported(body)
+    services = services_of(request)
+    options = wire.options_from(body)
+    prompts = _prompts(body.prompt)
+    if body.echo and body.stream and body.logprobs is not None:
+        raise InvalidRequest("echo with logprobs is only supported without streaming", param="echo")
+    want_prompt_lps = body.echo and body.logprobs is not None
+    top = body.logprobs or 0
+
+    def start(prompt: str | list[int], j: int) -> Any:
+        opts = dict(options)
+        if body.n > 1 and "seed" in opts:
+            opts["seed"] = int(opts["seed"]) + j
+        return lambda: services.inference.completion(CompletionRequest(
+            model=body.model, prompt=prompt, suffix=body.suffix, raw=True, add_special=False, options=opts,
+            keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs is not None, top_logprobs=top,
+            prompt_logprobs=top if want_prompt_lps else None))
+
+    jobs = [(prompt, j) for prompt in prompts for j in range(body.n)]
+    generations = await _start_all([start(p, j) for p, j in jobs])
+    cid, created, model = wire.new_id("cmpl"), wire.now(), body.model
+
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        async def stream() -> AsyncIterator[bytes]:
+            prompt_total = sum(g.prompt_tokens for g in generations)
+            completion_total = 0
+            for index, (prompt, _) in enumerate(jobs):
+                if body.echo:
+                    text = prompt if isinstance(prompt, str) else generations[index].model.detokenize(prompt)
+                    yield sse_event(_completion_chunk(cid, created, model, index, text, None))
+            async for index, event in _merged(generations):
+                if isinstance(event, TextChunk):
+                    lps = None
+                    if body.logprobs is not None:
+                        lps = wire.legacy_logprobs([(lp.token, lp.logprob, wire.top_dict(lp)) for lp in event.logprobs])
+                    yield sse_event(_completion_chunk(cid, created, model, index, event.text, None, lps))
+                elif isinstance(event, Done):
+                    completion_total += event.completion_tokens
+                    yield sse_event(_completion_chunk(cid, created, model, index, "", wire.finish_reason(event)))
+                elif isinstance(event, Failure):
+                    yield sse_event(_openai_error(event.error))
+            if include_usage:
+                yield sse_event({"id": cid, "object": "text_completion", "created": created, "model": model,
+                                 "choices": [], "usage": wire.usage(prompt_total, completion_total)})
+            yield sse_event("[DONE]")
+
+        return ClosingStreamingResponse(stream(), media_type=SSE, on_close=_close_all(generations))
+
+    results = await asyncio.gather(*(_collect(g) for g in generations))
+    choices = []
+    prompt_total = completion_total = 0
+    for index, ((prompt, _), generation, (chunks, done)) in enumerate(zip(jobs, generations, results, strict=True)):
+        prompt_total += done.prompt_tokens
+        completion_total += done.completion_tokens
+        generated = "".join(c.text for c in chunks)
+        prompt_text = ""
+        if body.echo:
+            prompt_text = prompt if isinstance(prompt, str) else generation.model.detokenize(prompt)
+        logprobs = None
+        if body.logprobs is not None:
+            entries: list[tuple[str, float | None, dict[str, float] | None]] = []
+            if want_prompt_lps:
+                for token_id, lp in zip(done.prompt_token_ids, done.prompt_logprobs, strict=False):
+                    if lp is None:
+                        entries.append((generation.model.token_bytes(token_id).decode("utf-8", "replace"), None, None))
+                    else:
+                        entries.append((lp.token, lp.logprob, wire.top_dict(lp)))
+            entries += [(lp.token, lp.logprob, wire.top_dict(lp)) for c in chunks for lp in c.logprobs]
+            logprobs = wire.legacy_logprobs(entries)
+        choices.append({"text": prompt_text + generated, "index": index, "logprobs": logprobs,
+                        "finish_reason": wire.finish_reason(done)})
+    return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
+                         "system_fingerprint": "openzoo", "choices": choices,
+                         "usage": wire.usage(prompt_total, completion_total)})
+
+
+def _completion_chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None,
+                      logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": cid, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish}]}
+
+
+# --- embeddings and models ---------------------------------------------------------------------
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await read_body(request, wire.EmbeddingBody)
+    services = services_of(request)
+    if body.encoding_format not in {"float", "base64"}:
+        raise InvalidRequest('encoding_format must be "float" or "base64"', param="encoding_format")
+    raw = body.input
+    if isinstance(raw, list) and not raw:
+        raise InvalidRequest("invalid input: the list is empty", param="input")
+    if isinstance(raw, str):
+        texts = [raw]
+    elif all(isinstance(x, str) for x in raw):
+        texts = list(raw)  # type: ignore[arg-type]
+    else:
+        token_lists = [raw] if all(isinstance(x, int) for x in raw) else raw
+        texts = [await _run(services.inference.detokenize, body.model, list(t)) for t in token_lists]  # type: ignore[arg-type]
+    result = await _run(lambda: services.inference.embed(body.model, texts, dimensions=body.dimensions))
+    data = [{"object": "embedding", "index": i,
+             "embedding": b64_float32(v) if body.encoding_format == "base64" else v}
+            for i, v in enumerate(result.vectors)]
+    return {"object": "list", "data": data, "model": body.model,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}}
+
+
+def _model_object(name: str, modified: float) -> dict[str, Any]:
+    namespace = name.split("/")[0] if "/" in name else "library"
+    return {"id": name, "object": "model", "created": int(modified), "owned_by": namespace}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_object(m.name, m.modified_at)
+                                       for m in services_of(request).models.list()]}
+
+
+@router.get("/v1/models/{model:path}")
+async def get_model(request: Request, model: str) -> dict[str, Any]:
+    for m in services_of(request).models.list():
+        if m.name == model or m.name == f"{model}:latest":
+            return _model_object(m.name, m.modified_at)
+    raise ModelNotFound(model)
+
+
+# --- tokenizer routes (lm-eval probes these at the server root) --------------------------------
+
+
+def _served_model(services: Services, requested: str | None) -> str:
+    """The model a tokenizer route means: the one named, else the only loaded one, else the default."""
+    if requested:
+        return requested
+    loaded = services.scheduler.loaded()
+    if len(loaded) == 1:
+        return loaded[0].spec.name
+    models = [m.name for m in services.models.list()]
+    if DEFAULT_MODEL in models or not models:
+        return DEFAULT_MODEL
+    return models[0]
+
+
+@router.get("/tokenizer_info")
+async def tokenizer_info(request: Request, model: str | None = None) -> dict[str, Any]:
+    services = services_of(request)
+    name = _served_model(services, model)
+    return await _run(services.inference.tokenizer_info, name)
+
+
+@router.post("/tokenize")
+async def tokenize(request: Request) -> dict[str, Any]:
+    body = await read_body(request, wire.TokenizeBody)
+    services = services_of(request)
+    text = body.prompt if body.prompt is not None else body.content
+    if text is None:
+        raise InvalidRequest('"prompt" is required', param="prompt")
+    tokens = await _run(lambda: services.inference.tokenize(_served_model(services, body.model), text,
+                                                             add_special=body.add_special_tokens))
+    return {"tokens": tokens}
+
+
+@router.post("/detokenize")
+async def detokenize(request: Request) -> dict[str, Any]:
+    body = await read_body(request, wire.DetokenizeBody)
+    services = services_of(request)
+    text = await _run(services.inference.detokenize, _served_model(services, body.model), body.tokens)
+    return {"prompt": text}
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
