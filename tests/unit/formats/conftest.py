@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from support.gguf_files import write_gguf
 
 MakeGGUF = Callable[..., Path]

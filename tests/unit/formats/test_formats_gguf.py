@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
 from collections.abc import Callable
@@ -208,7 +209,5 @@ def test_random_corruption_never_escapes_as_another_error(tiny_gguf: Path, tmp_p
         for _ in range(rng.randint(1, 4)):
             mutated[rng.randrange(header_end)] = rng.randrange(256)
         path.write_bytes(bytes(mutated))
-        try:
+        with contextlib.suppress(InvalidModelFile):
             validate_gguf(path)
-        except InvalidModelFile:
-            pass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from openzoo.errors import InvalidRequest, NotSupported, UnsafeTemplate
 from openzoo.formats.gotemplate import translate_go_template
 from openzoo.formats.templates import ChatTemplate, TemplateKind, builtin_template, template_for_model
 
-MESSAGES = [
+MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
     {"role": "assistant", "content": "Hello!"},
@@ -133,8 +135,8 @@ def test_fim_template_supports_insert() -> None:
         ('{{ if and .System (ne .Prompt "x") }}yes{{ end }}', "yes"),
         ("{{ if or (eq (len .Messages) 3) (gt (len .Messages) 1) }}many{{ end }}", "many"),
         ("{{ (index .Messages 1).Content }}", None),
-        ("{{ (index .Messages 1)[\"content\"] }}", None),
-        ("{{ index .Messages 1 \"content\" }}", "P"),
+        ('{{ (index .Messages 1)["content"] }}', None),
+        ('{{ index .Messages 1 "content" }}', "P"),
         ("{% raw %}{{ .Prompt }} {# x #}", "{% raw %}P {# x #}"),
         ("brace {{ .Prompt }}{", "brace P{"),
         ('{{ if eq .Prompt "P" `Q` }}match{{ end }}', "match"),
