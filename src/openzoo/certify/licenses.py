@@ -322,7 +322,7 @@ def lookup(license_id: str | None) -> LicenseFacts:
         return _BY_KEY[key]
     if not key:
         return UNKNOWN
-    return replace(UNKNOWN, name=f"Unknown license ({license_id.strip() if license_id else ''})")
+    return replace(UNKNOWN, name=(license_id or "").strip())
 
 
 def from_hf(license: str | None, license_name: str | None = None) -> LicenseFacts:
@@ -340,7 +340,8 @@ def describe(license: str | LicenseFacts | None) -> str:
     """
     facts = license if isinstance(license, LicenseFacts) else lookup(license)
     if facts.category == "unknown":
-        return f"unknown license ({facts.name}): {facts.use_restrictions}"
+        declared = "" if facts.name == UNKNOWN.name else f" ({facts.name})"
+        return f"unknown license{declared}: {facts.use_restrictions}"
     commercial = (
         "commercial use allowed"
         if facts.commercial_use == "yes"
