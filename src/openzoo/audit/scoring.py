@@ -169,8 +169,8 @@ def encode_pair(
     """Split ``context + continuation`` into token lists the way lm-eval's ``_encode_pair`` does.
 
     Trailing whitespace of the context moves to the continuation, the whole string is tokenized once and
-    split at ``len(tokenize(context))`` so that a merge across the boundary is charged to the
-    continuation. An empty context becomes ``[prefix_token]`` (BOS), as in lm-eval; a non-empty one gets
+    split at ``len(tokenize(context))`` (so scoring sees the tokens of the whole string, exactly as
+    lm-eval does, even when a token merges across the boundary). An empty context becomes ``[prefix_token]`` (BOS), as in lm-eval; a non-empty one gets
     ``prefix_token`` prepended when given (models that need BOS, e.g. Gemma).
     """
     if context == "":
