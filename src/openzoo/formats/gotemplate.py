@@ -83,7 +83,6 @@ class _Piece:
 
 @dataclass
 class _Translator:
-    source: str
     pieces: list[_Piece] = field(default_factory=list)
     blocks: list[str] = field(default_factory=list)  # "if" | "range" | "with"
     dots: list[str] = field(default_factory=list)  # Jinja name of "." per open range/with; "" = root
@@ -221,8 +220,8 @@ class _Translator:
 
     def expression(self) -> str:
         value = self.command()
-        if self.peek() is not None:
-            raise self.fail(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        if (token := self.peek()) is not None:
+            raise self.fail(f"unexpected {token[1]!r}")
         return value
 
     # -- actions -------------------------------------------------------------------------------
@@ -410,7 +409,7 @@ def _action_end(source: str, pos: int) -> int:
 
 def translate_go_template(source: str) -> GoTranslation:
     """Translate an Ollama Go template into Jinja, or raise :class:`InvalidRequest` naming why not."""
-    translator = _Translator(source)
+    translator = _Translator()
     for kind, body in _split(source):
         if kind == "text":
             translator.text(body)

@@ -97,9 +97,9 @@ class ChatTemplate:
 
     source: str
     kind: TemplateKind
+    _template: Template = field(repr=False, compare=False)
     #: Strings that end a turn for this format (built-ins only; GGUF files declare their own EOS).
     stop: tuple[str, ...] = ()
-    _template: Template = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     _go: GoTranslation | None = field(repr=False, compare=False, default=None)
     _prompt_template: Template | None = field(repr=False, compare=False, default=None)
     _variables: frozenset[str] = field(repr=False, compare=False, default=frozenset())
@@ -111,7 +111,7 @@ class ChatTemplate:
         """A Jinja (GGUF / Hugging Face) template; raises UnsafeTemplate if it reaches past messages."""
         ensure_template_safe(source)
         variables = frozenset(meta.find_undeclared_variables(_HF_ENV.parse(source)))
-        return cls(source, kind, tuple(stop), _HF_ENV.from_string(source), None, None, variables)
+        return cls(source, kind, _HF_ENV.from_string(source), tuple(stop), _variables=variables)
 
     @classmethod
     def from_go(cls, source: str) -> ChatTemplate:
@@ -122,11 +122,10 @@ class ChatTemplate:
         return cls(
             source,
             TemplateKind.GO,
-            (),
             _GO_ENV.from_string(translation.jinja),
-            translation,
-            _GO_ENV.from_string(translation.prompt_jinja),
-            translation.root_fields,
+            _go=translation,
+            _prompt_template=_GO_ENV.from_string(translation.prompt_jinja),
+            _variables=translation.root_fields,
         )
 
     @property
