@@ -58,11 +58,24 @@ def _go_values(value: Any) -> list[Any]:
     return list(value or ())
 
 
+def _go_print(value: Any) -> Any:
+    """How Go prints a value: maps and lists as JSON (Ollama's Tool/arguments types marshal so),
+    booleans lower-case, missing values as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list | tuple):
+        return tojson(value, separators=(",", ":"))
+    return value
+
+
 _HF_ENV = sandboxed_environment(hf_style=True)
 _GO_ENV = sandboxed_environment(hf_style=False)
 _GO_ENV.filters["go_items"] = _go_items
 _GO_ENV.filters["go_values"] = _go_values
 _GO_ENV.filters["go_json"] = partial(tojson, separators=(",", ":"))  # Go's json.Marshal is compact
+_GO_ENV.finalize = _go_print
 
 
 def _render(template: Template, context: Mapping[str, Any]) -> str:

@@ -241,3 +241,80 @@ def test_messages_are_not_mutated_and_none_content_is_empty() -> None:
         builtin_template("qwen2").render(messages) == "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
     )
     assert messages == [{"role": "USER", "content": None}]
+
+
+# Ollama library qwen2.5 TEMPLATE: tools, tool calls, $last, and a legacy branch.
+GO_QWEN25 = """{{- if .Messages }}
+{{- if or .System .Tools }}<|im_start|>system
+{{- if .System }}
+{{ .System }}
+{{- end }}
+{{- if .Tools }}
+
+# Tools
+
+<tools>
+{{- range .Tools }}
+{"type": "function", "function": {{ .Function }}}
+{{- end }}
+</tools>
+{{- end }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ if .Content }}{{ .Content }}
+{{- else if .ToolCalls }}<tool_call>
+{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
+{{ end }}</tool_call>
+{{- end }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- else if eq .Role "tool" }}<|im_start|>user
+<tool_response>
+{{ .Content }}
+</tool_response><|im_end|>
+{{ end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}
+{{- else }}
+{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
+
+
+def test_ollama_qwen25_template_with_tools() -> None:
+    template = ChatTemplate.from_go(GO_QWEN25)
+    assert template.supports_tools
+    tools = [{"type": "function", "function": {"name": "clock", "parameters": {"type": "object"}}}]
+    messages = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "time?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "clock", "arguments": {"tz": "UTC"}}}],
+        },
+        {"role": "tool", "content": "12:00"},
+    ]
+    assert template.render(messages, tools=tools) == (
+        "<|im_start|>system\nS\n\n# Tools\n\n<tools>\n"
+        '{"type": "function", "function": {"name":"clock","parameters":{"type":"object"}}}\n'
+        "</tools><|im_end|>\n"
+        "<|im_start|>user\ntime?<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n"
+        '{"name": "clock", "arguments": {"tz":"UTC"}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n12:00\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert template.render_prompt(None, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_go_prints_values_as_go_does() -> None:
+    template = ChatTemplate.from_go("{{ range .Messages }}{{ .Flag }}|{{ .Missing }}|{{ .Content }}{{ end }}")
+    assert template.render([{"role": "user", "content": ["a"], "flag": True}]) == 'true||["a"]'
