@@ -20,6 +20,7 @@ __all__ = [
     "describe",
     "from_hf",
     "lookup",
+    "to_hf",
 ]
 
 Category = Literal["open-source", "open-content", "restricted", "unknown"]
@@ -330,6 +331,18 @@ def from_hf(license: str | None, license_name: str | None = None) -> LicenseFact
     if (license or "").strip().lower() == "other" and license_name:
         return lookup(license_name)
     return lookup(license)
+
+
+_HF_OTHER = frozenset({"LicenseRef-Qwen", "LicenseRef-Qwen-Research", "GPL-3.0-or-later", "OpenMDW-1.0"})
+
+
+def to_hf(facts: LicenseFacts) -> tuple[str, str | None]:
+    """The card front matter pair ``(license, license_name)``: an HF id, or ``other`` plus a name."""
+    if facts.id == UNKNOWN_ID:
+        return "unknown", None
+    if facts.hf_ids and facts.id not in _HF_OTHER:
+        return facts.hf_ids[0], None
+    return "other", facts.hf_ids[0] if facts.hf_ids else facts.id.lower().removeprefix("licenseref-")
 
 
 def describe(license: str | LicenseFacts | None) -> str:
