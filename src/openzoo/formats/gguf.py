@@ -13,6 +13,7 @@ arithmetic rather than decoded. The file is memory-mapped, so only the header pa
 from __future__ import annotations
 
 import mmap
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -289,8 +290,9 @@ def _decode(raw: bytes, what: str, cursor: _Cursor, start: int) -> str:
 
 def _read_scalar(cursor: _Cursor, vtype: int, what: str) -> Scalar:
     if vtype == _STRING:
-        start = cursor.pos
-        return _decode(cursor.string(what), what, cursor, start)
+        # Values are not required to be valid UTF-8 by llama.cpp (some vocabularies hold raw bytes):
+        # replace bad sequences rather than refuse a file the engine would load.
+        return cursor.string(what).decode("utf-8", errors="replace")
     value = cursor.unpack(_SCALAR_FORMATS[vtype], what)
     if vtype == 7:
         return bool(value)
@@ -415,6 +417,8 @@ def validate_gguf(path: str | Path, *, load_arrays: bool = False) -> GGUFInfo:
     """
     file = Path(path)
     try:
+        if not stat.S_ISREG(file.stat().st_mode):  # a FIFO or device would block or never end
+            raise InvalidModelFile(f"GGUF file {file.name} is not a regular file")
         handle = file.open("rb")
     except OSError as exc:
         raise InvalidModelFile(f"cannot open GGUF file {file.name}: {exc.strerror}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import struct
 from collections.abc import Callable
@@ -182,6 +183,20 @@ def test_rejects_duplicate_tensor_names(tmp_path: Path) -> None:
     head = header(tensors=2, kvs=0) + tensor_info("a", [8]) + tensor_info("a", [8], offset=32)
     with pytest.raises(InvalidModelFile, match="duplicate tensor name"):
         validate_gguf(write(tmp_path, head + b"\0" * 128))
+
+
+def test_invalid_utf8_in_values_is_replaced(tmp_path: Path) -> None:
+    data = header(kvs=1) + gstr("general.name") + struct.pack("<I", 8) + gstr(b"ab\xff")
+    assert validate_gguf(write(tmp_path, data)).name == "ab\ufffd"
+
+
+def test_non_regular_files_are_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidModelFile, match="not a regular file"):
+        validate_gguf(fifo)
+    with pytest.raises(InvalidModelFile, match="not a regular file"):
+        validate_gguf(tmp_path)
 
 
 def test_missing_file_is_an_invalid_model_file(tmp_path: Path) -> None:
