@@ -60,14 +60,16 @@ def _require_model(name: str) -> str:
 # --- server info -------------------------------------------------------------------------------
 
 
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+@router.get("/")
+@router.head("/", include_in_schema=True)
 async def root(request: Request) -> Response:
     if "text/html" in request.headers.get("accept", ""):
         return Response(status_code=307, headers={"Location": "/ui/"})
     return PlainTextResponse("Ollama is running")
 
 
-@router.api_route("/api/version", methods=["GET", "HEAD"])
+@router.get("/api/version")
+@router.head("/api/version", include_in_schema=True)
 async def version() -> dict[str, str]:
     return {"version": __version__}
 
@@ -226,7 +228,8 @@ async def embeddings(request: Request) -> dict[str, Any]:
 # --- models ------------------------------------------------------------------------------------
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+@router.get("/api/tags")
+@router.head("/api/tags", include_in_schema=True)
 async def tags(request: Request) -> dict[str, Any]:
     models = services_of(request).models.list()
     return {"models": [{"name": m.name, "model": m.name, "modified_at": wire.rfc3339(m.modified_at),
