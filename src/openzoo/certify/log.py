@@ -14,8 +14,10 @@ database) refuse UPDATE and DELETE through triggers; complete subtree hashes are
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -281,6 +283,24 @@ class TransparencyLog:
         self._nodes = _SqliteNodes(self.conn)
         self._size = -1
         self._frontier: list[bytes | None] = []
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def _write(self, name: str) -> Iterator[None]:
+        """One atomic write: a SAVEPOINT (nested in the caller's transaction if any) under a lock.
+
+        On any error the savepoint is rolled back and the cached frontier is dropped.
+        """
+        with self._lock:
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+                self.conn.execute(f"RELEASE {name}")
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                self._size = -1
+                raise
 
     # -- writing ---------------------------------------------------------------------------------
     def size(self) -> int:
@@ -316,8 +336,7 @@ class TransparencyLog:
             prepared.append((kind, canonical_json(body)))
         if not prepared:
             return []
-        self.conn.execute("SAVEPOINT log_append")
-        try:
+        with self._write("log_append"):
             start = self._sync_frontier()
             if expected_index is not None and expected_index != start:
                 raise Conflict(f"log index {expected_index} was taken; the log now has {start} entries")
@@ -332,14 +351,8 @@ class TransparencyLog:
                 "INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)", rows
             )
             self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?,?,?)", nodes)
-            self.conn.execute("RELEASE log_append")
-        except BaseException:
-            self.conn.execute("ROLLBACK TO log_append")
-            self.conn.execute("RELEASE log_append")
-            self._size = -1
-            raise
-        self._size = start + len(prepared)
-        return list(range(start, self._size))
+            self._size = start + len(prepared)
+        return list(range(start, start + len(prepared)))
 
     # -- reading ---------------------------------------------------------------------------------
     def entry(self, index: int) -> LogEntry:
@@ -397,18 +410,12 @@ class TransparencyLog:
         """
         head = self.head()
         note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root_hash, tuple(extensions)), key)
-        self.conn.execute("SAVEPOINT log_head")
-        try:
+        with self._write("log_head"):
             self.conn.execute(
                 "INSERT OR IGNORE INTO log_heads (size, note, ts) VALUES (?, ?, ?)",
                 (head.size, note, self.clock()),
             )
             row = self.conn.execute("SELECT note FROM log_heads WHERE size = ?", (head.size,)).fetchone()
-            self.conn.execute("RELEASE log_head")
-        except BaseException:
-            self.conn.execute("ROLLBACK TO log_head")
-            self.conn.execute("RELEASE log_head")
-            raise
         return str(row[0])
 
     def checkpoint(self, size: int | None = None) -> str:

@@ -76,11 +76,15 @@ class Policy:
     reviewers: tuple[Reviewer, ...]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.version, int) or self.version < 1:
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
             raise InvalidRequest("policy version must be an integer >= 1")
         if not self.reviewers:
             raise InvalidRequest("a policy needs at least one reviewer")
-        if not isinstance(self.threshold, int) or not 1 <= self.threshold <= len(self.reviewers):
+        if (
+            not isinstance(self.threshold, int)
+            or isinstance(self.threshold, bool)
+            or not 1 <= self.threshold <= len(self.reviewers)
+        ):
             raise InvalidRequest(
                 f"threshold must be between 1 and {len(self.reviewers)}", hint="k of n reviewers"
             )
