@@ -53,7 +53,8 @@ class GoTranslation:
     """A Go template as Jinja.
 
     ``jinja`` is the whole template; ``prompt_jinja`` stops output after the first ``{{ .Response }}``,
-    which is how Ollama renders the last turn of a template without ``.Messages``.
+    which is how Ollama renders the last turn of a template without ``.Messages``. Both read the
+    root context (``.System``…) from one Jinja variable ``go``, a dict keyed by snake_case names.
     """
 
     jinja: str
@@ -117,7 +118,7 @@ class _Translator:
         if not names:
             raise self.fail("the whole context '.' cannot be printed or tested")
         self.root_fields.add(_snake(names[0]))
-        return self.fields(_snake(names[0]), names[1:])
+        return self.fields("go", names)  # one context dict: no Go name can clash with a Jinja name
 
     def field_ref(self, text: str) -> str:
         names = [n for n in text.split(".") if n]

@@ -212,7 +212,7 @@ class ChatTemplate:
             "think": False,
         }
         context.update(values)
-        return context
+        return {"go": context}
 
     def _render_legacy(self, messages: list[dict[str, Any]]) -> str:
         """Ollama's rendering of a template without ``.Messages``: one pass per exchange.

@@ -143,6 +143,7 @@ def test_fim_template_supports_insert() -> None:
         ("{{ $x := .Prompt }}{{ $x }}{{ $x }}", "PP"),
         ("{{ if not .Suffix }}no suffix{{ end }}", "no suffix"),
         ("{{ slice .Prompt 0 1 }}", "P"),
+        ("{{ .Not }}{{ .True }}{{ .Range }}{{ .Loop }}|{{ .Prompt }}", "|P"),
     ],
 )
 def test_go_constructs(source: str, expected: str | None) -> None:
