@@ -100,6 +100,7 @@ def main() -> None:
             "cons. hashes",
             "verify ms",
             "sign head ms",
+            "verify_log s",
             "db MiB",
         )
         print(" | ".join(header))
@@ -110,6 +111,10 @@ def main() -> None:
             log.sign_head(key)
             sign_ms = (time.perf_counter() - t0) * 1000
             incl_ms, incl_n, cons_ms, cons_n, ver_ms = bench_proofs(log, size, args.samples)
+            t0 = time.perf_counter()
+            report = log.verify_log([key.public])
+            verify_s = time.perf_counter() - t0
+            assert report.ok, report.problems
             db_mib = sum(p.stat().st_size for p in directory.glob("log.db*")) / 2**20
             row = (
                 f"{size:,}",
@@ -121,6 +126,7 @@ def main() -> None:
                 str(cons_n),
                 f"{ver_ms:.3f}",
                 f"{sign_ms:.2f}",
+                f"{verify_s:.2f}",
                 f"{db_mib:.0f}",
             )
             print(" | ".join(row), flush=True)
