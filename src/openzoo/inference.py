@@ -20,6 +20,7 @@ from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
 from openzoo.formats import grammar as grammars
 from openzoo.formats.templates import ChatTemplate
 from openzoo.formats.tools import parse_tool_calls
+from openzoo.metrics import Metrics
 from openzoo.models import Models, ModelSpec
 from openzoo.options import RunOptions, merge, parse
 from openzoo.runtime.base import GenerationHandle, GenerationRequest, LoadedModel
@@ -88,7 +89,7 @@ class Generation:
 
     def __init__(self, spec: ModelSpec, lease: contextlib.AbstractContextManager[tuple[LoadedModel, int]],
                  model: LoadedModel, load_ns: int, request: GenerationRequest, *,
-                 collect_tools: bool = False, started: int | None = None) -> None:
+                 collect_tools: bool = False, started: int | None = None, metrics: Metrics | None = None) -> None:
         self.spec = spec
         self.model_name = spec.name.display
         self._lease = lease
@@ -99,6 +100,7 @@ class Generation:
         self._started = started or time.perf_counter_ns()
         self._handle: GenerationHandle | None = None
         self._closed = False
+        self._metrics = metrics or Metrics()
         self.prompt_tokens = len(request.prompt)
 
     @property
@@ -118,22 +120,30 @@ class Generation:
             self.start()
         assert self._handle is not None
         pieces: list[TextChunk] = []
+        first = True
         try:
             for event in self._handle:
                 if isinstance(event, TextChunk):
+                    if first:
+                        first = False
+                        self._metrics.first_token((time.perf_counter_ns() - self._started) / 1e9)
                     if self._collect_tools:
                         pieces.append(event)
                         continue
                     yield event
                 elif isinstance(event, Done):
+                    self._metrics.finished(event.prompt_tokens, event.completion_tokens, event.eval_ns / 1e9)
                     yield from self._finish(event, pieces)
                     return
                 else:
+                    self._metrics.failed()
                     yield event
                     return
         except OpenzooError as exc:
+            self._metrics.failed()
             yield Failure(exc)
         except Exception as exc:  # the engine thread must never take a stream down silently
+            self._metrics.failed()
             yield Failure(EngineError(f"generation failed: {exc}"))
         finally:
             self.close()
@@ -166,10 +176,12 @@ class Generation:
 class Inference:
     """Turns requests into engine work on the scheduler's loaded models."""
 
-    def __init__(self, models: Models, scheduler: Scheduler, *, default_num_ctx: int = 4096) -> None:
+    def __init__(self, models: Models, scheduler: Scheduler, *, default_num_ctx: int = 4096,
+                 metrics: Metrics | None = None) -> None:
         self.models = models
         self.scheduler = scheduler
         self.default_num_ctx = default_num_ctx
+        self.metrics = metrics or Metrics()
 
     # helpers
 
@@ -266,7 +278,8 @@ class Inference:
         except BaseException:
             lease.__exit__(None, None, None)
             raise
-        generation = Generation(spec, lease, model, load_ns, request, started=started)
+        self.metrics.request("completion")
+        generation = Generation(spec, lease, model, load_ns, request, started=started, metrics=self.metrics)
         generation.start()
         return generation
 
@@ -291,7 +304,9 @@ class Inference:
         except BaseException:
             lease.__exit__(None, None, None)
             raise
-        generation = Generation(spec, lease, model, load_ns, request, collect_tools=bool(tools), started=started)
+        self.metrics.request("chat")
+        generation = Generation(spec, lease, model, load_ns, request, collect_tools=bool(tools), started=started,
+                                metrics=self.metrics)
         generation.start()
         return generation
 

@@ -14,6 +14,7 @@ from functools import cached_property
 from openzoo.config import Config
 from openzoo.events import Progress
 from openzoo.inference import Inference
+from openzoo.metrics import Metrics
 from openzoo.models import DEFAULT_MODEL, Models
 from openzoo.runtime.scheduler import Scheduler
 from openzoo.store.store import Store
@@ -46,8 +47,13 @@ class Services:
                          num_threads=self.config.num_threads, keep_alive=self.config.keep_alive)
 
     @cached_property
+    def metrics(self) -> Metrics:
+        return Metrics()
+
+    @cached_property
     def inference(self) -> Inference:
-        return Inference(self.models, self.scheduler, default_num_ctx=self.config.context_length)
+        return Inference(self.models, self.scheduler, default_num_ctx=self.config.context_length,
+                         metrics=self.metrics)
 
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""

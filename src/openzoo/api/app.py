@@ -26,9 +26,10 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
                   description="Ollama-compatible, OpenAI-compatible and openzoo's own API.")
     app.state.services = services
     errors.install(app)
-    from openzoo.api import ollama, openai
+    from openzoo.api import ollama, openai, ops
 
     app.include_router(ollama.router)
     app.include_router(openai.router)
+    app.include_router(ops.router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

@@ -356,8 +356,3 @@ async def detokenize(request: Request) -> dict[str, Any]:
     services = services_of(request)
     text = await _run(services.inference.detokenize, _served_model(services, body.model), body.tokens)
     return {"prompt": text}
-
-
-@router.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from openzoo.errors import OpenzooError, ServerBusy
-from openzoo.runtime.base import Backend, LoadedModel, LoadOptions
+from openzoo.runtime.base import Backend, EngineStats, LoadedModel, LoadOptions
 
 log = logging.getLogger("openzoo.scheduler")
 
@@ -60,6 +60,7 @@ class LoadedInfo:
     memory_bytes: int
     expires_at: float | None  # wall-clock seconds; None = never
     users: int
+    stats: EngineStats
 
 
 class Scheduler:
@@ -182,14 +183,10 @@ class Scheduler:
 
     def loaded(self) -> list[LoadedInfo]:
         with self._cond:
-            infos = [LoadedInfo(r.spec, r.model.memory_bytes, r.expires_wall if r.users == 0 else None, r.users)
-                     for r in self._resident.values()]
+            infos = [LoadedInfo(r.spec, r.model.memory_bytes, r.expires_wall if r.users == 0 else None, r.users,
+                                r.model.stats()) for r in self._resident.values()]
         far = float("inf")
         return sorted(infos, key=lambda i: far if i.expires_at is None else i.expires_at, reverse=True)
-
-    def models(self) -> list[LoadedModel]:
-        with self._cond:
-            return [r.model for r in self._resident.values()]
 
     def _reap(self) -> None:
         with self._cond:
