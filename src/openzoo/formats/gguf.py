@@ -269,9 +269,22 @@ class _Cursor:
         return raw
 
     def skip_strings(self, count: int, what: str) -> None:
-        """Walk ``count`` strings without decoding them (the 262k-token vocabulary case)."""
+        """Walk ``count`` strings without decoding them (the 262k-token vocabulary case).
+
+        The fast loop leans on ``unpack_from`` refusing offsets past the end; if anything is out of
+        bounds, the checked loop runs again to say exactly where.
+        """
         data, size, pos = self.data, self.size, self.pos
         unpack = _U64.unpack_from
+        try:
+            for _ in range(count):
+                pos += 8 + unpack(data, pos)[0]
+        except (struct.error, OverflowError):
+            pos = size + 1
+        if pos <= size:
+            self.pos = pos
+            return
+        pos = self.pos
         for index in range(count):
             if pos + 8 > size:
                 raise self.fail(f"truncated: {what}[{index}] length needs 8 bytes", pos)
@@ -323,9 +336,7 @@ def _read_array(cursor: _Cursor, key: str, load: bool) -> GGUFArray:
     return GGUFArray(element_type=_TYPE_NAMES.get(etype, str(etype)), count=count, values=values)
 
 
-def _read_kvs(
-    cursor: _Cursor, kv_count: int, load_arrays: bool
-) -> tuple[dict[str, Scalar], dict[str, GGUFArray]]:
+def _read_kvs(cursor: _Cursor, kv_count: int, load_arrays: bool) -> tuple[dict[str, Scalar], dict[str, GGUFArray]]:
     kv: dict[str, Scalar] = {}
     arrays: dict[str, GGUFArray] = {}
     for index in range(kv_count):
@@ -346,16 +357,12 @@ def _read_kvs(
     return kv, arrays
 
 
-def _read_tensor_infos(
-    cursor: _Cursor, tensor_count: int
-) -> list[tuple[str, tuple[int, ...], int, int, int]]:
+def _read_tensor_infos(cursor: _Cursor, tensor_count: int) -> list[tuple[str, tuple[int, ...], int, int, int]]:
     infos: list[tuple[str, tuple[int, ...], int, int, int]] = []
     seen: set[str] = set()
     for index in range(tensor_count):
         start = cursor.pos
-        name = _decode(
-            cursor.string(f"tensor {index} name", limit=MAX_KEY_LENGTH), "tensor name", cursor, start
-        )
+        name = _decode(cursor.string(f"tensor {index} name", limit=MAX_KEY_LENGTH), "tensor name", cursor, start)
         if name in seen:
             raise cursor.fail(f"duplicate tensor name {name!r}", start)
         seen.add(name)
@@ -402,9 +409,7 @@ def _place_tensors(
     previous: TensorInfo | None = None
     for tensor in sorted(tensors, key=lambda t: t.offset):
         if previous is not None and previous.offset + previous.n_bytes > tensor.offset:
-            raise cursor.fail(
-                f"tensor {tensor.name} overlaps tensor {previous.name}", data_offset + tensor.offset
-            )
+            raise cursor.fail(f"tensor {tensor.name} overlaps tensor {previous.name}", data_offset + tensor.offset)
         previous = tensor
     return tuple(tensors)
 

@@ -371,11 +371,7 @@ def _split(source: str) -> list[tuple[str, str]]:
             return parts
         text = source[pos:start]
         inner = start + 2
-        if (
-            source.startswith("- ", inner)
-            or source.startswith("-\t", inner)
-            or source.startswith("-\n", inner)
-        ):
+        if source.startswith("- ", inner) or source.startswith("-\t", inner) or source.startswith("-\n", inner):
             text = text.rstrip()
             inner += 2
         parts.append(("text", text))
@@ -420,9 +416,7 @@ def translate_go_template(source: str) -> GoTranslation:
         else:
             translator.translate_action(body)
     if translator.blocks:
-        raise InvalidRequest(
-            f"unclosed Go template block {{{{ {translator.blocks[-1]} }}}} (missing {{{{ end }}}})"
-        )
+        raise InvalidRequest(f"unclosed Go template block {{{{ {translator.blocks[-1]} }}}} (missing {{{{ end }}}})")
     full = "".join(p.jinja for p in translator.pieces)
     cut_pieces: list[str] = []
     cut = False

@@ -264,9 +264,7 @@ def parse_modelfile(text: str) -> Modelfile:
             else:
                 model.requires = value
     if base is None:
-        raise InvalidRequest(
-            "Modelfile has no FROM line", hint="start the Modelfile with 'FROM <model or file>'"
-        )
+        raise InvalidRequest("Modelfile has no FROM line", hint="start the Modelfile with 'FROM <model or file>'")
     model.from_ = base
     return model
 

@@ -142,9 +142,7 @@ def tojson(
     sort_keys: bool = False,
 ) -> str:
     """HF's ``tojson``: plain JSON, not Jinja's HTML-escaped variant (templates emit it verbatim)."""
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
 class _Environment(ImmutableSandboxedEnvironment):

@@ -93,6 +93,21 @@ def test_large_arrays_are_skipped_but_counted(make_gguf: MakeGGUF) -> None:
     assert validate_gguf(info.path, load_arrays=True).arrays["tokenizer.ggml.tokens"].values == tuple(tokens)
 
 
+def test_skipped_string_arrays_are_still_bounds_checked(make_gguf: MakeGGUF, tmp_path: Path) -> None:
+    data = make_gguf(tokens=[f"tok{i}" for i in range(5000)]).read_bytes()
+    start = data.index(b"tok0") - 8
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: start + 45_000])
+    with pytest.raises(InvalidModelFile, match=r"tokenizer\.ggml\.tokens\[\d+\]"):
+        validate_gguf(cut)
+    huge = bytearray(data)
+    length_at = data.index(b"tok100") - 8
+    huge[length_at : length_at + 8] = struct.pack("<Q", 2**63)
+    cut.write_bytes(bytes(huge))
+    with pytest.raises(InvalidModelFile, match=r"tokenizer\.ggml\.tokens\[100\] runs past the end"):
+        validate_gguf(cut)
+
+
 def test_declared_parameter_count_and_chat_template(make_gguf: MakeGGUF) -> None:
     info = validate_gguf(make_gguf(parameter_count=7_615_616_512, chat_template="{{ messages }}"))
     assert info.parameter_count == 7_615_616_512

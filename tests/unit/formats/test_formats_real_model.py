@@ -30,9 +30,7 @@ def test_default_model_facts(real_gguf: Path) -> None:
     assert (info.context_length, info.embedding_length) == (32768, 640)
     assert info.tensor_count == 236
     assert info.chat_template is None
-    assert (
-        template_for_model(info.architecture, gguf_template=info.chat_template).kind is TemplateKind.BUILTIN
-    )
+    assert template_for_model(info.architecture, gguf_template=info.chat_template).kind is TemplateKind.BUILTIN
     meta = info.metadata()
     assert meta["tokenizer.ggml.tokens"] == []
     assert meta["gemma3.attention.layer_norm_rms_epsilon"] == 1e-06

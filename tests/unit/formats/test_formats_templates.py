@@ -97,11 +97,7 @@ def test_go_tools_and_tool_calls() -> None:
         {"role": "tool", "content": "12:00", "tool_name": "clock"},
     ]
     assert template.render(messages, tools=tools) == (
-        'Tools: {"name":"clock","parameters":{}}\n'
-        "user: time?\n"
-        'CALL clock {"tz":"UTC"}\n'
-        "RESULT clock: 12:00\n"
-        "assistant:"
+        'Tools: {"name":"clock","parameters":{}}\nuser: time?\nCALL clock {"tz":"UTC"}\nRESULT clock: 12:00\nassistant:'
     )
 
 
@@ -204,10 +200,7 @@ def test_builtin_gemma3_folds_system_and_omits_bos() -> None:
     assert template.render_prompt(None, "Why is the sky blue?") == (
         "<start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n<start_of_turn>model\n"
     )
-    assert (
-        template.render_prompt("Sys", "")
-        == "<start_of_turn>user\nSys\n\n<end_of_turn>\n<start_of_turn>model\n"
-    )
+    assert template.render_prompt("Sys", "") == "<start_of_turn>user\nSys\n\n<end_of_turn>\n<start_of_turn>model\n"
     assert template.render([{"role": "system", "content": "only"}], add_generation_prompt=False) == (
         "<start_of_turn>user\nonly\n\n<end_of_turn>\n"
     )
@@ -238,9 +231,7 @@ def test_template_for_model_precedence() -> None:
 
 def test_messages_are_not_mutated_and_none_content_is_empty() -> None:
     messages = [{"role": "USER", "content": None}]
-    assert (
-        builtin_template("qwen2").render(messages) == "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
-    )
+    assert builtin_template("qwen2").render(messages) == "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
     assert messages == [{"role": "USER", "content": None}]
 
 
