@@ -187,6 +187,12 @@ class Keyring:
         _write_new(self._pub(name), key.public.pem(), 0o644)
         return key
 
+    def ensure(self, name: str, passphrase: bytes | None = None) -> SigningKey:
+        """Load own key ``name``, generating it on first use (how the zoo key comes to be)."""
+        if self.has_private(name):
+            return self.signing_key(name, passphrase)
+        return self.generate(name, passphrase)
+
     def signing_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:
         """Load an own private key; NotFound if we do not hold it."""
         path = self._key(name)
@@ -215,6 +221,10 @@ class Keyring:
         if not path.exists():
             raise NotFound(f"no trusted key {name!r}", hint="run 'openzoo keys list'")
         return load_public_pem(path.read_bytes(), name)
+
+    def trusted(self) -> list[PublicKey]:
+        """Every trusted (not revoked) public key, own ones included."""
+        return [self.load(info.name) for info in self.list() if not info.revoked]
 
     def export(self, name: str) -> bytes:
         """Public PEM of ``name`` for handing to another zoo."""

@@ -60,6 +60,9 @@ def test_keyring_lifecycle(tmp_path: Path) -> None:
     assert [k.revoked for k in other.list()] == [True, True]
     with pytest.raises(NotFound):
         ring.signing_key("nobody")
+    zoo = ring.ensure("zoo")
+    assert ring.ensure("zoo").key_id == zoo.key_id
+    assert {k.name for k in ring.trusted()} == {"alice", "zoo"}
 
 
 def test_passphrase(tmp_path: Path) -> None:

@@ -198,3 +198,19 @@ def test_monitor_ok_and_fork(
     assert monitor(new, new, [], [zoo_key.public]).ok
     with pytest.raises(VerificationFailed):
         monitor(old, new, log.consistency_proof(5, 12), [reviewer_keys["bob"].public])
+
+
+def test_inside_caller_transaction() -> None:
+    conn = sqlite3.connect(":memory:")
+    log = TransparencyLog(conn)
+    log.append("key", {"n": 0})
+    conn.execute("BEGIN")
+    log.append("key", {"n": 1})
+    assert log.size() == 2
+    conn.rollback()  # the caller's transaction wins: the nested append is undone
+    assert log.size() == 1 and log.head().size == 1
+    assert log.append("key", {"n": 1}) == 1
+    tree = merkle.MerkleTree()
+    for e in log.entries():
+        tree.append(entry_bytes(e.kind, e.body, e.timestamp))
+    assert log.head().root_hash == tree.root()
