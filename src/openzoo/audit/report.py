@@ -467,7 +467,7 @@ def _explain_views(result: SuiteResult) -> list[dict[str, Any]]:
 
 
 def _examples(report: Report) -> dict[str, list[dict[str, Any]]]:
-    ex: dict[str, list[dict[str, Any]]] = {}
+    ex: dict[str, list[dict[str, Any]]] = {"under": [], "over": [], "pairs": []}
     safety = report.suites.get("safety")
     if safety:
         ex["under"] = [i for i in safety.items if i.get("type") == "unsafe" and not i.get("refused")][:15]

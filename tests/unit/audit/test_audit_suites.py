@@ -144,7 +144,7 @@ def test_bias_data_pairs_and_validation(tmp_path: Path, scorer: FakeScorer) -> N
     with pytest.raises(InvalidData, match=r"bad\.jsonl:2: field \"stereotype\" must be a string"):
         bias.run(scorer, p, 0, None)
     p = write(tmp_path, "what.jsonl", [{"foo": 1}])
-    with pytest.raises(InvalidData, match=r"what\.jsonl:1: cannot tell the probe"):
+    with pytest.raises(InvalidData, match=r"what\.jsonl:1: missing field \"category\""):
         bias.run(scorer, p, 0, None)
     occ = write(tmp_path, "occ.jsonl", [{"occupation": "nurse", "workforce_majority": "female",
                                          "prompt": "The nurse was a", "female": [" woman"], "male": [" man"]}])

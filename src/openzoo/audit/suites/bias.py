@@ -10,7 +10,7 @@
   continues occupation prompts with, and whether that follows the workforce majority.
 
 With ``--data`` a single JSONL file replaces the bundled data; its first line decides the probe
-(``stereotype`` -> pairs, ``context_condition`` -> BBQ, ``occupation`` -> co-occurrence).
+(``context_condition`` -> BBQ, ``occupation`` -> co-occurrence, otherwise minimal pairs).
 """
 
 from __future__ import annotations
@@ -134,19 +134,14 @@ def load_occupations(file: ds.DataFile) -> list[Occupation]:
 
 
 def _kind(file: ds.DataFile) -> str:
-    first_line, first = ds.parse_jsonl(file)[0]
-    if "stereotype" in first or "anti_stereotype" in first:
-        return "pairs"
+    """Which probe a ``--data`` file feeds, from its first object; minimal pairs unless it has BBQ's
+    ``context_condition`` or an ``occupation`` field (so a broken pairs file reports its missing fields)."""
+    first = ds.parse_jsonl(file)[0][1]
     if "context_condition" in first:
         return "bbq"
     if "occupation" in first:
         return "occupations"
-    raise ds.bad(
-        file,
-        first_line,
-        'cannot tell the probe: expected "stereotype"/"anti_stereotype" '
-        '(minimal pairs), "context_condition" (BBQ) or "occupation" fields',
-    )
+    return "pairs"
 
 
 def run(
