@@ -19,7 +19,7 @@ from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooErr
 from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
 from openzoo.formats import grammar as grammars
 from openzoo.formats.templates import ChatTemplate
-from openzoo.formats.tools import parse_tool_calls
+from openzoo.formats.tools import extract_tool_calls, tools_instruction
 from openzoo.metrics import Metrics
 from openzoo.models import Models, ModelSpec
 from openzoo.options import RunOptions, merge, parse
@@ -89,7 +89,8 @@ class Generation:
 
     def __init__(self, spec: ModelSpec, lease: contextlib.AbstractContextManager[tuple[LoadedModel, int]],
                  model: LoadedModel, load_ns: int, request: GenerationRequest, *,
-                 collect_tools: bool = False, started: int | None = None, metrics: Metrics | None = None) -> None:
+                 collect_tools: bool = False, started: int | None = None, metrics: Metrics | None = None,
+                 tool_names: frozenset[str] | None = None) -> None:
         self.spec = spec
         self.model_name = spec.name.display
         self._lease = lease
@@ -97,6 +98,7 @@ class Generation:
         self._load_ns = load_ns
         self._request = request
         self._collect_tools = collect_tools
+        self._tool_names = tool_names
         self._started = started or time.perf_counter_ns()
         self._handle: GenerationHandle | None = None
         self._closed = False
@@ -153,10 +155,10 @@ class Generation:
                                  "total_ns": time.perf_counter_ns() - self._started}
         if self._collect_tools:
             text = "".join(p.text for p in pieces)
-            calls = parse_tool_calls(text)
+            calls = extract_tool_calls(text, tool_names=self._tool_names).calls
             if calls:
-                extra["tool_calls"] = tuple(ToolCall(name, args, id=f"call_{i}", index=i)
-                                            for i, (name, args) in enumerate(calls))
+                extra["tool_calls"] = tuple(ToolCall(call.name, dict(call.arguments), id=f"call_{i}", index=i)
+                                            for i, call in enumerate(calls))
             elif pieces:
                 yield TextChunk(text, tuple(t for p in pieces for t in p.token_ids),
                                 tuple(lp for p in pieces for lp in p.logprobs))
@@ -295,6 +297,8 @@ class Inference:
         opts = parse(merge(spec.parameters, req.options))
         template = self.models.template_for(spec)
         tools = req.tools or None
+        if tools and not template.supports_tools:
+            messages = _with_tool_instruction(messages, tools_instruction(tools))
         text = template.render(messages, tools=tools, add_generation_prompt=True)
         lease, model, load_ns = self._lease(spec, opts, req.keep_alive)
         try:
@@ -305,8 +309,9 @@ class Inference:
             lease.__exit__(None, None, None)
             raise
         self.metrics.request("chat")
+        names = frozenset(str((t.get("function") or {}).get("name", "")) for t in tools or [])
         generation = Generation(spec, lease, model, load_ns, request, collect_tools=bool(tools), started=started,
-                                metrics=self.metrics)
+                                metrics=self.metrics, tool_names=names or None)
         generation.start()
         return generation
 
@@ -387,6 +392,14 @@ def _check_message(index: int, message: Any) -> dict[str, Any]:
                 with contextlib.suppress(ValueError):
                     fn["arguments"] = json.loads(fn["arguments"])
     return checked
+
+
+def _with_tool_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    """Offer tools through the system prompt, for templates that cannot render a tool list."""
+    if messages and messages[0]["role"] == "system":
+        first = dict(messages[0], content=f"{messages[0]['content']}\n\n{instruction}")
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
 
 
 def _renormalize(vector: list[float]) -> list[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
+from openzoo.store.blobs import BlobInfo
 from openzoo.store.store import Store, StoredModel
 
 DEFAULT_MODEL = "gemma3:270m"
@@ -154,9 +155,9 @@ class Models:
 
     # reading
 
-    def list(self) -> list[ModelSummary]:
+    def list_models(self) -> list[ModelSummary]:
         result = []
-        for entry in self.store.catalog.list():
+        for entry in self.store.catalog.entries():
             try:
                 manifest = self.store.load_manifest(entry.manifest_digest)
                 config = self._config(manifest)
@@ -248,7 +249,7 @@ class Models:
                                  license_id=license_id, extra={"parent_model": parent} if parent else None)
 
     def _put_with_progress(self, chunks: Iterable[bytes], total: int, expected: str | None,
-                           status: str = "copying model data") -> Iterator[Progress | Any]:
+                           status: str = "copying model data") -> Generator[Progress, None, BlobInfo]:
         """Write a blob, yielding byte progress at most every 0.1 s; return its :class:`BlobInfo`."""
         last = 0.0
         with self.store.blobs.writer() as writer:
@@ -395,7 +396,7 @@ class Models:
             raise NotFound(f"no such file: {path}", hint="check the path in the Modelfile")
         return path
 
-    def _weights_from_blob(self, digest: str) -> Iterator[Progress | Any]:
+    def _weights_from_blob(self, digest: str) -> Generator[Progress, None, tuple[Layer, dict[str, Any]]]:
         digest = names.normalize_digest(digest)
         if not self.store.blobs.exists(digest):
             from openzoo.errors import BlobNotFound
@@ -405,7 +406,7 @@ class Models:
         yield Progress(f"using existing layer {digest}")
         return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
 
-    def _adapter_layer(self, filename: str, digest: str) -> Iterator[Progress]:
+    def _adapter_layer(self, filename: str, digest: str) -> Generator[Progress, None, Layer]:
         digest = names.normalize_digest(digest)
         if not self.store.blobs.exists(digest):
             from openzoo.errors import BlobNotFound

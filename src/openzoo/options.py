@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from openzoo.errors import InvalidRequest
@@ -34,7 +34,7 @@ KNOWN = _INT | _FLOAT | _BOOL | {"stop"}
 class RunOptions:
     """Everything a request's options decide, with Ollama's defaults."""
 
-    sampling: SamplingParams = SamplingParams()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     num_predict: int = -1
     num_ctx: int | None = None
     num_keep: int = 4

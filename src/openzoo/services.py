@@ -57,7 +57,7 @@ class Services:
 
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""
-        if not self.store.catalog.list():
+        if not self.store.catalog.entries():
             yield from self.models.pull(DEFAULT_MODEL)
 
     def close(self) -> None:

@@ -231,7 +231,7 @@ async def embeddings(request: Request) -> dict[str, Any]:
 @router.get("/api/tags")
 @router.head("/api/tags", include_in_schema=True)
 async def tags(request: Request) -> dict[str, Any]:
-    models = services_of(request).models.list()
+    models = services_of(request).models.list_models()
     return {"models": [{"name": m.name, "model": m.name, "modified_at": wire.rfc3339(m.modified_at),
                         "size": m.size, "digest": m.digest.removeprefix("sha256:"),
                         "details": m.details.to_json()} for m in models]}

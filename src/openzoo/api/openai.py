@@ -172,12 +172,13 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
         return [prompt]
     if not prompt:
         raise InvalidRequest("prompt must not be empty", param="prompt")
-    if all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]  # type: ignore[arg-type]
-    if all(isinstance(p, str) for p in prompt):
-        return list(prompt)  # type: ignore[arg-type]
-    if all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in prompt):
-        return [list(p) for p in prompt]  # type: ignore[union-attr]
+    items: list[Any] = list(prompt)
+    if all(isinstance(p, int) for p in items):
+        return [items]
+    if all(isinstance(p, str) for p in items):
+        return items
+    if all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in items):
+        return [list(p) for p in items]
     raise InvalidRequest("prompt must be a string, a list of strings, a token list or a list of token lists",
                          param="prompt")
 
@@ -286,8 +287,8 @@ async def embeddings(request: Request) -> dict[str, Any]:
     elif all(isinstance(x, str) for x in raw):
         texts = list(raw)  # type: ignore[arg-type]
     else:
-        token_lists = [raw] if all(isinstance(x, int) for x in raw) else raw
-        texts = [await _run(services.inference.detokenize, body.model, list(t)) for t in token_lists]  # type: ignore[arg-type]
+        token_lists: list[list[int]] = [raw] if all(isinstance(x, int) for x in raw) else raw  # type: ignore[list-item,assignment]
+        texts = [await _run(services.inference.detokenize, body.model, list(t)) for t in token_lists]
     result = await _run(lambda: services.inference.embed(body.model, texts, dimensions=body.dimensions))
     data = [{"object": "embedding", "index": i,
              "embedding": b64_float32(v) if body.encoding_format == "base64" else v}
@@ -304,12 +305,12 @@ def _model_object(name: str, modified: float) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [_model_object(m.name, m.modified_at)
-                                       for m in services_of(request).models.list()]}
+                                       for m in services_of(request).models.list_models()]}
 
 
 @router.get("/v1/models/{model:path}")
 async def get_model(request: Request, model: str) -> dict[str, Any]:
-    for m in services_of(request).models.list():
+    for m in services_of(request).models.list_models():
         if m.name == model or m.name == f"{model}:latest":
             return _model_object(m.name, m.modified_at)
     raise ModelNotFound(model)
@@ -325,7 +326,7 @@ def _served_model(services: Services, requested: str | None) -> str:
     loaded = services.scheduler.loaded()
     if len(loaded) == 1:
         return loaded[0].spec.name
-    models = [m.name for m in services.models.list()]
+    models = [m.name for m in services.models.list_models()]
     if DEFAULT_MODEL in models or not models:
         return DEFAULT_MODEL
     return models[0]

@@ -94,11 +94,11 @@ class SecurityMiddleware:
                     (b"access-control-max-age", b"86400")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-        if self.api_key and not (path == "/" and scope["method"] in {"GET", "HEAD"}):
-            if not self._authorized(headers, path):
-                await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
-                             extra=[*cors, (b"www-authenticate", b"Bearer")])
-                return
+        open_path = path == "/" and scope["method"] in {"GET", "HEAD"}
+        if self.api_key and not open_path and not self._authorized(headers, path):
+            await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
+                         extra=[*cors, (b"www-authenticate", b"Bearer")])
+            return
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start" and cors:

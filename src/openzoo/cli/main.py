@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 
 import click
 
-from openzoo import __version__, config as configuration
+from openzoo import __version__
+from openzoo import config as configuration
 from openzoo.cli.output import human_size, render_progress, table
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 
@@ -70,7 +71,7 @@ def local_services() -> Any:
 def list_cmd() -> None:
     """List models in the store."""
     services = local_services()
-    rows = [[m.name, m.digest[7:19], human_size(m.size), _ago(m.modified_at)] for m in services.models.list()]
+    rows = [[m.name, m.digest[7:19], human_size(m.size), _ago(m.modified_at)] for m in services.models.list_models()]
     click.echo(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
 
 

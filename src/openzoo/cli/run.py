@@ -20,6 +20,7 @@ from openzoo.client import Client
 from openzoo.config import parse_duration
 from openzoo.errors import InvalidRequest
 from openzoo.events import Done, Failure, TextChunk
+from openzoo.inference import KeepAlive
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Session:
     model: str
     options: dict[str, Any] = field(default_factory=dict)
     format: str | None = None
-    keep_alive: float | None | str = "default"
+    keep_alive: KeepAlive = "default"
     system: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
 

@@ -88,40 +88,17 @@ class BlobStore:
 
     def put(self, chunks: Iterable[bytes], *, expected: str | None = None,
             progress: ProgressCallback | None = None) -> BlobInfo:
-        """Store a stream of bytes; with ``expected``, refuse content whose digest differs.
+        """Store a stream of bytes; with ``expected``, refuse content whose digest differs."""
+        with self.writer() as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                if progress is not None and chunk:
+                    progress(len(chunk))
+            return writer.commit(expected)
 
-        The temp file carries this process's id so that start-up clean-up never removes the temp file
-        of an import still running in another process.
-        """
-        want = normalize_digest(expected) if expected else None
-        tmp = self.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}"
-        hasher = hashlib.sha256()
-        size = 0
-        try:
-            with tmp.open("wb") as out:
-                for chunk in chunks:
-                    if not chunk:
-                        continue
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-            digest = "sha256:" + hasher.hexdigest()
-            if want is not None and digest != want:
-                raise DigestMismatch(f'digest mismatch, expected "{want}", got "{digest}"')
-            final = self.path(digest)
-            if final.exists() and final.stat().st_size == size:
-                tmp.unlink()
-            else:
-                os.replace(tmp, final)
-                _fsync_dir(self.root)
-            return BlobInfo(digest, size)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+    def writer(self) -> BlobWriter:
+        """A writer for callers that report progress between chunks (see :meth:`put`)."""
+        return BlobWriter(self)
 
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -165,6 +142,54 @@ class BlobStore:
         actual = self.hash_file(digest)
         if actual != normalize_digest(digest):
             raise StoreCorrupt(f"blob {digest} is damaged: its content hashes to {actual}")
+
+
+class BlobWriter:
+    """One atomic blob write: temp file in the blob directory, hashed as written, renamed on commit.
+
+    The temp file name carries this process's id so that start-up clean-up never removes the temp
+    file of an import still running in another process. Leaving the ``with`` block without
+    :meth:`commit` removes the temp file: nothing partial is ever visible.
+    """
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._tmp = store.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}"
+        self._file: BinaryIO | None = None
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    def __enter__(self) -> BlobWriter:
+        self._file = self._tmp.open("wb")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "use BlobWriter in a with block"
+        self._hasher.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self, expected: str | None = None) -> BlobInfo:
+        assert self._file is not None, "use BlobWriter in a with block"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = "sha256:" + self._hasher.hexdigest()
+        if expected is not None and digest != normalize_digest(expected):
+            raise DigestMismatch(f'digest mismatch, expected "{normalize_digest(expected)}", got "{digest}"')
+        final = self._store.path(digest)
+        if final.is_file() and final.stat().st_size == self.size:
+            self._tmp.unlink()
+        else:
+            os.replace(self._tmp, final)
+            _fsync_dir(self._store.root)
+        return BlobInfo(digest, self.size)
 
 
 def _chunks(f: BinaryIO) -> Iterator[bytes]:

@@ -87,7 +87,7 @@ class Catalog:
         except ModelNotFound:
             return None
 
-    def list(self) -> list[CatalogEntry]:
+    def entries(self) -> list[CatalogEntry]:
         """Every model, newest first."""
         with self._lock:
             rows = self._conn.execute(

@@ -27,7 +27,7 @@ def test_tag_resolve_list(tmp_path: Path) -> None:
     manifest = make_model(store, b"weights-a", "a:1")
     stored = store.resolve(names.parse("A:1"))  # names match case-insensitively
     assert stored.manifest == manifest
-    assert [e.display for e in store.catalog.list()] == ["a:1"]
+    assert [e.display for e in store.catalog.entries()] == ["a:1"]
 
 
 def test_manifest_round_trip_is_canonical() -> None:
@@ -68,7 +68,7 @@ def test_tag_refuses_missing_blobs(tmp_path: Path) -> None:
     manifest = Manifest(Layer(mt.CONFIG_MEDIA_TYPE, "sha256:" + "0" * 64, 2), ())
     with pytest.raises(StoreCorrupt, match="missing"):
         store.tag(names.parse("x"), manifest)
-    assert store.catalog.list() == []
+    assert store.catalog.entries() == []
 
 
 def test_recover_sweeps_old_unreferenced_blobs_and_partials(tmp_path: Path) -> None:
