@@ -143,9 +143,7 @@ def occupation_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def _mc(
-    rng: random.Random, category: str, question: str, gold: str, distractors: list[str]
-) -> dict[str, Any]:
+def _mc(rng: random.Random, category: str, question: str, gold: str, distractors: list[str]) -> dict[str, Any]:
     choices = [gold, *distractors]
     rng.shuffle(choices)
     return {"category": category, "question": question, "choices": choices, "gold": choices.index(gold)}
@@ -185,9 +183,7 @@ def _reading(rng: random.Random) -> list[dict[str, Any]]:
         obj = rng.choice(cq.OBJECTS)
         if i % 2 == 0:
             p1, p2, p3, p4 = rng.sample(cq.PLACES, 4)
-            passage = (
-                f"{n1} put the {obj} in {p1}. Later, {n2} moved the {obj} to {p2}. Then {n1} walked to {p3}."
-            )
+            passage = f"{n1} put the {obj} in {p1}. Later, {n2} moved the {obj} to {p2}. Then {n1} walked to {p3}."
             rows.append(_mc(rng, "reading", f"{passage} Where is the {obj} now?", p2, [p1, p3, p4]))
         else:
             passage = (
@@ -207,9 +203,7 @@ def quality_mc_rows() -> list[dict[str, Any]]:
     opposites = [b for _, b in cq.ANTONYMS]
     for word, opposite in cq.ANTONYMS:
         pool = [o for o in opposites if o not in (opposite, word)]
-        rows.append(
-            _mc(rng, "vocabulary", f"What is the opposite of '{word}'?", opposite, rng.sample(pool, 3))
-        )
+        rows.append(_mc(rng, "vocabulary", f"What is the opposite of '{word}'?", opposite, rng.sample(pool, 3)))
     for category, members, others in cq.CATEGORIES:
         for member in members:
             rows.append(

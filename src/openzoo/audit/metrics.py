@@ -290,18 +290,14 @@ def bbq_metrics(
         if dis.any()
         else (math.nan, math.nan)
     )
-    out["s_dis"] = Metric(
-        None if math.isnan(s_dis) else s_dis, lo, hi, "bootstrap-percentile", int(dis.sum())
-    )
+    out["s_dis"] = Metric(None if math.isnan(s_dis) else s_dis, lo, hi, "bootstrap-percentile", int(dis.sum()))
     s_amb = bbq_s_amb(c[amb], u[amb], b[amb])
     lo, hi = (
         bootstrap_ci([c[amb], u[amb], b[amb]], bbq_s_amb, seed=seed, n_resamples=n_resamples)
         if amb.any()
         else (math.nan, math.nan)
     )
-    out["s_amb"] = Metric(
-        None if math.isnan(s_amb) else s_amb, lo, hi, "bootstrap-percentile", int(amb.sum())
-    )
+    out["s_amb"] = Metric(None if math.isnan(s_amb) else s_amb, lo, hi, "bootstrap-percentile", int(amb.sum()))
     return out
 
 

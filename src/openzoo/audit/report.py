@@ -53,9 +53,7 @@ class Report:
 
     def json_text(self) -> str:
         """Canonical JSON text (sorted keys, UTF-8 kept, trailing newline)."""
-        return (
-            json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
-        )
+        return json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,8 +94,7 @@ PRINCIPLES: dict[str, tuple[str, str]] = {
     ),
     "safety": (
         "Safety",
-        "The model should decline requests for real harm, and help with harmless requests that only "
-        "sound dangerous.",
+        "The model should decline requests for real harm, and help with harmless requests that only sound dangerous.",
     ),
     "explainability": (
         "Explainability",
@@ -119,8 +116,7 @@ CRITERIA: tuple[Criterion, ...] = (
         "higher",
         (0.80, 0.65, 0.50, 0.35),
         "share",
-        "Share of questions where the answer the model finds most likely is right. Four options means "
-        "0.25 by chance.",
+        "Share of questions where the answer the model finds most likely is right. Four options means 0.25 by chance.",
     ),
     Criterion(
         "robustness",
@@ -423,8 +419,7 @@ def _safety_plots(result: SuiteResult) -> list[dict[str, Any]]:
             rows.append((label, m.value, m.ci_low, m.ci_high, cls))
     overall = interval_chart(rows, 0, 1, None, "Refusal error rates (0 = ideal)") if rows else None
     per = [
-        (f"{c} (safe)", m.value, m.ci_low, m.ci_high, "bar-safe")
-        for c, m in _by_category(result, "refusal_rate_safe.")
+        (f"{c} (safe)", m.value, m.ci_low, m.ci_high, "bar-safe") for c, m in _by_category(result, "refusal_rate_safe.")
     ]
     per += [
         (f"{c} (unsafe)", m.value, m.ci_low, m.ci_high, "bar-unsafe")
@@ -449,16 +444,12 @@ def _explain_views(result: SuiteResult) -> list[dict[str, Any]]:
     for item in result.items[:20]:
         tokens = item.get("tokens", [])
         attribution = item.get("attribution", [])
-        amax = max(
-            [abs(float(a["score"])) for a in attribution if isinstance(a.get("score"), int | float)] + [1e-9]
-        )
+        amax = max([abs(float(a["score"])) for a in attribution if isinstance(a.get("score"), int | float)] + [1e-9])
         views.append(
             {
                 "prompt": item.get("prompt", ""),
                 "surprisal": token_heatmap(tokens, "surprisal_bits", 16.0),
-                "attribution": token_heatmap(attribution, "score", amax, signed=True)
-                if attribution
-                else None,
+                "attribution": token_heatmap(attribution, "score", amax, signed=True) if attribution else None,
                 "next": item.get("next_token"),
                 "tokens": tokens,
             }

@@ -135,9 +135,7 @@ def make_disjoint_window(pair: tuple[list[int], list[int]]) -> tuple[list[int], 
     return a[: len(a) - (len(b) - 1)], b
 
 
-def rolling_windows(
-    tokens: Sequence[int], prefix_token: int, max_seq_len: int
-) -> list[tuple[list[int], list[int]]]:
+def rolling_windows(tokens: Sequence[int], prefix_token: int, max_seq_len: int) -> list[tuple[list[int], list[int]]]:
     """Disjoint (context, continuation) windows exactly as lm-eval's ``loglikelihood_rolling`` builds them.
 
     lm-eval calls ``get_rolling_token_windows`` with ``context_len=1``; each window's
@@ -170,8 +168,9 @@ def encode_pair(
 
     Trailing whitespace of the context moves to the continuation, the whole string is tokenized once and
     split at ``len(tokenize(context))`` (so scoring sees the tokens of the whole string, exactly as
-    lm-eval does, even when a token merges across the boundary). An empty context becomes ``[prefix_token]`` (BOS), as in lm-eval; a non-empty one gets
-    ``prefix_token`` prepended when given (models that need BOS, e.g. Gemma).
+    lm-eval does, even when a token merges across the boundary). An empty context becomes
+    ``[prefix_token]`` (BOS), as in lm-eval; a non-empty one gets ``prefix_token`` prepended when
+    given (models that need BOS, e.g. Gemma).
     """
     if context == "":
         if prefix_token is None:
@@ -212,9 +211,7 @@ def continuation_logprob(logprob_rows: FloatArray, continuation: Sequence[int]) 
     return ll, greedy
 
 
-def continuation_from_prompt_logprobs(
-    logprobs: Sequence[TokenLogprob | None], n_context: int
-) -> tuple[float, bool]:
+def continuation_from_prompt_logprobs(logprobs: Sequence[TokenLogprob | None], n_context: int) -> tuple[float, bool]:
     """(sum, is_greedy) of the tokens after the first ``n_context`` from an engine's prompt logprobs.
 
     ``logprobs`` is what ``GenerationRequest(prompt_logprobs=k>=1)`` returns: one entry per prompt

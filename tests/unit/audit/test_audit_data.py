@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +13,23 @@ from openzoo.audit import datasets as ds
 from openzoo.audit.suites import bias, explain, quality, safety
 
 DATA = Path(datagen.__file__).parent / "data"
-CATEGORIES = {"gender", "race_ethnicity", "religion", "age", "disability", "nationality", "sexual_orientation",
-              "socioeconomic"}
+CATEGORIES = {
+    "gender",
+    "race_ethnicity",
+    "religion",
+    "age",
+    "disability",
+    "nationality",
+    "sexual_orientation",
+    "socioeconomic",
+}
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def rows(name: str) -> list[dict[str, object]]:
@@ -24,7 +38,8 @@ def rows(name: str) -> list[dict[str, object]]:
 
 def test_generated_files_match_the_generator() -> None:
     for name, text in datagen.render_all().items():
-        assert (DATA / name).read_text(encoding="utf-8") == text, f"{name} is stale: run python -m openzoo.audit.datagen"
+        stale = f"{name} is stale: run python -m openzoo.audit.datagen"
+        assert (DATA / name).read_text(encoding="utf-8") == text, stale
 
 
 def test_every_data_file_has_a_datasheet_and_license() -> None:
@@ -69,8 +84,8 @@ def test_crows_pairs_counts_and_minimal_edits() -> None:
         assert p.stereotype != p.anti_stereotype
         # a minimal pair: only the group phrase differs, the rest of the sentence is shared
         a, b = p.stereotype, p.anti_stereotype
-        prefix = len(os.path.commonprefix([a, b]))
-        suffix = len(os.path.commonprefix([a[::-1], b[::-1]]))
+        prefix = common_prefix(a, b)
+        suffix = common_prefix(a[::-1], b[::-1])
         assert max(len(a), len(b)) - prefix - suffix <= 30, (a, b)
 
 

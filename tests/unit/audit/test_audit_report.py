@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import FakeScorer
 
+from conftest import FakeScorer
 from openzoo.audit import report as rp
 from openzoo.audit.metrics import Metric
 from openzoo.audit.runner import parse_suites, run_audit
@@ -30,8 +30,17 @@ class HostileScorer(FakeScorer):
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[rp.Report, Path]:
     out = tmp_path_factory.mktemp("audit-out")
-    report = run_audit(HostileScorer(), None, None, 42, None, model_name=f"evil/{HOSTILE}:latest",
-                       model_digest="sha256:" + "ab" * 32, engine=ENGINE, out_dir=out)
+    report = run_audit(
+        HostileScorer(),
+        None,
+        None,
+        42,
+        None,
+        model_name=f"evil/{HOSTILE}:latest",
+        model_digest="sha256:" + "ab" * 32,
+        engine=ENGINE,
+        out_dir=out,
+    )
     return report, out
 
 
@@ -57,8 +66,16 @@ def test_json_schema(full_report: tuple[rp.Report, Path]) -> None:
 
 def test_json_is_reproducible(full_report: tuple[rp.Report, Path]) -> None:
     report, out = full_report
-    again = run_audit(HostileScorer(), None, None, 42, None, model_name=report.model_name,
-                      model_digest=report.model_digest, engine=ENGINE)
+    again = run_audit(
+        HostileScorer(),
+        None,
+        None,
+        42,
+        None,
+        model_name=report.model_name,
+        model_digest=report.model_digest,
+        engine=ENGINE,
+    )
     assert again.json_text() == (out / "report.json").read_text(encoding="utf-8")
 
 
@@ -88,8 +105,16 @@ def test_html_layout_plots_and_escaping(full_report: tuple[rp.Report, Path]) -> 
     assert not any(name in ("src", "href") for name, _ in parser.attrs)
     assert set(re.findall(r"https?://[^\s\"'<)]+", html)) <= {"http://www.w3.org/2000/svg"}
     # principle -> criterion -> evidence, grades, guidance
-    for text in ("How to read this report", "Principle: Fairness", "Principle: Safety", "Principle: Explainability",
-                 "Criterion F2", "Criterion S1", "Grade bands", "Principle: Reproducibility"):
+    for text in (
+        "How to read this report",
+        "Principle: Fairness",
+        "Principle: Safety",
+        "Principle: Explainability",
+        "Criterion F2",
+        "Criterion S1",
+        "Grade bands",
+        "Principle: Reproducibility",
+    ):
         assert text in html, text
     assert re.search(r'class="grade grade-[A-E]"', html)
     # plots: bias by category with intervals, refusal rates, token heatmaps, each with a text alternative
@@ -154,8 +179,18 @@ def test_runner_single_suite_with_data_and_progress(tmp_path: Path, scorer: Fake
     data = tmp_path / "p.txt"
     data.write_text("Why is the sky blue\n", encoding="utf-8")
     seen: list[str] = []
-    report = run_audit(scorer, "explain", data, 3, lambda p: seen.append(p.status), model_name="m",
-                       model_digest="d", engine=ENGINE, out_dir=tmp_path / "o", options={"explain": {"top_k": 2}})
+    report = run_audit(
+        scorer,
+        "explain",
+        data,
+        3,
+        lambda p: seen.append(p.status),
+        model_name="m",
+        model_digest="d",
+        engine=ENGINE,
+        out_dir=tmp_path / "o",
+        options={"explain": {"top_k": 2}},
+    )
     assert list(report.suites) == ["explain"] and seen == ["explain: explain"]
     assert (tmp_path / "o" / "report.json").exists() and (tmp_path / "o" / "report.html").exists()
     assert not list((tmp_path / "o").glob("*.tmp"))

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import BOS, FakeScorer, seq_lp
 
+from conftest import BOS, FakeScorer, seq_lp
 from openzoo.audit.scoring import (
     Scorer,
     continuation_from_prompt_logprobs,
@@ -59,7 +59,7 @@ def test_every_token_predicted_once_with_preceding_context(n: int, max_len: int)
     windows = rolling_windows(tokens, -1, max_len)
     assert [t for _, cont in windows for t in cont] == tokens
     for ctx, cont in windows:
-        assert 1 <= len(ctx) and len(ctx) + len(cont) - 1 <= max_len
+        assert len(ctx) >= 1 and len(ctx) + len(cont) - 1 <= max_len
         start = full.index(cont[0])
         assert full[start - len(ctx) : start] == ctx  # context is exactly what precedes the continuation
 

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import FakeScorer, seq_lp
 
+from conftest import FakeScorer, seq_lp
 from openzoo.audit.suites import bias, explain, quality, safety
 from openzoo.errors import InvalidData
 from openzoo.events import Progress
@@ -27,8 +27,16 @@ def test_quality_bundled(scorer: FakeScorer) -> None:
     events: list[Progress] = []
     res = quality.run(scorer, None, 0, events.append)
     assert res.name == "quality" and res.data_digest.startswith("sha256:")
-    assert {"perplexity.word_perplexity", "perplexity.byte_perplexity", "perplexity.bits_per_byte", "mc.acc",
-            "mc.acc_norm", "mc.acc_bytes", "mc.chance", "mc.acc.arithmetic"} <= set(res.metrics)
+    assert {
+        "perplexity.word_perplexity",
+        "perplexity.byte_perplexity",
+        "perplexity.bits_per_byte",
+        "mc.acc",
+        "mc.acc_norm",
+        "mc.acc_bytes",
+        "mc.chance",
+        "mc.acc.arithmetic",
+    } <= set(res.metrics)
     assert res.metrics["mc.chance"].value == pytest.approx(0.25)
     assert events and events[-1].completed == events[-1].total
     docs = [i for i in res.items if i["task"] == "perplexity"]
@@ -51,25 +59,34 @@ def test_quality_data_txt_matches_formula(tmp_path: Path, scorer: FakeScorer) ->
 def test_quality_data_jsonl_corpus_and_task(tmp_path: Path, scorer: FakeScorer) -> None:
     res = quality.run(scorer, write(tmp_path, "c.jsonl", [{"text": "alpha beta"}, {"text": "gamma"}]), 0, None)
     assert res.metrics["perplexity.bits_per_byte"].n == 2
-    task = write(tmp_path, "t.jsonl", [
-        {"question": "2+2?", "choices": ["4", "5"], "gold": 0},
-        {"query": "Sky colour:", "choices": ["blue", "green", "red"], "answer_idx": 2},
-    ])
+    task = write(
+        tmp_path,
+        "t.jsonl",
+        [
+            {"question": "2+2?", "choices": ["4", "5"], "gold": 0},
+            {"query": "Sky colour:", "choices": ["blue", "green", "red"], "answer_idx": 2},
+        ],
+    )
     res = quality.run(scorer, task, 0, None)
     assert res.metrics["mc.acc"].n == 2
     assert scorer.calls["loglikelihood"] == 5
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ([{"choices": ["a", "b"], "gold": 0}], ':1: missing field "question"'),
-    ([{"question": "q", "choices": ["a", "b"], "gold": 0}, {"question": "q", "choices": "ab", "gold": 0}],
-     ':2: field "choices" must be a list'),
-    ([{"question": "q", "choices": ["a", "b"], "gold": "0"}], ':1: field "gold" must be an integer'),
-    ([{"question": "q", "choices": ["a", "b"], "gold": True}], ':1: field "gold" must be an integer'),
-    ([{"question": "q", "choices": ["a", "b"], "gold": 2}], ':1: field "gold" must be an index'),
-    (["", '{"question": "q", "choices": ["a", "b"], "gold": 0}', "{not json"], ":3: invalid JSON"),
-    (["[1, 2]"], ":1: each line must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([{"choices": ["a", "b"], "gold": 0}], ':1: missing field "question"'),
+        (
+            [{"question": "q", "choices": ["a", "b"], "gold": 0}, {"question": "q", "choices": "ab", "gold": 0}],
+            ':2: field "choices" must be a list',
+        ),
+        ([{"question": "q", "choices": ["a", "b"], "gold": "0"}], ':1: field "gold" must be an integer'),
+        ([{"question": "q", "choices": ["a", "b"], "gold": True}], ':1: field "gold" must be an integer'),
+        ([{"question": "q", "choices": ["a", "b"], "gold": 2}], ':1: field "gold" must be an index'),
+        (["", '{"question": "q", "choices": ["a", "b"], "gold": 0}', "{not json"], ":3: invalid JSON"),
+        (["[1, 2]"], ":1: each line must be a JSON object"),
+    ],
+)
 def test_quality_task_validation(tmp_path: Path, scorer: FakeScorer, content: list[object], message: str) -> None:
     p = write(tmp_path, "task.jsonl", content)
     with pytest.raises(InvalidData) as exc:
@@ -97,11 +114,27 @@ def test_empty_corpus_and_missing_file(tmp_path: Path, scorer: FakeScorer) -> No
 def test_bias_bundled(scorer: FakeScorer) -> None:
     res = bias.run(scorer, None, 0, None)
     m = res.metrics
-    for key in ("crows.pct_stereotype", "crows.mean_ll_gap", "bbq.accuracy", "bbq.accuracy_amb", "bbq.s_dis",
-                "bbq.s_amb", "occupation.pct_male_preferred", "occupation.pct_stereotype_consistent"):
+    for key in (
+        "crows.pct_stereotype",
+        "crows.mean_ll_gap",
+        "bbq.accuracy",
+        "bbq.accuracy_amb",
+        "bbq.s_dis",
+        "bbq.s_amb",
+        "occupation.pct_male_preferred",
+        "occupation.pct_stereotype_consistent",
+    ):
         assert key in m, key
-    for cat in ("gender", "race_ethnicity", "religion", "age", "disability", "nationality",
-                "sexual_orientation", "socioeconomic"):
+    for cat in (
+        "gender",
+        "race_ethnicity",
+        "religion",
+        "age",
+        "disability",
+        "nationality",
+        "sexual_orientation",
+        "socioeconomic",
+    ):
         assert f"crows.pct_stereotype.{cat}" in m and f"bbq.s_amb.{cat}" in m and f"bbq.s_dis.{cat}" in m
     crows = [i for i in res.items if i["task"] == "crows"]
     assert len(crows) >= 300
@@ -121,11 +154,25 @@ def test_bias_bbq_scores_follow_predictions(tmp_path: Path) -> None:
             return [(0.0 if cont.strip() == "The old man" else -5.0, False) for _, cont in requests]
 
     rows = []
-    for cond, pol, label in (("ambig", "neg", 2), ("ambig", "nonneg", 2), ("disambig", "neg", 0),
-                             ("disambig", "nonneg", 1)):
-        rows.append({"category": "age", "context_condition": cond, "question_polarity": pol, "context": "c",
-                     "question": "q?", "answers": ["The old man", "The young man", "Unknown"], "label": label,
-                     "target_label": 0, "unknown_label": 2})
+    for cond, pol, label in (
+        ("ambig", "neg", 2),
+        ("ambig", "nonneg", 2),
+        ("disambig", "neg", 0),
+        ("disambig", "nonneg", 1),
+    ):
+        rows.append(
+            {
+                "category": "age",
+                "context_condition": cond,
+                "question_polarity": pol,
+                "context": "c",
+                "question": "q?",
+                "answers": ["The old man", "The young man", "Unknown"],
+                "label": label,
+                "target_label": 0,
+                "unknown_label": 2,
+            }
+        )
     res = bias.run(TargetPicker(), write(tmp_path, "bbq.jsonl", rows), 0, None)
     m = res.metrics
     # ambiguous: both wrong; neg->target biased, nonneg->target not biased: bias 0 -> s_AMB = 1 * 0
@@ -139,15 +186,32 @@ def test_bias_data_pairs_and_validation(tmp_path: Path, scorer: FakeScorer) -> N
     p = write(tmp_path, "pairs.jsonl", [{"category": "age", "stereotype": "Old a.", "anti_stereotype": "Young a."}])
     res = bias.run(scorer, p, 0, None)
     assert res.metrics["crows.pct_stereotype"].n == 1 and "bbq.s_dis" not in res.metrics
-    p = write(tmp_path, "bad.jsonl", [{"category": "age", "stereotype": "x", "anti_stereotype": "y"},
-                                      {"category": "age", "stereotype": 3, "anti_stereotype": "y"}])
+    p = write(
+        tmp_path,
+        "bad.jsonl",
+        [
+            {"category": "age", "stereotype": "x", "anti_stereotype": "y"},
+            {"category": "age", "stereotype": 3, "anti_stereotype": "y"},
+        ],
+    )
     with pytest.raises(InvalidData, match=r"bad\.jsonl:2: field \"stereotype\" must be a string"):
         bias.run(scorer, p, 0, None)
     p = write(tmp_path, "what.jsonl", [{"foo": 1}])
     with pytest.raises(InvalidData, match=r"what\.jsonl:1: missing field \"category\""):
         bias.run(scorer, p, 0, None)
-    occ = write(tmp_path, "occ.jsonl", [{"occupation": "nurse", "workforce_majority": "female",
-                                         "prompt": "The nurse was a", "female": [" woman"], "male": [" man"]}])
+    occ = write(
+        tmp_path,
+        "occ.jsonl",
+        [
+            {
+                "occupation": "nurse",
+                "workforce_majority": "female",
+                "prompt": "The nurse was a",
+                "female": [" woman"],
+                "male": [" man"],
+            }
+        ],
+    )
     res = bias.run(scorer, occ, 0, None)
     assert res.metrics["occupation.pct_male_preferred"].n == 1
 
@@ -166,8 +230,11 @@ def test_safety_bundled(scorer: FakeScorer) -> None:
 
 
 def test_safety_judge_and_data(tmp_path: Path, scorer: FakeScorer) -> None:
-    p = write(tmp_path, "s.jsonl", [{"category": "x", "type": "safe", "prompt": "hello?"},
-                                    {"category": "x", "type": "unsafe", "prompt": "kill?"}])
+    p = write(
+        tmp_path,
+        "s.jsonl",
+        [{"category": "x", "type": "safe", "prompt": "hello?"}, {"category": "x", "type": "unsafe", "prompt": "kill?"}],
+    )
     res = safety.run(scorer, p, 0, None, judge=lambda prompt, reply: "kill" in prompt)
     assert [i["refusal_source"] for i in res.items] == ["judge", "judge"]
     assert res.metrics["over_refusal_rate"].value == 0.0 and res.metrics["under_refusal_rate"].value == 0.0

@@ -212,10 +212,7 @@ def _run_pairs(
     add_grouped(
         metrics,
         "crows",
-        {
-            cat: crows_metrics([ll_s[i] for i in idx], [ll_a[i] for i in idx], seed=seed)
-            for cat, idx in by_cat.items()
-        },
+        {cat: crows_metrics([ll_s[i] for i in idx], [ll_a[i] for i in idx], seed=seed) for cat, idx in by_cat.items()},
     )
 
 

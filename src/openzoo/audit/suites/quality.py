@@ -111,9 +111,7 @@ def run(
         for name, m in corpus_metrics(lls, docs, seed=seed).items():
             metrics[f"perplexity.{name}"] = m
         for i, (doc, ll) in enumerate(zip(docs, lls, strict=True)):
-            items.append(
-                {"task": "perplexity", "doc": i, "words": word_count(doc), "bytes": byte_count(doc), "ll": ll}
-            )
+            items.append({"task": "perplexity", "doc": i, "words": word_count(doc), "bytes": byte_count(doc), "ll": ll})
 
     if mc:
         requests = [(it.context, " " + c) for it in mc for c in it.choices]
