@@ -80,9 +80,7 @@ def build_seal(
     :mod:`.licenses` and :mod:`.scan`. Refuses (Conflict) when the approvals do not reach the policy
     threshold or the scan has a blocking finding: the zoo never signs what it would not verify.
     """
-    quorum = count_approvals(
-        approvals, policy, model=model, manifest_digest=manifest_digest, request_id=request_id
-    )
+    quorum = count_approvals(approvals, policy, model=model, manifest_digest=manifest_digest, request_id=request_id)
     if not quorum.met:
         raise Conflict(f"cannot seal {model}: {quorum.summary()}", hint="more reviewers must approve")
     if scan_summary.get("blocked"):
@@ -109,9 +107,7 @@ def build_seal(
     return sign_envelope(IN_TOTO_PAYLOAD_TYPE, payload, [zoo_key])
 
 
-def revocation_body(
-    model: str, manifest_digest: str, seal: str, reason: str, revoked_at: int
-) -> dict[str, Any]:
+def revocation_body(model: str, manifest_digest: str, seal: str, reason: str, revoked_at: int) -> dict[str, Any]:
     """The log body of a revocation; :func:`verify_seal` matches it by seal or manifest digest."""
     if not reason.strip():
         raise InvalidRequest("a revocation needs a reason")
@@ -165,7 +161,7 @@ class SealReport:
 def verify_seal(
     envelope: Envelope | Mapping[str, Any] | bytes,
     trusted_zoo_keys: Sequence[PublicKey],
-    policy: Policy,
+    policy: Policy | Sequence[Policy],
     *,
     manifest_digest: str | None = None,
     layer_digests: Iterable[str] | None = None,
@@ -178,7 +174,8 @@ def verify_seal(
 
     Checks: ``seal signature`` (zoo key, pinned payload type), ``statement`` (in-toto v1, seal
     predicate), ``manifest`` / ``files`` / ``card`` (only when the local digests are given), ``scan`` (no
-    blocking finding), ``policy`` (the seal was counted under this policy), ``quorum`` (k distinct valid
+    blocking finding), ``policy`` (the seal was counted under ``policy``, or one of the policies of a
+    verified rotation chain when a sequence is given), ``quorum`` (k distinct valid
     reviewer approvals), ``log inclusion`` (receipt for this very seal under a checkpoint signed by a
     ``log_keys`` key, default the zoo keys) and ``revocation`` (none of ``revocations`` names it).
     """
@@ -197,14 +194,14 @@ def verify_seal(
     try:
         stmt = parse_statement(env.payload, SEAL_PREDICATE_TYPE)
         pred = stmt["predicate"]
-        subjects = {s["name"]: s["digest"]["sha256"] for s in stmt["subject"]}
+        subjects = [(str(s["name"]), str(s["digest"]["sha256"])) for s in stmt["subject"]]
         model, manifest = str(pred["model"]), str(pred["manifestDigest"])
     except (VerificationFailed, KeyError, TypeError) as exc:
         checks.append(Check("statement", "fail", f"malformed seal statement: {exc}"))
         return SealReport(tuple(checks), None)
     checks.append(Check("statement", "pass", f"seal for {model}"))
     hex_of = _hex
-    subject_ok = subjects.get(MANIFEST_SUBJECT_PREFIX + model) == hex_of(manifest)
+    subject_ok = (MANIFEST_SUBJECT_PREFIX + model, hex_of(manifest)) in subjects
     if manifest_digest is not None:
         add(
             "manifest",
@@ -215,14 +212,13 @@ def verify_seal(
     else:
         add("manifest", subject_ok, "manifest subject present", "manifest subject does not match predicate")
     if layer_digests is not None:
-        sealed = {v for k, v in subjects.items() if k.startswith(LAYER_SUBJECT_PREFIX)}
+        sealed = {v for k, v in subjects if k.startswith(LAYER_SUBJECT_PREFIX)}
         local = {hex_of(d) for d in layer_digests}
         add(
             "files",
             sealed == local,
             f"{len(local)} file digests match",
-            f"file digests differ from the seal: {len(local - sealed)} unsealed, "
-            f"{len(sealed - local)} missing",
+            f"file digests differ from the seal: {len(local - sealed)} unsealed, {len(sealed - local)} missing",
         )
     if card_digest is not None:
         add(
@@ -238,14 +234,17 @@ def verify_seal(
         "no blocking scan findings",
         "the sealed scan summary has blocking findings",
     )
-    sealed_policy = _section(pred, "policy")
-    add(
-        "policy",
-        sealed_policy.get("digest") == policy.digest(),
-        f"policy v{policy.version} ({policy.digest()[:19]}…)",
-        f"seal was counted under policy {sealed_policy.get('digest')}, not the trusted {policy.digest()}",
-    )
-    checks.append(_quorum_check(pred, policy, model, manifest))
+    policies = [policy] if isinstance(policy, Policy) else list(policy)
+    sealed_digest = _section(pred, "policy").get("digest")
+    used = next((p for p in policies if p.digest() == sealed_digest), None)
+    if used is None:
+        checks.append(
+            Check("policy", "fail", f"seal was counted under policy {sealed_digest}, which is not a trusted policy")
+        )
+        checks.append(Check("quorum", "fail", "no trusted policy to count approvals under"))
+    else:
+        checks.append(Check("policy", "pass", f"policy v{used.version} ({used.digest()[:19]}…)"))
+        checks.append(_quorum_check(pred, used, model, manifest))
     checks.append(_log_check(env, pred, receipt, log_keys or trusted_zoo_keys))
     digest = seal_digest(env)
     revoked = [r for r in revocations if r.get("seal") == digest or r.get("manifest_digest") == manifest]
@@ -280,18 +279,14 @@ def _quorum_check(pred: Mapping[str, Any], policy: Policy, model: str, manifest:
     return Check("quorum", "pass" if result.met else "fail", reason)
 
 
-def _log_check(
-    env: Envelope, pred: Mapping[str, Any], receipt: LogReceipt | None, keys: Sequence[PublicKey]
-) -> Check:
+def _log_check(env: Envelope, pred: Mapping[str, Any], receipt: LogReceipt | None, keys: Sequence[PublicKey]) -> Check:
     if receipt is None:
         return Check("log inclusion", "skip", "no log receipt given")
     log = _section(pred, "log")
     if receipt.kind != "seal" or receipt.body != env.to_json():
         return Check("log inclusion", "fail", "the log receipt is for a different entry than this seal")
     if receipt.index != log.get("index"):
-        return Check(
-            "log inclusion", "fail", f"seal claims log index {log.get('index')}, receipt {receipt.index}"
-        )
+        return Check("log inclusion", "fail", f"seal claims log index {log.get('index')}, receipt {receipt.index}")
     try:
         cp = verify_receipt(receipt, keys, log.get("origin"))
     except OpenzooError as exc:

@@ -109,6 +109,7 @@ def test_other_licenses_in_front_matter() -> None:
 
 
 def test_html_is_sanitized() -> None:
+    pytest.importorskip("nh3")  # optional until nh3 is a declared dependency
     html = render_html(
         "# T\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) [y](https://ok.example)\n\n"
         "<img src=x onerror=alert(1)>\n\n| a |\n|---|\n| b |\n"

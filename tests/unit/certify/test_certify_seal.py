@@ -48,7 +48,7 @@ def _seal(
     return build_seal(zoo_key, **args)
 
 
-def _verify(env: Any, zoo_key: SigningKey, policy: Policy, **kw: Any) -> Any:
+def _verify(env: Any, zoo_key: SigningKey, policy: Policy | list[Policy], **kw: Any) -> Any:
     defaults: dict[str, Any] = {
         "manifest_digest": REQ["manifest_digest"],
         "layer_digests": [sha256_digest(WEIGHTS)],
@@ -96,7 +96,14 @@ def test_scenario(
     )
     bad = _verify(lone, zoo_key, policy)
     assert {c.name for c in bad.failed()} == {"policy", "quorum"}
-    assert "1 of 2 approvals" in bad.check("quorum").reason
+    assert "not a trusted policy" in bad.check("policy").reason
+    lying = _seal_unchecked(zoo_key, policy, tally.approvals[:1])  # claims the real policy
+    assert [c.name for c in _verify(lying, zoo_key, policy).failed()] == ["quorum"]
+    assert "1 of 2 approvals" in _verify(lying, zoo_key, policy).check("quorum").reason
+    # after a policy rotation, a seal made under v1 verifies against the trusted chain [v1, v2]
+    v2 = create_policy([reviewer_keys["carol"].public], 1, version=2)
+    assert _verify(env, zoo_key, [policy, v2], receipt=receipt).ok
+    assert not _verify(env, zoo_key, [v2]).ok
     # revocation
     rev = revocation_body(REQ["model"], REQ["manifest_digest"], seal_digest(env), "license changed", 2)
     revoked = _verify(env, zoo_key, policy, receipt=receipt, revocations=[rev])
