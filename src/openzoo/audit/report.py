@@ -278,8 +278,9 @@ def interval_chart(
         row["x"] = None if value is None else x(value)
         row["x0"] = None if ci_lo is None or ci_hi is None else x(ci_lo)
         row["x1"] = None if ci_lo is None or ci_hi is None else x(ci_hi)
-        row["bar_x"] = x(max(lo, min(reference if reference is not None else lo, value or lo)))
-        row["bar_w"] = 0.0 if value is None else round(abs(x(value) - row["bar_x"]), 1)
+        base = lo if reference is None else reference  # bars grow from the ideal value (or the axis start)
+        row["bar_x"] = x(base) if value is None else min(x(base), x(value))
+        row["bar_w"] = 0.0 if value is None else round(abs(x(value) - x(base)), 1)
         out_rows.append(row)
     ticks = [{"x": x(lo + (hi - lo) * k / 4), "text": _fmt(lo + (hi - lo) * k / 4)} for k in range(5)]
     height = 30 + len(rows) * row_h + 30

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from audit_fakes import FakeScorer
 
-from conftest import FakeScorer
 from openzoo.audit import report as rp
 from openzoo.audit.metrics import Metric
 from openzoo.audit.runner import parse_suites, run_audit
@@ -194,3 +194,11 @@ def test_runner_single_suite_with_data_and_progress(tmp_path: Path, scorer: Fake
     assert list(report.suites) == ["explain"] and seen == ["explain: explain"]
     assert (tmp_path / "o" / "report.json").exists() and (tmp_path / "o" / "report.html").exists()
     assert not list((tmp_path / "o").glob("*.tmp"))
+
+
+def test_interval_chart_bars_grow_from_the_reference() -> None:
+    chart = rp.interval_chart([("low", 25.0, 20.0, 30.0, "c"), ("high", 75.0, 70.0, 80.0, "c")], 0, 100, 50, "t")
+    low, high = chart["rows"]
+    assert low["bar_x"] + low["bar_w"] == pytest.approx(chart["ref_x"])
+    assert high["bar_x"] == pytest.approx(chart["ref_x"]) and high["bar_w"] == pytest.approx(low["bar_w"])
+    assert low["x0"] < low["x"] < low["x1"]

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from audit_fakes import BOS, FakeScorer, seq_lp
 
-from conftest import BOS, FakeScorer, seq_lp
 from openzoo.audit.scoring import (
     Scorer,
     continuation_from_prompt_logprobs,

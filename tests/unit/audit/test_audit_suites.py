@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
+from audit_fakes import FakeScorer, seq_lp
 
-from conftest import FakeScorer, seq_lp
 from openzoo.audit.suites import bias, explain, quality, safety
 from openzoo.errors import InvalidData
 from openzoo.events import Progress
