@@ -1,0 +1,90 @@
+"""The one place that touches llama-cpp-python's low-level bindings at process level.
+
+Everything here happens once per process, before the first model loads:
+
+* ``llama_backend_init`` and a no-op log callback, so llama.cpp's per-tensor log lines do not flood
+  the server's stderr (``OPENZOO_DEBUG=1`` keeps them). The ctypes callback object is kept in a module
+  global: if it were garbage-collected, llama.cpp would call freed memory.
+* ``GGML_CPU_TILED_MM=0`` unless the user set it. ggml's CPU backend switches K-quant matrix products
+  to a tiled kernel once a batch has 8 or more rows; that kernel rounds differently from the per-row
+  kernel used for a single row, so a greedy request would give different tokens alone and in a batch
+  of 8. With the switch off, every row is computed by the same per-row kernel, whatever the batch
+  shape (measured: identical 64-token greedy outputs alone and in batches of 4 and 8, with flash
+  attention on; without flash attention they differ too). The variable is read lazily by ggml, at the
+  first matrix product, so setting it here is in time.
+
+It also holds small helpers over the vocabulary (tokenize, pieces) shared by the engine and the
+embedding context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import llama_cpp.llama_cpp as L
+
+__all__ = ["L", "detokenize", "ensure_backend", "token_piece", "tokenize"]
+
+_init_lock = threading.Lock()
+_initialised = False
+# Kept alive for the life of the process: llama.cpp holds the raw function pointer.
+_log_callback: Any = None
+
+
+def _silent_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """Drop llama.cpp log lines (they go to stderr otherwise, hundreds per model load)."""
+
+
+def ensure_backend() -> None:
+    """Initialise llama.cpp once per process (idempotent, thread-safe)."""
+    global _initialised, _log_callback
+    with _init_lock:
+        if _initialised:
+            return
+        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        if os.environ.get("OPENZOO_DEBUG") != "1":
+            _log_callback = L.llama_log_callback(_silent_log)
+            L.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        _initialised = True
+
+
+def tokenize(vocab: Any, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+    """Text to token ids through ``llama_tokenize``, growing the buffer when it is too small."""
+    data = text.encode("utf-8")
+    size = len(data) + 16
+    while True:
+        buf = (L.llama_token * size)()
+        n = L.llama_tokenize(vocab, data, len(data), buf, size, add_special, parse_special)
+        if n >= 0:
+            return list(buf[:n])
+        size = -n + 1
+
+
+def token_piece(vocab: Any, token: int, *, special: bool) -> bytes:
+    """The bytes of one token's piece; ``special`` renders control tokens as their text."""
+    size = 64
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = L.llama_token_to_piece(vocab, token, buf, size, 0, special)
+        if n >= 0:
+            return buf.raw[:n]
+        size = -n + 1
+
+
+def detokenize(vocab: Any, tokens: Sequence[int], *, special: bool) -> str:
+    """Token ids to text through ``llama_detokenize`` (handles the leading-space rules)."""
+    if not tokens:
+        return ""
+    arr = (L.llama_token * len(tokens))(*tokens)
+    size = max(64, len(tokens) * 8)
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = L.llama_detokenize(vocab, arr, len(tokens), buf, size, False, special)
+        if n >= 0:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        size = -n + 1
