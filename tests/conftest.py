@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.gguf_files import write_gguf
 
 from openzoo import config
+from support.gguf_files import write_gguf
 
 
 @pytest.fixture(autouse=True)

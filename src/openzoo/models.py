@@ -318,8 +318,12 @@ class Models:
     def create(self, spec: CreateSpec) -> Iterator[Progress]:
         """Create a model from a base plus replaced layers (``openzoo create``, ``POST /api/create``)."""
         target = names.parse(spec.name)
+        # Everything that can be refused is checked before the first progress event, so an API
+        # caller gets a real 400 instead of an error line in a 200 stream.
         if spec.parameters is not None:
-            parse_options(dict(spec.parameters))  # validates types before anything is stored
+            parse_options(dict(spec.parameters))
+        if spec.template is not None:
+            ChatTemplate.from_go(spec.template)
         base_manifest: Manifest | None = None
         config: dict[str, Any] | None = None
         weights: Layer | None = None
@@ -367,8 +371,6 @@ class Models:
             layers.append((yield from self._adapter_layer(path.name, digest)))
         replacements: list[tuple[str, list[Layer]]] = []
         if spec.template is not None:
-            from openzoo.formats.templates import ChatTemplate
-            ChatTemplate.from_go(spec.template)  # refuses unsafe or untranslatable templates before storing
             replacements.append((mt.TEMPLATE, [self._put_text_layer(mt.TEMPLATE, spec.template)]))
         if spec.system is not None:
             replacements.append((mt.SYSTEM, [self._put_text_layer(mt.SYSTEM, spec.system)]))

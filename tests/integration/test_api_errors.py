@@ -12,11 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gguf_files import write_gguf
 
 from openzoo.models import DEFAULT_MODEL
-
-from .conftest import Server, start_server, stop_server
+from support.gguf_files import write_gguf
+from support.server import Server, start_server, stop_server
 
 
 def store_snapshot(home: Path) -> tuple[list[str], list[tuple[str, str]]]:

