@@ -10,6 +10,7 @@ Nothing here touches the model store, the network or the CLI; those layers call 
 * :mod:`.dsse` – DSSE envelopes and in-toto Statements.
 * :mod:`.policy` – reviewer policy, TUF-style rotation, approvals and quorum.
 * :mod:`.seal` – the zoo's signed seal and its offline verification.
+* :mod:`.modelsig` – OpenSSF model-signing bundles (key mode), written and verified offline.
 * :mod:`.licenses`, :mod:`.openness` – license facts and MOF 1.0 grading.
 * :mod:`.scan` – file safety scan (pickle, PyTorch zip, safetensors, GGUF).
 * :mod:`.card` – Hugging Face-compatible model cards.
