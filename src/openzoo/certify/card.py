@@ -175,9 +175,7 @@ def card_from_metadata(
         meta["language"] = langs
     meta["pipeline_tag"] = pipeline_tag
     meta["library_name"] = "gguf"
-    all_tags = list(
-        dict.fromkeys([*_strings(m.get("general.tags")), *tags, "gguf", *([arch] if arch else [])])
-    )
+    all_tags = list(dict.fromkeys([*_strings(m.get("general.tags")), *tags, "gguf", *([arch] if arch else [])]))
     meta["tags"] = all_tags
     details = [f"- Architecture: {arch or 'unknown'}"]
     for label, key in (

@@ -84,9 +84,7 @@ class Envelope:
             if not isinstance(s, Mapping) or not isinstance(s.get("sig"), str):
                 raise InvalidRequest("DSSE signature needs a base64 'sig'")
             keyid = s.get("keyid", "")
-            parsed.append(
-                Signature(keyid if isinstance(keyid, str) else "", b64decode(s["sig"], "signature"))
-            )
+            parsed.append(Signature(keyid if isinstance(keyid, str) else "", b64decode(s["sig"], "signature")))
         return cls(payload_type, b64decode(payload, "DSSE payload"), tuple(parsed))
 
 
@@ -131,9 +129,7 @@ def subject(name: str, sha256_hex: str) -> dict[str, Any]:
     return {"name": name, "digest": {"sha256": value}}
 
 
-def statement(
-    subjects: Sequence[Mapping[str, Any]], predicate_type: str, predicate: Mapping[str, Any]
-) -> bytes:
+def statement(subjects: Sequence[Mapping[str, Any]], predicate_type: str, predicate: Mapping[str, Any]) -> bytes:
     """Canonical JSON bytes of an in-toto Statement v1."""
     if not subjects:
         raise InvalidRequest("an in-toto statement needs at least one subject")

@@ -136,12 +136,8 @@ _TABLE: tuple[LicenseFacts, ...] = (
     _open("0BSD", "BSD Zero Clause License", ["0bsd"], _CODE),
     _open("UPL-1.0", "Universal Permissive License 1.0", ["upl-1.0"], _CODE),
     _open("MPL-2.0", "Mozilla Public License 2.0", ["mpl-2.0"], _NONE, commercial="yes, file-level copyleft"),
-    _open(
-        "GPL-3.0-only", "GNU General Public License v3.0 only", ["gpl-3.0"], _NONE, commercial="yes, copyleft"
-    ),
-    _open(
-        "GPL-3.0-or-later", "GNU General Public License v3.0 or later", [], _NONE, commercial="yes, copyleft"
-    ),
+    _open("GPL-3.0-only", "GNU General Public License v3.0 only", ["gpl-3.0"], _NONE, commercial="yes, copyleft"),
+    _open("GPL-3.0-or-later", "GNU General Public License v3.0 or later", [], _NONE, commercial="yes, copyleft"),
     _open(
         "LGPL-3.0-only",
         "GNU Lesser General Public License v3.0 only",
@@ -190,9 +186,7 @@ _TABLE: tuple[LicenseFacts, ...] = (
         osi=False,
         fsf=False,
     ),
-    _open(
-        "ODC-By-1.0", "Open Data Commons Attribution License v1.0", ["odc-by"], _NONE, osi=False, fsf=False
-    ),
+    _open("ODC-By-1.0", "Open Data Commons Attribution License v1.0", ["odc-by"], _NONE, osi=False, fsf=False),
     _open(
         "OpenMDW-1.0",
         "Open Model, Data & Weights License 1.0",
@@ -217,18 +211,14 @@ _TABLE: tuple[LicenseFacts, ...] = (
         commercial="no",
     ),
     _restricted("LicenseRef-OpenRAIL", "Open RAIL License", ["openrail"], _RAIL),
-    _restricted(
-        "LicenseRef-BigScience-OpenRAIL-M", "BigScience OpenRAIL-M License", ["bigscience-openrail-m"], _RAIL
-    ),
+    _restricted("LicenseRef-BigScience-OpenRAIL-M", "BigScience OpenRAIL-M License", ["bigscience-openrail-m"], _RAIL),
     _restricted(
         "LicenseRef-BigScience-BLOOM-RAIL-1.0",
         "BigScience BLOOM RAIL License v1.0",
         ["bigscience-bloom-rail-1.0"],
         _RAIL,
     ),
-    _restricted(
-        "LicenseRef-CreativeML-OpenRAIL-M", "CreativeML OpenRAIL-M License", ["creativeml-openrail-m"], _RAIL
-    ),
+    _restricted("LicenseRef-CreativeML-OpenRAIL-M", "CreativeML OpenRAIL-M License", ["creativeml-openrail-m"], _RAIL),
     _restricted(
         "LicenseRef-Gemma",
         "Gemma Terms of Use",
@@ -247,8 +237,7 @@ _TABLE: tuple[LicenseFacts, ...] = (
         "LicenseRef-Llama-3",
         "Meta Llama 3 Community License",
         ["llama3"],
-        _LLAMA_AUP + "; may not be used to improve other large language models; derivative "
-        "names start with 'Llama 3'",
+        _LLAMA_AUP + "; may not be used to improve other large language models; derivative names start with 'Llama 3'",
         commercial="yes, below 700M monthly active users",
     ),
     _restricted(
@@ -356,9 +345,7 @@ def describe(license: str | LicenseFacts | None) -> str:
         declared = "" if facts.name == UNKNOWN.name else f" ({facts.name})"
         return f"unknown license{declared}: {facts.use_restrictions}"
     commercial = (
-        "commercial use allowed"
-        if facts.commercial_use == "yes"
-        else (f"commercial use: {facts.commercial_use}")
+        "commercial use allowed" if facts.commercial_use == "yes" else (f"commercial use: {facts.commercial_use}")
     )
     mof = (
         f"counts as open for the MOF ({', '.join(sorted(facts.mof_types)) or 'but is not a typed license'})"
@@ -373,7 +360,4 @@ def describe(license: str | LicenseFacts | None) -> str:
             f"no use restrictions; {mof}"
         )
     osi = "OSI-approved" if facts.osi_approved else "not OSI-approved"
-    return (
-        f"restricted license ({facts.name}), not open source: {facts.use_restrictions}; {osi}; "
-        f"{commercial}; {mof}"
-    )
+    return f"restricted license ({facts.name}), not open source: {facts.use_restrictions}; {osi}; {commercial}; {mof}"

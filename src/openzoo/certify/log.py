@@ -166,9 +166,7 @@ class LogReceipt:
             raise InvalidRequest(f"malformed log receipt: {exc}") from exc
 
 
-def verify_receipt(
-    receipt: LogReceipt, trusted: Sequence[PublicKey], origin: str | None = None
-) -> Checkpoint:
+def verify_receipt(receipt: LogReceipt, trusted: Sequence[PublicKey], origin: str | None = None) -> Checkpoint:
     """Check a receipt offline: checkpoint signature, then the entry's inclusion under that checkpoint.
 
     Returns the verified checkpoint; raises VerificationFailed naming what failed.
@@ -215,9 +213,7 @@ def monitor(
         return MonitorResult("fork", f"tree shrank from {old_cp.size} to {new_cp.size}", new_cp)
     if merkle.verify_consistency(old_cp.size, new_cp.size, old_cp.root_hash, new_cp.root_hash, proof):
         return MonitorResult("ok", f"size {old_cp.size} -> {new_cp.size} is consistent", new_cp)
-    return MonitorResult(
-        "fork", f"tree of size {new_cp.size} does not extend the head of size {old_cp.size}", new_cp
-    )
+    return MonitorResult("fork", f"tree of size {new_cp.size} does not extend the head of size {old_cp.size}", new_cp)
 
 
 @dataclass
@@ -245,9 +241,7 @@ class _SqliteNodes:
         if level == 0:
             row = self.conn.execute("SELECT leaf FROM log_entries WHERE idx = ?", (index,)).fetchone()
         else:
-            row = self.conn.execute(
-                "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index)
-            ).fetchone()
+            row = self.conn.execute("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
         if row is None:
             raise StoreCorrupt(f"transparency log is missing tree node ({level}, {index})")
         return bytes(row[0])
@@ -323,16 +317,12 @@ class TransparencyLog:
         """
         return self.append_many([(kind, body)], expected_index=expected_index)[0]
 
-    def append_many(
-        self, items: Iterable[tuple[str, Any]], *, expected_index: int | None = None
-    ) -> list[int]:
+    def append_many(self, items: Iterable[tuple[str, Any]], *, expected_index: int | None = None) -> list[int]:
         """Append several entries in one transaction (the fast path: ≥ 10k entries/s) and return indexes."""
         prepared: list[tuple[str, bytes]] = []
         for kind, body in items:
             if kind not in KINDS:
-                raise InvalidRequest(
-                    f"unknown log entry kind {kind!r}", hint=f"use one of {', '.join(KINDS)}"
-                )
+                raise InvalidRequest(f"unknown log entry kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
             prepared.append((kind, canonical_json(body)))
         if not prepared:
             return []
@@ -347,9 +337,7 @@ class TransparencyLog:
                 index = start + offset
                 rows.append((index, kind, body_json.decode("utf-8"), ts, leaf))
                 nodes.extend(merkle.append_to_frontier(self._frontier, index, leaf))
-            self.conn.executemany(
-                "INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)", rows
-            )
+            self.conn.executemany("INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)", rows)
             self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?,?,?)", nodes)
             self._size = start + len(prepared)
         return list(range(start, start + len(prepared)))
@@ -357,9 +345,7 @@ class TransparencyLog:
     # -- reading ---------------------------------------------------------------------------------
     def entry(self, index: int) -> LogEntry:
         """One entry; NotFound if the index is beyond the log."""
-        row = self.conn.execute(
-            "SELECT idx, kind, body, ts, leaf FROM log_entries WHERE idx = ?", (index,)
-        ).fetchone()
+        row = self.conn.execute("SELECT idx, kind, body, ts, leaf FROM log_entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise NotFound(f"log entry {index} does not exist")
         return LogEntry(row[0], row[1], parse_json(row[2], "log entry body"), row[3], bytes(row[4]))

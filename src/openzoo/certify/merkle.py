@@ -176,9 +176,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes], 
     return sn == 0 and r == root
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> bool:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
     """RFC 9162 §2.1.4.2: is the tree ``old_root`` of ``old_size`` a prefix of ``new_root``?
 
     Size 0 is consistent with anything; equal sizes need an empty proof and equal roots.

@@ -87,9 +87,7 @@ class ComponentEvidence:
 
     def __post_init__(self) -> None:
         if self.name not in _BY_NAME:
-            raise InvalidRequest(
-                f"unknown MOF component {self.name!r}", hint="use the exact MOF 1.0 component names"
-            )
+            raise InvalidRequest(f"unknown MOF component {self.name!r}", hint="use the exact MOF 1.0 component names")
         if self.status not in ("present", "absent", "unknown"):
             raise InvalidRequest(f"component status must be present, absent or unknown, not {self.status!r}")
 
@@ -140,9 +138,7 @@ class OpennessReport:
     def blockers(self, mof_class: int) -> list[ComponentResult]:
         """Required components of classes III..``mof_class`` that do not count yet."""
         return [
-            r
-            for r in self.components
-            if r.component.required and r.component.mof_class >= mof_class and not r.counts
+            r for r in self.components if r.component.required and r.component.mof_class >= mof_class and not r.counts
         ]
 
     def explain(self) -> str:

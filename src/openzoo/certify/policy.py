@@ -85,9 +85,7 @@ class Policy:
             or isinstance(self.threshold, bool)
             or not 1 <= self.threshold <= len(self.reviewers)
         ):
-            raise InvalidRequest(
-                f"threshold must be between 1 and {len(self.reviewers)}", hint="k of n reviewers"
-            )
+            raise InvalidRequest(f"threshold must be between 1 and {len(self.reviewers)}", hint="k of n reviewers")
         names = [r.name for r in self.reviewers]
         ids = [r.key_id for r in self.reviewers]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
@@ -191,9 +189,7 @@ def rotate_policy(current: Policy, envelope: Envelope) -> Policy:
     return new
 
 
-def verify_policy_chain(
-    first: Policy, updates: Sequence[Envelope], pinned_digest: str | None = None
-) -> Policy:
+def verify_policy_chain(first: Policy, updates: Sequence[Envelope], pinned_digest: str | None = None) -> Policy:
     """Walk rotations from the trusted first policy and return the current one."""
     if pinned_digest is not None and first.digest() != pinned_digest:
         raise VerificationFailed("the first policy does not match the pinned digest")
@@ -232,9 +228,7 @@ class Approval:
         """Parse :meth:`to_json` output; InvalidRequest on a wrong shape."""
         fields = ("model", "manifest_digest", "request_id", "reviewer_key_id", "signature")
         if not isinstance(data, Mapping) or not all(isinstance(data.get(f), str) for f in fields):
-            raise InvalidRequest(
-                "approval needs model, manifest_digest, request_id, reviewer_key_id, signature"
-            )
+            raise InvalidRequest("approval needs model, manifest_digest, request_id, reviewer_key_id, signature")
         return cls(
             data["model"],
             data["manifest_digest"],
@@ -259,9 +253,7 @@ def approval_statement(model: str, manifest_digest: str, request_id: str, review
 def sign_approval(key: SigningKey, *, model: str, manifest_digest: str, request_id: str) -> Approval:
     """Approve a request with a reviewer key."""
     body = approval_statement(model, manifest_digest, request_id, key.key_id)
-    return Approval(
-        model, manifest_digest, request_id, key.key_id, key.sign(pae(APPROVAL_PAYLOAD_TYPE, body))
-    )
+    return Approval(model, manifest_digest, request_id, key.key_id, key.sign(pae(APPROVAL_PAYLOAD_TYPE, body)))
 
 
 def verify_approval(
@@ -275,8 +267,7 @@ def verify_approval(
     reviewer = policy.reviewer(approval.reviewer_key_id)
     if reviewer is None:
         raise VerificationFailed(
-            f"key {approval.reviewer_key_id[:16]}… is not a reviewer in certification policy "
-            f"v{policy.version}",
+            f"key {approval.reviewer_key_id[:16]}… is not a reviewer in certification policy v{policy.version}",
             hint="only reviewers listed in the current policy can approve",
         )
     if (approval.model, approval.manifest_digest, approval.request_id) != (

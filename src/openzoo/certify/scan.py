@@ -326,8 +326,7 @@ def scan_pickle(stream: IO[bytes], label: str) -> list[Finding]:
             "low",
             label,
             "pickle-format",
-            "pickle can run code on load; prefer safetensors or GGUF "
-            f"({len(imports)} distinct imports found)",
+            f"pickle can run code on load; prefer safetensors or GGUF ({len(imports)} distinct imports found)",
         )
     )
     return findings
@@ -342,9 +341,7 @@ def scan_torch_zip(path: Path) -> list[Finding]:
             for info in infos:
                 member = PurePosixPath(info.filename)
                 if member.is_absolute() or ".." in member.parts or "\\" in info.filename:
-                    findings.append(
-                        Finding("high", path.name, "zip-path", f"unsafe member name {info.filename!r}")
-                    )
+                    findings.append(Finding("high", path.name, "zip-path", f"unsafe member name {info.filename!r}"))
             pickles = [i for i in infos if i.filename.endswith(".pkl")]
             if not pickles:
                 findings.append(
@@ -424,9 +421,7 @@ def scan_safetensors(path: Path) -> list[Finding]:
     for tensor, info in header.items():
         if tensor == "__metadata__":
             if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
-                findings.append(
-                    Finding("medium", name, "safetensors-metadata", "__metadata__ must map str to str")
-                )
+                findings.append(Finding("medium", name, "safetensors-metadata", "__metadata__ must map str to str"))
             continue
         problem = _tensor_problem(info)
         if problem:
@@ -448,9 +443,7 @@ def scan_safetensors(path: Path) -> list[Finding]:
             findings += bad(f"gap of {begin - position} bytes before tensor {tensor!r}", "safetensors-gap")
         position = max(position, end)
     if spans and position < data_len and not findings:
-        findings.append(
-            Finding("medium", name, "safetensors-trailing", f"{data_len - position} trailing bytes")
-        )
+        findings.append(Finding("medium", name, "safetensors-trailing", f"{data_len - position} trailing bytes"))
     return findings or [Finding("info", name, "safetensors-ok", f"{len(spans)} tensors, header valid")]
 
 
@@ -460,9 +453,7 @@ def _tensor_problem(info: Any) -> str | None:
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     if dtype not in _DTYPE_BYTES:
         return f"unknown dtype {dtype!r}"
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         return "shape must be a list of non-negative integers"
     if (
         not isinstance(offsets, list)

@@ -90,9 +90,7 @@ def test_reference_example_and_upgrades() -> None:
         + [
             ev(
                 n,
-                "CC0-1.0"
-                if n in ("Evaluation data", "Datasets", "Model parameters (Intermediate)")
-                else None,
+                "CC0-1.0" if n in ("Evaluation data", "Datasets", "Model parameters (Intermediate)") else None,
             )
             for n in (
                 "Training code",

@@ -155,9 +155,7 @@ def _tamper(log: TransparencyLog, sql: str, *args: object) -> None:
         ),
     ],
 )
-def test_verify_log_detects_tampering(
-    log: TransparencyLog, zoo_key: SigningKey, sql: str, expect: str
-) -> None:
+def test_verify_log_detects_tampering(log: TransparencyLog, zoo_key: SigningKey, sql: str, expect: str) -> None:
     log.append_many([("request", {"n": i}) for i in range(12)])
     log.sign_head(zoo_key)
     _tamper(log, sql)
@@ -179,9 +177,7 @@ def test_verify_log_detects_rewritten_history(tmp_path: Path, zoo_key: SigningKe
     assert not TransparencyLog(tmp_path / "c.db").verify_log([zoo_key.public]).ok  # no head at all
 
 
-def test_monitor_ok_and_fork(
-    tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]
-) -> None:
+def test_monitor_ok_and_fork(tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]) -> None:
     log = TransparencyLog(tmp_path / "m.db", clock=lambda: 1)
     log.append_many([("key", {"n": i}) for i in range(5)])
     old = log.sign_head(zoo_key)

@@ -28,14 +28,11 @@ OS_SYSTEM_P0 = b"cos\nsystem\n(S'echo pwned'\ntR."
 # protocol 4: STACK_GLOBAL posix.system with memoized strings
 POSIX_P4 = b"\x80\x04" + sbu("posix") + b"\x94" + sbu("system") + b"\x94\x93\x94" + sbu("id") + b"\x85R."
 # the module string is fetched back from the memo before STACK_GLOBAL
-MEMO_EVAL = (
-    b"\x80\x04" + sbu("builtins") + b"\x94" + b"0" + b"h\x00" + sbu("eval") + b"\x93" + sbu("1+1") + b"\x85R."
-)
+MEMO_EVAL = b"\x80\x04" + sbu("builtins") + b"\x94" + b"0" + b"h\x00" + sbu("eval") + b"\x93" + sbu("1+1") + b"\x85R."
 # STACK_GLOBAL whose operands come from a call result: cannot be resolved
 UNRESOLVED = b"\x80\x04" + sbu("collections") + sbu("OrderedDict") + b"\x93)R" + sbu("x") + b"\x93."
 TORCH_OK = (
-    b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00(ctorch\nFloatStorage\nq\x01tR"
-    b"ccollections\nOrderedDict\n)R."
+    b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00(ctorch\nFloatStorage\nq\x01tRccollections\nOrderedDict\n)R."
 )
 
 

@@ -27,9 +27,7 @@ def policy(reviewer_keys: dict[str, SigningKey]) -> Policy:
     return create_policy([reviewer_keys[n].public for n in ("alice", "bob", "carol")], threshold=2)
 
 
-def _seal(
-    zoo_key: SigningKey, policy: Policy, approvals: list[Approval], index: int = 0, **over: Any
-) -> Envelope:
+def _seal(zoo_key: SigningKey, policy: Policy, approvals: list[Approval], index: int = 0, **over: Any) -> Envelope:
     args: dict[str, Any] = {
         "model": REQ["model"],
         "manifest_digest": REQ["manifest_digest"],
@@ -58,9 +56,7 @@ def _verify(env: Any, zoo_key: SigningKey, policy: Policy | list[Policy], **kw: 
     return verify_seal(env, [zoo_key.public], policy, **defaults)
 
 
-def test_scenario(
-    tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy
-) -> None:
+def test_scenario(tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy) -> None:
     tally = ApprovalTally(policy, REQ["model"], REQ["manifest_digest"], REQ["request_id"])
     tally.add(sign_approval(reviewer_keys["alice"], **REQ))
     with pytest.raises(Conflict, match="1 of 2"):
@@ -115,9 +111,7 @@ def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
 
 
-def test_tampering(
-    tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy
-) -> None:
+def test_tampering(tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy) -> None:
     approvals = [sign_approval(reviewer_keys[n], **REQ) for n in ("alice", "bob")]
     log = TransparencyLog(tmp_path / "log.db")
     env = _seal(zoo_key, policy, approvals)
@@ -163,9 +157,7 @@ def _seal_unchecked(zoo_key: SigningKey, policy: Policy, approvals: list[Approva
     return dsse.sign_envelope(dsse.IN_TOTO_PAYLOAD_TYPE, payload, [zoo_key])
 
 
-def test_refuses_blocked_scan(
-    zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy
-) -> None:
+def test_refuses_blocked_scan(zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey], policy: Policy) -> None:
     approvals = [sign_approval(reviewer_keys[n], **REQ) for n in ("alice", "bob")]
     with pytest.raises(Conflict, match="critical"):
         _seal(zoo_key, policy, approvals, scan_summary={"blocked": True, "critical": 1})
