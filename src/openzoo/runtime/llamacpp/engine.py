@@ -26,12 +26,22 @@ without copying data. The per-sequence limit of ``n_ctx`` tokens is enforced her
 
 Batch invariance
 ----------------
-Greedy output must not depend on what else is in the batch. Three settings give that (measured with
-the default model; see ``native.py``): flash attention on (each query row is reduced over the KV
-cells in cell order, skipping masked ones), ggml's tiled K-quant matmul off (``GGML_CPU_TILED_MM=0``),
-and no CPU "extra" weight buffers (``use_extra_bufts=False``), which would repack weights for kernels
-that round differently for 1 and for 4+ rows. The last one also avoids ggml's AMX kernels, which
-fault on virtual machines that report AMX but do not enable it.
+Greedy output must not depend on what else is in the batch, so every row must be computed by the same
+kernels whatever the batch looks like. ggml's CPU backend picks kernels by batch shape in four places,
+and each is pinned here (all measured with the default model):
+
+* K-quant matrix products switch to a tiled kernel at 8+ rows: ``GGML_CPU_TILED_MM=0`` (``native.py``).
+* "Extra" weight buffers repack weights for kernels that round differently for 1 and 4+ rows:
+  ``use_extra_bufts=False``. This also keeps ggml's AMX kernels off; they fault on virtual machines
+  that report AMX without enabling it.
+* Flash attention (on: without it results differ with the batch too) uses a tiled f32 kernel from 64
+  query rows per micro-batch and an f16 one below: micro-batches are capped at ``UBATCH_ROWS = 63``.
+* A micro-batch of a single row with 512+ KV cells takes a split-KV kernel: the engine never sends a
+  lone row; when a step would leave one, a prompt chunk is shortened by a token or a throw-away row
+  (a scratch sequence, removed right after) is added.
+
+Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
+``scoring.py``.
 """
 
 from __future__ import annotations
@@ -55,15 +65,16 @@ from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
 from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
 from openzoo.runtime.llamacpp.sampler import SamplerChain
+from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.stops import StopMatcher, Utf8Assembler
 
 __all__ = ["LlamaCppHandle", "LlamaCppModel"]
 
 #: Prompt tokens read per step per sequence.
 DEFAULT_PREFILL_CHUNK = 256
-#: Prompt tokens per step for requests that want ``prompt_logprobs``: each needs a full logits row
-#: (1 MiB for a 262k vocabulary), and llama.cpp keeps the output buffer at its largest size.
-LOGPROB_PREFILL_CHUNK = 32
+#: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
+#: 64 query rows, so micro-batches stay below that (see the module docstring).
+UBATCH_ROWS = 63
 #: Reuse another sequence's cached prefix through ``seq_cp`` only when it saves this many tokens.
 MIN_SHARED_PREFIX = 16
 
@@ -110,6 +121,7 @@ class _Job:
     pending_ids: list[int] = field(default_factory=list)
     pending_lps: list[TokenLogprob] = field(default_factory=list)
     prompt_lps: list[TokenLogprob | None] = field(default_factory=list)
+    scored: bool = False
     prefill_start_ns: int = 0
     first_token_ns: int = 0
 
@@ -154,10 +166,11 @@ class LlamaCppModel:
             self._n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
             self._n_batch = max(512, self._prefill_chunk + self._n_par)
             cp = L.llama_context_default_params()
-            cp.n_ctx = self._n_ctx * self._n_par
-            cp.n_batch = self._n_batch
-            cp.n_ubatch = self._n_batch
-            cp.n_seq_max = self._n_par
+            # One more sequence (the scratch row's) and a few cells for it.
+            cp.n_ctx = self._n_ctx * self._n_par + 256
+            cp.n_batch = self._n_batch + 1
+            cp.n_ubatch = UBATCH_ROWS
+            cp.n_seq_max = self._n_par + 1
             cp.n_threads = self._threads
             cp.n_threads_batch = self._threads
             cp.kv_unified = True
@@ -169,7 +182,7 @@ class LlamaCppModel:
             self._ctx = ctx
             self._apply_adapters(options.adapters)
             self._mem: Any = L.llama_get_memory(ctx)
-            self._batch = L.llama_batch_init(self._n_batch, 0, 1)
+            self._batch = L.llama_batch_init(self._n_batch + 1, 0, 1)
         except BaseException:
             self._free_native()
             raise
@@ -180,6 +193,9 @@ class LlamaCppModel:
         self._eos_ids: frozenset[int] | None = None
         self._logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._embedder = Embedder(model, self._vocab, self._n_ctx, self._threads)
+        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes)
+        self._scratch_seq = self._n_par
+        self._scratch_token = max(0, int(L.llama_vocab_bos(self._vocab)))
         self._memory = int(L.llama_model_size(model)) + self._kv_bytes()
 
         self._slots = [_Slot(seq=i) for i in range(self._n_par)]
@@ -326,6 +342,18 @@ class LlamaCppModel:
                 completion_tokens_total=self._completion_tokens_total,
             )
 
+    def clear_cache(self) -> None:
+        """Forget the cached prompt prefixes of idle slots, so the next prompts are read in full.
+
+        For benchmarks and tests that must measure or exercise cold prompt evaluation. The KV cells
+        themselves are dropped when the slot is next used (``_start`` removes everything past the
+        reused prefix, which is then empty).
+        """
+        with self._lock:
+            for slot in self._slots:
+                if slot.job is None:
+                    slot.cache = []
+
     def close(self) -> None:
         """Stop the decode thread, fail queued and running requests, free llama.cpp memory."""
         with self._cv:
@@ -348,6 +376,7 @@ class LlamaCppModel:
                 self._fail(slot.job, err)
                 slot.job = None
         self._embedder.close()
+        self._scorer.close()
         self._free_native()
         self._closed = True
 
@@ -402,8 +431,7 @@ class LlamaCppModel:
         """Pick a slot and how many cached prompt tokens to keep (and from which sequence)."""
         prompt = job.prompt
         limit = len(prompt) - 1  # at least one prompt token is decoded, to get logits
-        if job.request.prompt_logprobs is not None or limit <= 0:
-            # Prompt log-probabilities need logits at every position: nothing may be reused.
+        if limit <= 0:
             return min(idle, key=lambda s: (len(s.cache) > 0, s.last_used)), 0, None
         best, best_len = idle[0], -1
         for slot in idle:
@@ -455,8 +483,6 @@ class LlamaCppModel:
         slot.job = job
         job.n_done = keep
         job.prefill_start_ns = time.perf_counter_ns()
-        if job.request.prompt_logprobs is not None:
-            job.prompt_lps = [None]
         params = job.request.sampling
         if params.repeat_last_n != 0:
             hist = job.prompt if params.repeat_last_n < 0 else job.prompt[-params.repeat_last_n :]
@@ -465,70 +491,87 @@ class LlamaCppModel:
     def _step(self) -> None:
         """Build one batch from every active slot, decode it, and sample."""
         for slot in self._slots:
-            if slot.job is not None and slot.job.handle.cancelled:
-                self._release(slot, ClientClosed("the request was cancelled"), drop_kv=True)
-        batch = self._batch
-        n = 0
-        decoding: list[tuple[_Slot, int]] = []
-        prefilling: list[tuple[_Slot, int, int, bool]] = []
-        for slot in self._slots:
             job = slot.job
-            if job is not None and job.next_token is not None:
-                self._put(batch, n, job.next_token, len(slot.cache), slot.seq, True)
-                decoding.append((slot, n))
-                n += 1
-        # Oldest-admitted prompts first, so a prompt is not starved by later ones.
+            if job is None:
+                continue
+            if job.handle.cancelled:
+                self._release(slot, ClientClosed("the request was cancelled"), drop_kv=True)
+            elif job.request.prompt_logprobs is not None and not job.scored:
+                self._score(slot, job)
+        decoding = [s for s in self._slots if s.job is not None and s.job.next_token is not None]
+        budget = self._n_batch - len(decoding)
+        plan: list[list[Any]] = []  # [slot, rows]: prompt chunks, oldest admission first
         for slot in sorted(
             (s for s in self._slots if s.job is not None and s.job.next_token is None), key=lambda s: s.last_used
         ):
             job = slot.job
             assert job is not None
-            want_all = job.request.prompt_logprobs is not None
-            chunk = min(
-                len(job.prompt) - job.n_done,
-                LOGPROB_PREFILL_CHUNK if want_all else self._prefill_chunk,
-                self._n_batch - n,
-            )
-            if chunk <= 0:
+            rows = min(len(job.prompt) - job.n_done, self._prefill_chunk, budget)
+            if rows <= 0:
                 break
-            start, last = job.n_done, len(job.prompt) - 1
-            for j in range(start, start + chunk):
-                self._put(batch, n + j - start, job.prompt[j], j, slot.seq, want_all or j == last)
-            prefilling.append((slot, n, chunk, want_all))
-            n += chunk
+            plan.append([slot, rows])
+            budget -= rows
+        n = len(decoding) + sum(rows for _, rows in plan)
         if n == 0:
             return
-        batch.n_tokens = n
+        scratch = False
+        if n % UBATCH_ROWS == 1:
+            # A lone row in the last micro-batch would take a different attention kernel.
+            shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
+            if shrink is not None:
+                shrink[1] -= 1
+                n -= 1
+            else:
+                scratch = True
+        batch = self._batch
+        i = 0
+        for slot in decoding:
+            job = slot.job
+            assert job is not None and job.next_token is not None
+            self._put(batch, i, job.next_token, len(slot.cache), slot.seq, True)
+            i += 1
+        for slot, rows in plan:
+            job = slot.job
+            assert job is not None
+            start, last = job.n_done, len(job.prompt) - 1
+            for j in range(start, start + rows):
+                self._put(batch, i, job.prompt[j], j, slot.seq, j == last)
+                i += 1
+        if scratch:
+            self._put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
+            i += 1
+        batch.n_tokens = i
         rc = L.llama_decode(self._ctx, batch)
+        if scratch:
+            L.llama_memory_seq_rm(self._mem, self._scratch_seq, -1, -1)
         if rc != 0:
             err = EngineError(f"llama_decode failed with status {rc}")
-            for slot, _ in decoding:
+            for slot in decoding:
                 self._release(slot, err, drop_kv=True)
-            for slot, *_ in prefilling:
+            for slot, _ in plan:
                 self._release(slot, err, drop_kv=True)
             return
         now = time.perf_counter_ns()
-        for slot, index in decoding:
+        for index, slot in enumerate(decoding):
             job = slot.job
             assert job is not None and job.next_token is not None
             slot.cache.append(job.next_token)
             job.next_token = None
             self._sample(slot, job, index)
-        for slot, index, chunk, want_all in prefilling:
+        index = len(decoding)
+        for slot, rows in plan:
             job = slot.job
             assert job is not None
             start = job.n_done
-            slot.cache.extend(job.prompt[start : start + chunk])
-            job.n_done += chunk
-            done = job.n_done == len(job.prompt)
-            if want_all:
-                self._prompt_logprobs(job, index, start, chunk, done)
-            if done:
+            slot.cache.extend(job.prompt[start : start + rows])
+            job.n_done += rows
+            index += rows
+            if job.n_done == len(job.prompt):
                 job.first_token_ns = now
                 if job.request.max_tokens == 0:
                     self._finish(slot, "length")
                 else:
-                    self._sample(slot, job, index + chunk - 1)
+                    self._sample(slot, job, index - 1)
 
     @staticmethod
     def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
@@ -538,15 +581,17 @@ class LlamaCppModel:
         batch.seq_id[i][0] = seq
         batch.logits[i] = logits
 
-    def _prompt_logprobs(self, job: _Job, index: int, start: int, chunk: int, done: bool) -> None:
-        """Score prompt tokens ``start+1 .. start+chunk`` with the rows of this chunk."""
-        n_rows = chunk - 1 if done else chunk  # the last prompt row predicts the first new token
-        if n_rows <= 0:
+    def _score(self, slot: _Slot, job: _Job) -> None:
+        """Compute ``prompt_logprobs`` in the scoring context; a scoring-only request ends here."""
+        try:
+            job.prompt_lps = self._scorer.score(job.prompt, job.request.prompt_logprobs or 0)
+        except EngineError as exc:
+            self._release(slot, exc, drop_kv=False)
             return
-        k = job.request.prompt_logprobs or 0
-        rows = self._logprobs.rows(index, n_rows)
-        targets = list(job.prompt[start + 1 : start + 1 + n_rows])
-        job.prompt_lps.extend(self._logprobs.token_logprobs(rows, targets, k))
+        job.scored = True
+        if job.request.max_tokens == 0:
+            job.first_token_ns = time.perf_counter_ns()
+            self._finish(slot, "length")
 
     def _sample(self, slot: _Slot, job: _Job, index: int) -> None:
         req = job.request
