@@ -234,9 +234,13 @@ def _band_text(c: Criterion) -> list[tuple[str, str]]:
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
+    """Numbers for people: ``n/a`` when undefined, thousands separated, at most ``digits`` decimals."""
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{x:.{digits}g}" if abs(x) >= 1000 else f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def _metric(report: Report, path: str) -> Metric | None:

@@ -202,3 +202,9 @@ def test_interval_chart_bars_grow_from_the_reference() -> None:
     assert low["bar_x"] + low["bar_w"] == pytest.approx(chart["ref_x"])
     assert high["bar_x"] == pytest.approx(chart["ref_x"]) and high["bar_w"] == pytest.approx(low["bar_w"])
     assert low["x0"] < low["x"] < low["x1"]
+
+
+def test_number_format() -> None:
+    assert rp._fmt(None) == "n/a" and rp._fmt(float("nan")) == "n/a"
+    assert rp._fmt(12345.6) == "12,346"
+    assert rp._fmt(0.5) == "0.5" and rp._fmt(-0.0001) == "0" and rp._fmt(2.0) == "2"
