@@ -217,6 +217,22 @@ class Models:
 
     # writing
 
+    def update_layers(self, name: str, media_type: str, layers: list[Layer]) -> str:
+        """Give a model new layers of one type (a card, a seal, an audit report, a lineage record).
+
+        The new manifest replaces the name's; the old manifest is kept in the catalog's history, so
+        nothing certified or audited before disappears. Returns the new manifest digest.
+        """
+        parsed = names.parse(name)
+        stored = self.store.resolve(parsed)
+        manifest = stored.manifest.replace_layers(media_type, layers)
+        return self.store.tag(parsed, manifest, keep_history=True)
+
+    def add_blob_layer(self, media_type: str, data: bytes, annotations: Mapping[str, str] | None = None) -> Layer:
+        """Store ``data`` as a blob and describe it as a layer of ``media_type``."""
+        blob = self.store.blobs.put_bytes(data)
+        return Layer(media_type, blob.digest, blob.size, dict(annotations or {}))
+
     def copy(self, source: str, destination: str) -> None:
         self.store.catalog.copy(names.parse(source), names.parse(destination))
 

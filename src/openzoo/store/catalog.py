@@ -96,13 +96,21 @@ class Catalog:
             ).fetchall()
         return [CatalogEntry(*row) for row in rows]
 
-    def tag(self, name: ModelName, manifest_digest: str, blobs: Sequence[tuple[str, int]]) -> None:
+    def tag(self, name: ModelName, manifest_digest: str, blobs: Sequence[tuple[str, int]], *,
+            keep_history: bool = False) -> None:
         """Point ``name`` at a manifest, recording every blob it needs (the manifest's own included).
 
-        All blobs must already be on disk; this is the moment a model becomes visible.
+        All blobs must already be on disk; this is the moment a model becomes visible. With
+        ``keep_history`` the manifest it replaces stays stored (and its blobs referenced) in
+        ``model_history`` until the name is removed: edits such as a new card never lose the old one.
         """
         now = time.time()
         with self.transaction() as conn:
+            if keep_history:
+                conn.execute(
+                    "INSERT OR IGNORE INTO model_history(key, manifest_digest, replaced_at) "
+                    "SELECT key, manifest_digest, ? FROM models WHERE key = ? AND manifest_digest != ?",
+                    (now, name.key, manifest_digest))
             for digest, size in blobs:
                 conn.execute("INSERT OR IGNORE INTO blobs(digest, size) VALUES (?, ?)", (digest, size))
                 conn.execute("INSERT OR IGNORE INTO manifest_refs VALUES (?, ?)", (manifest_digest, digest))
@@ -138,17 +146,27 @@ class Catalog:
         with self.transaction() as conn:
             if conn.execute("DELETE FROM models WHERE key = ?", (name.key,)).rowcount == 0:
                 raise ModelNotFound(name.display)
+            conn.execute("DELETE FROM model_history WHERE key = ?", (name.key,))
             return self._forget_unreferenced(conn)
 
     def _forget_unreferenced(self, conn: sqlite3.Connection) -> list[str]:
         conn.execute(
-            "DELETE FROM manifest_refs WHERE manifest_digest NOT IN (SELECT manifest_digest FROM models)"
+            "DELETE FROM manifest_refs WHERE manifest_digest NOT IN (SELECT manifest_digest FROM models) "
+            "AND manifest_digest NOT IN (SELECT manifest_digest FROM model_history)"
         )
         gone = [row[0] for row in conn.execute(
             "SELECT digest FROM blobs WHERE digest NOT IN (SELECT blob_digest FROM manifest_refs)"
         )]
         conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in gone])
         return gone
+
+    def history(self, name: ModelName) -> list[tuple[str, float]]:
+        """Earlier manifests of a name (newest first) with when each was replaced."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT manifest_digest, replaced_at FROM model_history WHERE key = ? ORDER BY replaced_at DESC",
+                (name.key,)).fetchall()
+        return [(str(d), float(t)) for d, t in rows]
 
     # blobs
 

@@ -60,6 +60,21 @@ def _m001(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration(2, "manifest history per model name")
+def _m002(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
+        """
+        CREATE TABLE model_history (
+            key TEXT NOT NULL,
+            manifest_digest TEXT NOT NULL,
+            replaced_at REAL NOT NULL,
+            PRIMARY KEY (key, manifest_digest)
+        );
+        """,
+    )
+
+
 def apply(conn: sqlite3.Connection) -> list[int]:
     """Apply every migration not yet recorded, each in its own transaction; return those applied."""
     conn.execute(

@@ -83,7 +83,7 @@ class Store:
         entry = self.catalog.get(name)
         return StoredModel(entry, self.load_manifest(entry.manifest_digest))
 
-    def tag(self, name: ModelName, manifest: Manifest) -> str:
+    def tag(self, name: ModelName, manifest: Manifest, *, keep_history: bool = False) -> str:
         """Store ``manifest`` and point ``name`` at it; every layer blob must already exist."""
         for digest in manifest.blob_digests():
             if not self.blobs.exists(digest):
@@ -92,7 +92,7 @@ class Store:
         blobs = [(info.digest, info.size)]
         blobs += [(manifest.config.digest, manifest.config.size)]
         blobs += [(layer.digest, layer.size) for layer in manifest.layers]
-        self.catalog.tag(name, info.digest, blobs)
+        self.catalog.tag(name, info.digest, blobs, keep_history=keep_history)
         return info.digest
 
     def delete(self, name: ModelName, *, prune: bool = True) -> list[str]:

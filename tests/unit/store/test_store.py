@@ -101,3 +101,17 @@ def test_migrations_recorded_once(tmp_path: Path) -> None:
     rows = store.catalog.connection.execute("SELECT id FROM _migrations").fetchall()
     assert rows == sorted(set(rows))
     assert (1,) in rows
+
+
+def test_history_keeps_replaced_manifests_until_removal(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    first = make_model(store, b"weights", "m")
+    card = store.blobs.put_bytes(b"# card v1")
+    second = first.replace_layers(mt.CARD, [Layer(mt.CARD, card.digest, card.size)])
+    old_digest = store.catalog.get(names.parse("m")).manifest_digest
+    store.tag(names.parse("m"), second, keep_history=True)
+    assert [d for d, _ in store.catalog.history(names.parse("m"))] == [old_digest]
+    assert store.blobs.exists(old_digest)  # the old manifest is still stored
+    gone = store.delete(names.parse("m"))
+    assert old_digest in gone and card.digest in gone
+    assert store.catalog.history(names.parse("m")) == []
