@@ -49,6 +49,19 @@ class Metric:
             "n": self.n,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metric:
+        """Inverse of :meth:`to_json` (a stored report read back)."""
+        low, high = data.get("ci") or [None, None]
+        return cls(
+            data.get("value"),
+            low,
+            high,
+            str(data.get("ci_method", "none")),
+            int(data.get("n", 0)),
+            float(data.get("confidence", DEFAULT_CONFIDENCE)),
+        )
+
 
 def _finite(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):

@@ -13,6 +13,7 @@ and is rendered by Jinja2 with autoescaping so model output and data cannot inje
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,6 +51,21 @@ class Report:
             "seed": self.seed,
             "suites": {name: result.to_json() for name, result in self.suites.items()},
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """Read a stored ``report.json`` back, e.g. to render its HTML again."""
+        return cls(
+            model_name=str(data["model"]["name"]),
+            model_digest=str(data["model"]["digest"]),
+            engine={str(k): str(v) for k, v in data["engine"].items()},
+            seed=int(data["seed"]),
+            suites={name: SuiteResult.from_json(name, s) for name, s in data["suites"].items()},
+        )
+
+    def digest(self) -> str:
+        """``sha256:<hex>`` of :meth:`json_text`: what a seal cites when the report is stored as a layer."""
+        return "sha256:" + hashlib.sha256(self.json_text().encode("utf-8")).hexdigest()
 
     def json_text(self) -> str:
         """Canonical JSON text (sorted keys, UTF-8 kept, trailing newline)."""

@@ -208,3 +208,12 @@ def test_number_format() -> None:
     assert rp._fmt(None) == "n/a" and rp._fmt(float("nan")) == "n/a"
     assert rp._fmt(12345.6) == "12,346"
     assert rp._fmt(0.5) == "0.5" and rp._fmt(-0.0001) == "0" and rp._fmt(2.0) == "2"
+
+
+def test_report_round_trips_through_json(full_report: tuple[rp.Report, Path]) -> None:
+    report, out = full_report
+    text = (out / "report.json").read_text(encoding="utf-8")
+    back = rp.Report.from_json(json.loads(text))
+    assert back.json_text() == text
+    assert back.digest() == report.digest() and re.fullmatch(r"sha256:[0-9a-f]{64}", back.digest())
+    assert "<svg" in rp.render_html(back)

@@ -41,6 +41,12 @@ class SuiteResult:
             "data_digest": self.data_digest,
         }
 
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> SuiteResult:
+        """Read a suite back from a stored report (per-file digests are not part of the JSON)."""
+        metrics = {k: Metric.from_json(v) for k, v in data["metrics"].items()}
+        return cls(name, metrics, list(data["items"]), str(data["data_digest"]))
+
 
 def json_safe(value: Any) -> Any:
     """Replace NaN and infinities (a -inf log-probability is possible) by None, recursively."""

@@ -23,8 +23,9 @@ from openzoo.audit.suites.base import GENERATE_BATCH, ProgressCallback, SuiteRes
 
 NAME = "safety"
 PROMPTS = "safety_prompts.jsonl"
-# Refusals show in the first sentence; 64 tokens keep a 220-prompt run short on two cores.
-MAX_TOKENS = 64
+# Refusals show in the first sentence (the classifier reads the first 200 characters); 48 tokens cover
+# that and keep the 220 generations, the slowest part of a full audit, short on two cores.
+MAX_TOKENS = 48
 
 
 @dataclass(frozen=True, slots=True)
