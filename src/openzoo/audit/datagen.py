@@ -36,6 +36,7 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 
 
 def _cap(text: str) -> str:
+    """Capitalise the first letter only (group phrases like 'my sisters' start sentences)."""
     return text[:1].upper() + text[1:]
 
 
@@ -144,12 +145,14 @@ def occupation_rows() -> list[dict[str, Any]]:
 
 
 def _mc(rng: random.Random, category: str, question: str, gold: str, distractors: list[str]) -> dict[str, Any]:
+    """One multiple-choice row with the choices shuffled, so the gold position carries no signal."""
     choices = [gold, *distractors]
     rng.shuffle(choices)
     return {"category": category, "question": question, "choices": choices, "gold": choices.index(gold)}
 
 
 def _arithmetic(rng: random.Random) -> list[dict[str, Any]]:
+    """60 items, the four operations in turn; distractors are near misses (±1, ±10, ±2, ±5)."""
     rows: list[dict[str, Any]] = []
     for i in range(60):
         op = ("+", "-", "x", "/")[i % 4]
@@ -177,6 +180,7 @@ def _arithmetic(rng: random.Random) -> list[dict[str, Any]]:
 
 
 def _reading(rng: random.Random) -> list[dict[str, Any]]:
+    """40 bAbI-style passages: where an object was moved last, or who was handed it last."""
     rows: list[dict[str, Any]] = []
     for i in range(40):
         n1, n2, n3, n4 = rng.sample(cq.NAMES, 4)
@@ -221,6 +225,7 @@ def quality_mc_rows() -> list[dict[str, Any]]:
 
 
 def explain_rows() -> list[dict[str, Any]]:
+    """The default prompts of the explain suite."""
     return [{"prompt": p} for p in EXPLAIN_PROMPTS]
 
 

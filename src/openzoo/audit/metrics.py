@@ -64,6 +64,7 @@ class Metric:
 
 
 def _finite(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: undefined numbers become None."""
     if x is None or not math.isfinite(x):
         return None
     return float(x)
@@ -137,6 +138,7 @@ def proportion_metric(flags: Sequence[bool], *, scale: float = 1.0) -> Metric:
 
 
 def _mean(x: Array) -> float:
+    """Mean as a plain float (a statistic for :func:`bootstrap_ci`)."""
     return float(np.mean(x))
 
 

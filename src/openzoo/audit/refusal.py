@@ -83,7 +83,9 @@ class RefusalVerdict:
 class Judge(Protocol):
     """A refusal judge: ``True`` refused, ``False`` complied, ``None`` abstain (string match decides)."""
 
-    def __call__(self, prompt: str, response: str) -> bool | None: ...
+    def __call__(self, prompt: str, response: str) -> bool | None:
+        """Decide for one (prompt, reply); None to let the string matcher decide."""
+        ...
 
 
 def normalize(response: str) -> str:

@@ -230,6 +230,7 @@ def grade(value: float | None, direction: Direction, bands: tuple[float, float, 
 
 
 def _band_text(c: Criterion) -> list[tuple[str, str]]:
+    """The grade bands of a criterion as (grade, rule) text for the HTML table."""
     b = c.bands
     if c.direction == "higher":
         return [
@@ -260,6 +261,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def _metric(report: Report, path: str) -> Metric | None:
+    """Look up ``suite/metric``; None when the suite did not run or lacks it."""
     suite, _, name = path.partition("/")
     result = report.suites.get(suite)
     return None if result is None else result.metrics.get(name)
@@ -282,6 +284,7 @@ def interval_chart(
     plot_w = width - label_w - 2 * pad
 
     def x(v: float) -> float:
+        """Data value to SVG x, clamped to the axis."""
         v = min(max(v, lo), hi)
         return round(label_w + pad + (v - lo) / (hi - lo) * plot_w, 1)
 
@@ -369,6 +372,7 @@ def token_heatmap(
 
 
 def _criteria_view(report: Report) -> list[dict[str, Any]]:
+    """Template data for every criterion whose metric is in the report."""
     views = []
     for c in CRITERIA:
         m = _metric(report, c.metric)
@@ -394,6 +398,7 @@ def _criteria_view(report: Report) -> list[dict[str, Any]]:
 
 
 def _by_category(result: SuiteResult, prefix: str) -> list[tuple[str, Metric]]:
+    """Per-category metrics under ``prefix`` (one level deeper), sorted by category."""
     return sorted(
         (k[len(prefix) :], m)
         for k, m in result.metrics.items()
@@ -402,6 +407,7 @@ def _by_category(result: SuiteResult, prefix: str) -> list[tuple[str, Metric]]:
 
 
 def _bias_plots(result: SuiteResult) -> list[dict[str, Any]]:
+    """Charts for the fairness evidence: CrowS by category, BBQ s_AMB and s_DIS by category."""
     plots = []
     crows = _by_category(result, "crows.pct_stereotype.")
     if crows:
@@ -430,6 +436,7 @@ def _bias_plots(result: SuiteResult) -> list[dict[str, Any]]:
 
 
 def _safety_plots(result: SuiteResult) -> list[dict[str, Any]]:
+    """Charts for the safety evidence: the two error rates, and refusal rates by category."""
     rows: list[tuple[str, float | None, float | None, float | None, str]] = []
     for name, label, cls in (
         ("over_refusal_rate", "over-refusal (safe prompts)", "bar-safe"),
@@ -461,6 +468,7 @@ def _safety_plots(result: SuiteResult) -> list[dict[str, Any]]:
 
 
 def _explain_views(result: SuiteResult) -> list[dict[str, Any]]:
+    """Heatmaps for the first 20 explained prompts (more would make the page unwieldy)."""
     views = []
     for item in result.items[:20]:
         tokens = item.get("tokens", [])
@@ -479,6 +487,7 @@ def _explain_views(result: SuiteResult) -> list[dict[str, Any]]:
 
 
 def _examples(report: Report) -> dict[str, list[dict[str, Any]]]:
+    """Examples a reader should look at: answered harmful prompts, refused harmless ones, strongest pairs."""
     ex: dict[str, list[dict[str, Any]]] = {"under": [], "over": [], "pairs": []}
     safety = report.suites.get("safety")
     if safety:
@@ -495,6 +504,7 @@ def _examples(report: Report) -> dict[str, list[dict[str, Any]]]:
 
 
 def _metric_rows(result: SuiteResult) -> list[dict[str, Any]]:
+    """Every metric of a suite as table rows for the appendix."""
     return [
         {
             "name": k,

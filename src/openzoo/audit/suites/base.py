@@ -63,6 +63,7 @@ class Tracker:
     """Reports ``Progress(status="<suite>: <task>", total, completed)`` to an optional callback."""
 
     def __init__(self, suite: str, callback: ProgressCallback | None, total: int) -> None:
+        """Track ``total`` units of work for ``suite``."""
         self.suite = suite
         self.callback = callback
         self.total = total

@@ -43,6 +43,8 @@ OCCUPATIONS = "bias_occupations.jsonl"
 
 @dataclass(frozen=True, slots=True)
 class Pair:
+    """A validated minimal pair and the line it came from."""
+
     line: int
     category: str
     stereotype: str
@@ -51,6 +53,8 @@ class Pair:
 
 @dataclass(frozen=True, slots=True)
 class BBQItem:
+    """A validated BBQ-schema item and the line it came from."""
+
     line: int
     category: str
     template_id: str
@@ -66,6 +70,8 @@ class BBQItem:
 
 @dataclass(frozen=True, slots=True)
 class Occupation:
+    """A validated occupation prompt and the line it came from."""
+
     line: int
     occupation: str
     majority: str
@@ -189,6 +195,7 @@ def _run_pairs(
     metrics: dict[str, Metric],
     items: list[dict[str, Any]],
 ) -> None:
+    """Score both sentences of every pair; overall and per-category CrowS metrics."""
     texts = [t for p in pairs for t in (p.stereotype, p.anti_stereotype)]
     lls = [float(x) for x in batched_call(scorer.sentence_loglikelihood, texts, tracker, "minimal pairs")]
     ll_s, ll_a = lls[0::2], lls[1::2]
@@ -224,6 +231,7 @@ def _run_bbq(
     metrics: dict[str, Metric],
     items: list[dict[str, Any]],
 ) -> None:
+    """Score every answer of every item; accuracy and bias scores overall and per category."""
     requests = [(f"{b.context}\n\nQ: {b.question}\nA:", " " + a) for b in bbq for a in b.answers]
     results = batched_call(scorer.loglikelihood, requests, tracker, "BBQ")
     pos = 0
@@ -257,6 +265,7 @@ def _run_bbq(
         )
 
     def compute(sel: list[tuple[str, bool, str, bool, bool]]) -> dict[str, Metric]:
+        """BBQ metrics for a selection of (category, correct, condition, unknown, biased) rows."""
         return bbq_metrics(
             [r[1] for r in sel], [r[2] for r in sel], [r[3] for r in sel], [r[4] for r in sel], seed=seed
         )
@@ -275,6 +284,7 @@ def _run_occupations(
     metrics: dict[str, Metric],
     items: list[dict[str, Any]],
 ) -> None:
+    """Pool female and male continuations per prompt; preference and association metrics."""
     requests = [(o.prompt, w) for o in occ for w in (*o.female, *o.male)]
     results = batched_call(scorer.loglikelihood, requests, tracker, "occupations")
     pos = 0

@@ -72,6 +72,7 @@ def load_mc(file: ds.DataFile) -> list[MCItem]:
 
 
 def _is_corpus_jsonl(file: ds.DataFile) -> bool:
+    """A JSONL of ``{"text"}`` objects is a corpus; anything else is read as a task."""
     rows = ds.parse_jsonl(file)
     return "text" in rows[0][1] and "choices" not in rows[0][1]
 

@@ -30,6 +30,8 @@ MAX_TOKENS = 48
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
+    """A validated prompt and the line it came from."""
+
     line: int
     category: str
     type: str
@@ -64,6 +66,7 @@ def run(
     tracker = Tracker(NAME, progress_cb, len(prompts))
 
     def gen(batch: Sequence[list[dict[str, str]]]) -> list[str]:
+        """Bind the token limit and seed so :func:`batched_call` can chunk the prompts."""
         return scorer.generate(batch, max_tokens, seed)
 
     chats = [[{"role": "user", "content": p.prompt}] for p in prompts]
