@@ -152,7 +152,7 @@ def _mc(rng: random.Random, category: str, question: str, gold: str, distractors
 
 
 def _arithmetic(rng: random.Random) -> list[dict[str, Any]]:
-    """60 items, the four operations in turn; distractors are near misses (±1, ±10, ±2, ±5)."""
+    """60 items, the four operations in turn; distractors are near misses (±1, ±2, ±10)."""
     rows: list[dict[str, Any]] = []
     for i in range(60):
         op = ("+", "-", "x", "/")[i % 4]
@@ -170,11 +170,12 @@ def _arithmetic(rng: random.Random) -> list[dict[str, Any]]:
             b, answer = rng.randint(2, 9), rng.randint(3, 15)
             a = b * answer
             q = f"What is {a} divided by {b}?"
-        wrong: list[int] = []
-        for delta in (1, -1, 10, -10, 2, -2, 5):
-            cand = answer + delta
-            if cand > 0 and cand not in wrong and len(wrong) < 3:
-                wrong.append(cand)
+        # Near misses, with the right answer's rank among the four values cycling 0..3, so that a model
+        # preferring small (or large) numbers gains nothing from the layout.
+        below = [d for d in (1, 2, 10) if answer - d > 0]
+        n_below = min(i // 4 % 4, len(below))
+        wrong = [answer - d for d in rng.sample(below, n_below)]
+        wrong += [answer + d for d in rng.sample((1, 2, 10), 3 - n_below)]
         rows.append(_mc(rng, "arithmetic", q, str(answer), [str(w) for w in wrong]))
     return rows
 

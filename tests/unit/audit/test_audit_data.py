@@ -65,7 +65,13 @@ def test_quality_counts() -> None:
     assert all(len(set(i.choices)) == len(i.choices) for i in mc)  # no duplicate choices
 
 
-def test_arithmetic_items_are_right() -> None:
+def test_arithmetic_items_are_right_and_gold_rank_is_balanced() -> None:
+    ranks: Counter[int] = Counter()
+    for r in rows("quality_mc.jsonl"):
+        if r["category"] == "arithmetic":
+            values = sorted(int(c) for c in r["choices"])  # type: ignore[attr-defined]
+            ranks[values.index(int(r["choices"][int(r["gold"])]))] += 1  # type: ignore[index, call-overload]
+    assert len(ranks) == 4 and min(ranks.values()) >= 8
     for r in rows("quality_mc.jsonl"):
         if r["category"] != "arithmetic":
             continue
