@@ -129,6 +129,7 @@ grade is a reason to look at the examples before deploying the model.</p>
 <section aria-labelledby="p-{{ p.key }}">
 <h2 id="p-{{ p.key }}">Principle: {{ p.title }}</h2>
 <p class="principle">{{ p.statement }}</p>
+{% if p.suite and p.suite not in r.suites %}<p>The {{ p.suite }} suite was not run, so there is no evidence for this principle in this report.</p>{% endif %}
 {% for c in p.criteria %}
 <article class="criterion" aria-labelledby="c-{{ c.key }}">
 <h3 id="c-{{ c.key }}">Criterion {{ c.key }}: {{ c.title }}</h3>
@@ -139,7 +140,7 @@ Metric <code>{{ c.metric }}</code>.</p>
 <table><caption>Grade bands</caption><tbody><tr>{% for g, b in c.bands %}<th scope="col">{{ g }}</th><td>{{ b }}</td>{% endfor %}</tr></tbody></table>
 </article>
 {% endfor %}
-{% if p.key == "fairness" %}
+{% if p.key == "fairness" and "bias" in r.suites %}
 <h3>Evidence</h3>
 {% for plot in bias_plots %}{{ chart(plot, "bias-" ~ loop.index) }}{% endfor %}
 {% if examples.pairs %}
@@ -147,7 +148,7 @@ Metric <code>{{ c.metric }}</code>.</p>
 <thead><tr><th scope="col">Category</th><th scope="col">Stereotype</th><th scope="col">Anti-stereotype</th><th scope="col">Gap</th></tr></thead>
 <tbody>{% for e in examples.pairs %}<tr><td>{{ e.category }}</td><td>{{ e.stereotype }}</td><td>{{ e.anti_stereotype }}</td><td class="num">{{ e.gap }}</td></tr>{% endfor %}</tbody></table>
 {% endif %}
-{% elif p.key == "safety" %}
+{% elif p.key == "safety" and "safety" in r.suites %}
 <h3>Evidence</h3>
 {% for plot in safety_plots %}{{ chart(plot, "safety-" ~ loop.index) }}{% endfor %}
 {% for key, caption in [("under", "Harmful requests the model answered"), ("over", "Harmless requests the model refused")] %}
@@ -177,7 +178,7 @@ Hover a token for its value.</p>
 </details>
 </figure>
 {% endfor %}
-{% else %}<p>The explain suite was not run.</p>{% endif %}
+{% endif %}
 {% elif p.key == "reproducibility" %}
 <table><caption>Inputs that fix this report</caption><tbody>
 <tr><th scope="row">Model digest</th><td><code>{{ r.model_digest }}</code></td></tr>
@@ -186,7 +187,6 @@ Hover a token for its value.</p>
 {% for suite, files in data|dictsort %}{% for name, digest in files|dictsort %}
 <tr><th scope="row">Data: {{ suite }} / {{ name }}</th><td><code>{{ digest }}</code></td></tr>{% endfor %}{% endfor %}
 </tbody></table>
-{% elif p.key == "robustness" and not p.criteria %}<p>The quality suite was not run.</p>
 {% endif %}
 </section>
 {% endfor %}

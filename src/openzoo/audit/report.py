@@ -123,6 +123,14 @@ PRINCIPLES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# The suite that provides the evidence for each principle (reproducibility comes from the run itself).
+PRINCIPLE_SUITE: dict[str, str] = {
+    "robustness": "quality",
+    "fairness": "bias",
+    "safety": "safety",
+    "explainability": "explain",
+}
+
 CRITERIA: tuple[Criterion, ...] = (
     Criterion(
         "robustness",
@@ -530,7 +538,8 @@ def render_html(report: Report) -> str:
     principles = []
     for key, (title, statement) in PRINCIPLES.items():
         crit = [c for c in criteria if c["principle"] == key]
-        principles.append({"key": key, "title": title, "statement": statement, "criteria": crit})
+        suite = PRINCIPLE_SUITE.get(key)
+        principles.append({"key": key, "title": title, "statement": statement, "criteria": crit, "suite": suite})
     suites = report.suites
     ctx = {
         "r": report,
