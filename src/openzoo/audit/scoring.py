@@ -68,7 +68,12 @@ class TokenDistribution:
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What a suite needs from a model. Implementations batch internally; order of results = input order."""
+    """What a suite needs from a model. Implementations batch internally; order of results = input order.
+
+    A backend that cannot give log-probabilities (or cannot generate) raises
+    :class:`~openzoo.errors.NotSupported` from the method concerned; the runner lets it propagate, so the
+    audit fails with that reason and writes nothing.
+    """
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         """(context, continuation) -> (sum of continuation token logprobs, greedy decoding reproduces it)."""
