@@ -294,7 +294,7 @@ def test_generation_stops_at_the_end_of_the_context(small: LlamaCppModel) -> Non
     filler = small.tokenize(" the", add_special=False)
     p = (small.bos_token_id or 2,) + tuple(filler) * (small.n_ctx - 3)
     assert len(p) == small.n_ctx - 2
-    chunks, done = run(small, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=-1))
+    _, done = run(small, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=-1))
     assert done.reason == "length"
     assert done.completion_tokens == 2
     assert len(done.context) == small.n_ctx
