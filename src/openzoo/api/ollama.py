@@ -310,7 +310,7 @@ async def _first_then_rest(events: Iterator[Progress]) -> Iterator[Progress]:
 async def pull(request: Request) -> Response:
     body = await read_body(request, wire.ModelBody)
     name = _require_model(body.target)
-    events = await _first_then_rest(services_of(request).models.pull(name))
+    events = await _first_then_rest(services_of(request).models.pull(name, insecure=body.insecure))
     if not body.stream:
         await _run(lambda: [None for _ in events])
         return JSONResponse({"status": "success"})
@@ -321,11 +321,13 @@ async def pull(request: Request) -> Response:
 async def push(request: Request) -> Response:
     body = await read_body(request, wire.ModelBody)
     name = names.parse(_require_model(body.target))
-    services_of(request).models.resolve(name.display)
-    from openzoo.errors import NotSupported
+    from openzoo.registry.client import push_model
 
-    raise NotSupported(f'pushing "{name.display}" is not supported yet: zoo-to-zoo transfer comes with '
-                       "the registry", hint="share the model's GGUF file and import it on the other side")
+    events = await _first_then_rest(push_model(services_of(request).store, name.display, None))
+    if not body.stream:
+        await _run(lambda: [None for _ in events])
+        return JSONResponse({"status": "success"})
+    return _progress_response(events, True)
 
 
 @router.post("/api/create")

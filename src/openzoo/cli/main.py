@@ -97,10 +97,25 @@ def _ago(when: float) -> str:
 @click.option("--template", is_flag=True, help="Show the chat template.")
 @click.option("--system", is_flag=True, help="Show the system prompt.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every metadata key and tensor.")
+@click.option("--openness", is_flag=True, help="Explain the MOF openness class and what blocks the next one.")
+@click.option("--lineage", is_flag=True, help="Show how a fine-tuned model was made (with -v: the JSON record).")
 def show(model: str, modelfile: bool, license_: bool, parameters: bool, template: bool, system: bool,
-         verbose: bool) -> None:
+         verbose: bool, openness: bool, lineage: bool) -> None:
     """Show information about a model."""
+    if lineage:
+        from openzoo.finetune.lineage import render_lineage
+        from openzoo.finetune.run import read_lineage
+
+        record = read_lineage(local_services().models, model)
+        click.echo(json.dumps(record, indent=2) if verbose else render_lineage(record))
+        return
     from openzoo.show import show_model
+
+    if openness:
+        from openzoo.cli.certify import openness_text
+
+        click.echo(openness_text(model))
+        return
 
     info = show_model(local_services(), model, verbose)
     for flag, key in ((modelfile, "modelfile"), (license_, "license"), (parameters, "parameters"),
@@ -134,19 +149,19 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
 @click.argument("model")
 @click.option("--insecure", is_flag=True, help="Accept an unverifiable model (marked uncertified).")
 def pull(model: str, insecure: bool) -> None:
-    """Pull a model (for now: the embedded default model gemma3:270m)."""
-    render_progress(local_services().models.pull(model))
+    """Pull a model: the embedded default (gemma3:270m) or HOST:PORT/ns/name:tag from another zoo (verified)."""
+    render_progress(local_services().models.pull(model, insecure=insecure))
 
 
 @cli.command()
 @click.argument("model")
-def push(model: str) -> None:
-    """Push a model to another zoo (not available yet)."""
-    from openzoo.errors import NotSupported
+@click.option("--to", "destination", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
+@click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
+def push(model: str, destination: str | None, api_key: str | None) -> None:
+    """Push a model to another zoo that accepts it with an API key."""
+    from openzoo.registry.client import push_model
 
-    local_services().models.resolve(model)
-    raise NotSupported(f'pushing "{model}" is not supported yet: zoo-to-zoo transfer comes with the registry',
-                       hint="share the GGUF file and run 'openzoo import' on the other machine")
+    render_progress(push_model(local_services().store, model, destination, api_key=api_key))
 
 
 @cli.command("import")
@@ -202,22 +217,7 @@ def rm(models: tuple[str, ...]) -> None:
         click.echo(f"deleted '{name}'")
 
 
-@cli.command()
-@click.option("--store", "store", is_flag=True, help="Re-hash every stored blob and check the catalog.")
-def verify(store: bool) -> None:
-    """Verify the store (certified-model verification comes with certification)."""
-    if not store:
-        raise InvalidRequest("say what to verify", hint="use 'openzoo verify --store'")
-    services = local_services()
-    bad = 0
-    for check in services.store.verify():
-        mark = "ok  " if check.ok else "FAIL"
-        click.echo(f"{mark} {check.digest} {'' if check.ok else check.detail}".rstrip())
-        bad += not check.ok
-    if bad:
-        click.echo(f"{bad} problem(s) found", err=True)
-        sys.exit(1)
-    click.echo("store ok")
+# `openzoo verify` (models, signed directories and --store) lives in openzoo.cli.certify.
 
 
 @cli.command()
@@ -237,6 +237,9 @@ def config(markdown: bool) -> None:
 
 def main() -> None:
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
+    from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+    from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
+    from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
 
     cli(prog_name="openzoo")
