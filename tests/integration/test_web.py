@@ -1,0 +1,220 @@
+"""The web catalog in a real browser: Debian's Chromium driven by Playwright, against a real server.
+
+The server runs on a copy of the session's model home plus two tiny synthetic models: ``tiny`` (an
+Apache-2.0 GGUF) and ``tampered`` (a GGUF whose blob has one byte flipped after import). Screenshots of
+every page go to ``test-artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openzoo import config
+from openzoo.services import Services
+from support.gguf_files import write_gguf
+from support.server import Server, start_server, stop_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _import(services: Services, path: Path, name: str) -> str:
+    for _ in services.models.import_gguf(path, name):
+        pass
+    spec = services.models.resolve(name)
+    return str(spec.weights)
+
+
+@pytest.fixture(scope="module")
+def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server over a copy of the model home, with an open-licensed tiny model and a tampered one."""
+    root = tmp_path_factory.mktemp("web")
+    home = root / "home"
+    shutil.copytree(model_home, home)
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
+    _import(services, write_gguf(root / "tiny.gguf"), "tiny")
+    tensors = {"token_embd.weight": np.full((8, 64), 2, dtype=np.float16),
+               "output_norm.weight": np.ones((64,), dtype=np.float32)}
+    weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
+    services.close()
+    os.chmod(weights, 0o644)
+    with weights.open("r+b") as f:  # one flipped byte in the tensor data, past the header
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))
+    server = start_server(home, root / "server.log")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, web_server: Server) -> Iterator[Page]:
+    context = browser.new_context(base_url=web_server.url, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield pg
+    context.close()
+    assert not errors, f"browser errors: {errors}"
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_browser_is_redirected_to_the_catalog(page: Page) -> None:
+    response = page.goto("/")
+    assert response.url.endswith("/ui/")
+    assert page.title() == "Catalog · openzoo"
+
+
+def test_catalog_lists_models_and_filters_to_certified(page: Page) -> None:
+    page.goto("/ui/")
+    rows = page.locator("table.catalog tbody tr")
+    expect(rows).to_have_count(3)
+    gemma = page.locator('tr[data-model="gemma3:270m"]')
+    expect(gemma).to_contain_text("Restricted")
+    expect(gemma).to_contain_text("Q4_K_M")
+    expect(page.locator('tr[data-model="tiny:latest"]')).to_contain_text("Open source")
+    shot(page, "catalog")
+
+    page.get_by_role("searchbox", name="Search").fill("gemma")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows).to_have_count(1)
+
+    page.goto("/ui/?sort=size&order=desc")
+    expect(rows.first).to_have_attribute("data-model", "gemma3:270m")
+
+    page.goto("/ui/")
+    page.get_by_label("Certified only").check()
+    page.wait_for_url("**certified=1**")
+    certified = [r.get_attribute("data-model") for r in rows.all()]
+    # Every model shown is certified; none is until certification has run on this zoo.
+    for name in certified:
+        expect(page.locator(f'tr[data-model="{name}"]')).to_contain_text("Certified")
+    if not certified:
+        expect(page.locator("p.callout.empty")).to_contain_text("No model matches")
+    shot(page, "catalog-certified")
+
+
+def test_model_page_describes_the_gemma_license_as_restricted(page: Page) -> None:
+    page.goto("/ui/")
+    page.get_by_role("link", name="gemma3:270m", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("gemma3:270m")
+    summary = page.locator("#license-summary")
+    expect(summary).to_contain_text("restricted license (Gemma Terms of Use), not open source", ignore_case=True)
+    verification = page.locator("#verification")
+    expect(verification).not_to_contain_text("Verification failed")
+    expect(verification).to_contain_text("file digests match")
+    expect(page.locator("table.mof tbody tr")).to_have_count(17)
+    expect(page.locator(".card-body h3").first).to_be_visible()
+    shot(page, "model")
+
+
+def test_tampered_blob_is_shown_as_failing_verification(page: Page) -> None:
+    page.goto("/ui/models/tampered:latest")
+    verification = page.locator("#verification")
+    expect(verification).to_contain_text("Verification failed")
+    expect(verification).to_contain_text("weights")
+    expect(verification.locator("li.check-row.fail")).to_have_count(1)
+    shot(page, "model-tampered")
+
+
+def test_playground_streams_a_reply(page: Page) -> None:
+    page.goto("/ui/playground?model=gemma3:270m")
+    page.get_by_label("Max tokens").fill("8")
+    page.get_by_label("Show token probabilities").check()
+    # Count how often the reply text changes while it streams.
+    page.evaluate("""() => {
+        window.__updates = 0;
+        new MutationObserver(() => {
+            const t = document.querySelector('.msg.assistant .text');
+            if (t && t.textContent) window.__updates += 1;
+        }).observe(document.getElementById('transcript'), {subtree: true, childList: true, characterData: true});
+    }""")
+    page.get_by_label("Message").fill("The capital of France is")
+    page.get_by_role("button", name="Send").click()
+    status = page.locator("#status")
+    expect(status).to_contain_text("Done", timeout=120_000)
+    reply = page.locator(".msg.assistant .text")
+    expect(reply).not_to_be_empty()
+    assert page.evaluate("window.__updates") >= 1
+    expect(page.locator("#probs .tok").first).to_be_visible()
+    shot(page, "playground")
+
+
+def test_playground_stop_button_aborts(page: Page) -> None:
+    page.goto("/ui/playground?model=gemma3:270m")
+    page.get_by_label("Max tokens").fill("400")
+    page.get_by_label("Message").fill("Write a long story about a fox.")
+    page.get_by_role("button", name="Send").click()
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_enabled()
+    stop.click()
+    expect(page.locator("#status")).to_have_text(re.compile("Stopped|Done"), timeout=60_000)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_compare_two_models(page: Page) -> None:
+    page.goto("/ui/")
+    page.get_by_label("Compare gemma3:270m").check()
+    page.get_by_label("Compare tiny:latest").check()
+    page.get_by_role("button", name="Compare 2 selected").click()
+    table = page.locator("table.compare")
+    expect(table.locator("thead th")).to_have_count(2)
+    expect(table).to_contain_text("Gemma Terms of Use")
+    expect(table).to_contain_text("Apache License 2.0")
+    shot(page, "compare")
+
+
+def test_log_page(page: Page) -> None:
+    page.goto("/ui/log")
+    entries = page.locator("table tbody tr")
+    if entries.count() == 0:
+        expect(page.locator("main")).to_contain_text("The log is empty")
+        page.get_by_label("Entry number").fill("0")
+        page.get_by_role("button", name="Verify inclusion").click()
+        expect(page.locator("#inclusion-result")).to_contain_text("Not verified")
+    else:
+        entries.first.get_by_role("link").click()
+        expect(page.locator("#inclusion-result")).to_contain_text("is included")
+    shot(page, "log")
+
+
+def test_reviewer_queue_and_login_pages(page: Page) -> None:
+    page.goto("/ui/queue")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Reviewer queue")
+    shot(page, "queue")
+    page.goto("/ui/login")
+    expect(page.locator("main")).to_contain_text("no login is needed")
+
+
+def test_keyboard_reaches_the_catalog_links(page: Page) -> None:
+    page.goto("/ui/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("location.hash") == "#main"
