@@ -1,0 +1,132 @@
+"""Audit a stored model end to end: score it on the engine, write the report, store it as a layer.
+
+The CLI (``openzoo audit``) and the HTTP jobs (``/zoo/audits``) both call :func:`audit_model`, so a
+report made either way is the same document stored the same way.
+
+Storage: the report's canonical JSON (:meth:`Report.json_text`) is put in the blob store as it is, so
+the layer's digest *is* :meth:`Report.digest` and a seal can cite it. The model's manifest gains the new
+AUDIT layer next to the ones it had (every stored report stays listed); the previous manifest is kept
+in the catalog's history by :meth:`Models.update_layers`. Nothing is stored or written unless every
+suite succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openzoo import names
+from openzoo.audit.engine_scorer import DEFAULT_PARALLEL, EngineScorer
+from openzoo.audit.report import Report, write_reports
+from openzoo.audit.runner import parse_suites, run_audit
+from openzoo.audit.suites.base import ProgressCallback
+from openzoo.errors import InvalidRequest, NotFound
+from openzoo.services import Services
+from openzoo.store.manifests import AUDIT, Layer
+
+__all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "audit_model", "check_request", "list_audits", "read_audit"]
+
+ANNOTATION_PREFIX = "org.openzoo.audit."
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """A finished, stored audit: the report, its digest (= the layer's), files written, new manifest."""
+
+    report: Report
+    digest: str
+    manifest_digest: str
+    files: tuple[Path, ...]
+
+
+def check_request(suites: str | Sequence[str] | None, data: Path | None) -> list[str]:
+    """Validate what can be validated without the model: suite names, and ``--data`` with one suite."""
+    names_ = parse_suites(suites)
+    if data is not None:
+        if len(names_) != 1:
+            raise InvalidRequest("--data goes with exactly one suite; pass --suite NAME as well", param="data",
+                                 hint="for example: --suite bias --data pairs.jsonl")
+        if not data.is_file():
+            raise InvalidRequest(f"data file {data} does not exist", param="data")
+    return names_
+
+
+def audit_model(
+    services: Services,
+    model: str,
+    suites: str | Sequence[str] | None = None,
+    data: Path | None = None,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    *,
+    out_dir: Path | None = None,
+    store: bool = True,
+    parallel: int | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> AuditOutcome:
+    """Run the audit of ``model`` and store its report; raises before storing anything on any failure."""
+    suite_names = check_request(suites, data)
+    spec = services.models.resolve(model)
+    scorer = EngineScorer.open(services.inference, model,
+                               parallel=parallel or max(DEFAULT_PARALLEL, services.config.num_parallel))
+    report = run_audit(scorer, suite_names, data, seed, progress, model_name=spec.name.display,
+                       model_digest=spec.digest, engine=scorer.engine_info(), options=options)
+    text = report.json_text()  # rendered (and the HTML below) before anything is stored
+    files: tuple[Path, ...] = ()
+    if out_dir is not None:
+        files = write_reports(report, out_dir)
+    manifest_digest = spec.digest
+    if store:
+        manifest_digest = _store(services, model, report, text, suite_names)
+    return AuditOutcome(report, report.digest(), manifest_digest, files)
+
+
+def _store(services: Services, model: str, report: Report, text: str, suite_names: list[str]) -> str:
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    layer = services.models.add_blob_layer(AUDIT, text.encode("utf-8"), {
+        ANNOTATION_PREFIX + "suites": ",".join(suite_names),
+        ANNOTATION_PREFIX + "seed": str(report.seed),
+        ANNOTATION_PREFIX + "model-digest": report.model_digest,
+        ANNOTATION_PREFIX + "created": created,
+    })
+    if layer.digest != report.digest():  # the blob store hashes what it stores; they must agree
+        raise RuntimeError(f"stored audit blob {layer.digest} differs from the report digest {report.digest()}")
+    manifest = services.store.resolve(names.parse(model)).manifest
+    kept = [old for old in manifest.layers_of(AUDIT) if old.digest != layer.digest]
+    return services.models.update_layers(model, AUDIT, [*kept, layer])
+
+
+def _describe(layer: Layer) -> dict[str, Any]:
+    ann = layer.annotations
+    suites = ann.get(ANNOTATION_PREFIX + "suites", "")
+    seed = ann.get(ANNOTATION_PREFIX + "seed")
+    return {
+        "digest": layer.digest,
+        "size": layer.size,
+        "created_at": ann.get(ANNOTATION_PREFIX + "created"),
+        "suites": [s for s in suites.split(",") if s],
+        "seed": int(seed) if seed is not None and seed.lstrip("-").isdigit() else None,
+        "model_digest": ann.get(ANNOTATION_PREFIX + "model-digest"),
+    }
+
+
+def list_audits(services: Services, model: str) -> list[dict[str, Any]]:
+    """The audit reports stored on ``model``'s current manifest, newest last."""
+    manifest = services.store.resolve(names.parse(model)).manifest
+    return [_describe(layer) for layer in manifest.layers_of(AUDIT)]
+
+
+def read_audit(services: Services, model: str, digest: str) -> dict[str, Any]:
+    """One stored report of ``model`` as JSON; 404 when the model has no report with that digest."""
+    manifest = services.store.resolve(names.parse(model)).manifest
+    for layer in manifest.layers_of(AUDIT):
+        if layer.digest == digest or layer.digest.removeprefix("sha256:") == digest:
+            data = json.loads(services.store.blobs.read(layer.digest))
+            if not isinstance(data, dict):
+                raise NotFound(f"audit report {digest} is not a JSON object")
+            return data
+    raise NotFound(f'"{model}" has no audit report {digest}', hint="list them with GET /zoo/models/NAME/audits")
