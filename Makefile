@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.openzoo-installed
 JS_DIR := tests/integration/js
 JS_STAMP := $(JS_DIR)/node_modules/.openzoo-installed
+# The web UI's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+CHROMIUM_STAMP := $(VENV)/.chromium-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: run test lint typecheck docs bench clean
@@ -21,10 +24,14 @@ $(JS_STAMP): $(JS_DIR)/package.json
 	cd $(JS_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
+$(CHROMIUM_STAMP): $(STAMP)
+	test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	touch $(CHROMIUM_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

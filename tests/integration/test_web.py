@@ -24,6 +24,7 @@ from support.server import Server, start_server, stop_server
 CHROMIUM = Path("/usr/bin/chromium")
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

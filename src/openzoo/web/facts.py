@@ -151,7 +151,7 @@ def scan_now(spec: ModelSpec) -> ScanView:
     findings: list[Finding] = []
     for path in [spec.weights, *spec.adapters]:
         findings.extend(scan_file(path))
-    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+    counts: dict[str, int] = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
     return ScanView(tuple(findings), counts["critical"] > 0, counts, "now")
 
 
@@ -160,7 +160,8 @@ def scan_from_summary(summary: Mapping[str, Any]) -> ScanView:
     findings = tuple(Finding(str(f.get("severity", "info")), str(f.get("file", "")), str(f.get("code", "")),  # type: ignore[arg-type]
                              str(f.get("message", ""))) for f in summary.get("findings", []) if isinstance(f, Mapping))
     counts_raw = summary.get("counts")
-    counts = {s: int(counts_raw.get(s, 0)) for s in SEVERITIES} if isinstance(counts_raw, Mapping) else {}
+    counts: dict[str, int] = (
+        {s: int(counts_raw.get(s, 0)) for s in SEVERITIES} if isinstance(counts_raw, Mapping) else {})
     return ScanView(findings, bool(summary.get("blocked")), counts, "seal")
 
 

@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from openzoo import __version__
 from openzoo.api.deps import services_of
+from openzoo.certify import licenses
 from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.models import ModelSpec
 from openzoo.services import Services
@@ -178,7 +179,7 @@ def model_page_data(request: Request, name: str) -> ModelPage:
         show = show_model(services, name)
     except OpenzooError as exc:
         show_error = exc.message
-    return ModelPage(spec, license_facts, facts.licenses.describe(license_facts), card, card_error, files, cert,
+    return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, files, cert,
                      cert.scan or facts.scan_now(spec), facts.audits_of(services, spec), show, show_error)
 
 
