@@ -161,6 +161,10 @@ ws     ::= [ ]?
     value = json.loads(text_of(chunks))
     assert set(value) == {"name", "age"} and isinstance(value["age"], int)
     assert done.reason == "stop"
+    # Sampling picks many tokens the grammar rejects: the full-vocabulary fallback must hold too.
+    hot = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, seed=7)
+    chunks, _ = run(model, GenerationRequest(prompt=p, sampling=hot, max_tokens=60, grammar=grammar))
+    assert set(json.loads(text_of(chunks))) == {"name", "age"}
 
 
 def test_invalid_grammar_is_an_invalid_request(model: LlamaCppModel) -> None:
