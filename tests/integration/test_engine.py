@@ -336,3 +336,41 @@ def test_bad_lora_adapter_is_an_invalid_request(gguf_path: Path, tmp_path: Path)
     bad.write_bytes(b"not a gguf file")
     with pytest.raises(InvalidRequest, match="adapter"):
         LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=256, n_parallel=1, adapters=((bad, 1.0),)))
+
+
+def _write_lora(path: Path, *, zero: bool) -> Path:
+    """A tiny rank-8 LoRA on the first two layers' ffn_up (640 → 2048) of Gemma 3 270M."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch="gemma3")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", 8.0)
+    rng = np.random.default_rng(0)
+    for layer in range(2):
+        a = rng.standard_normal((8, 640)).astype(np.float32) * 0.05
+        b = np.zeros((2048, 8), np.float32) if zero else rng.standard_normal((2048, 8)).astype(np.float32) * 0.05
+        writer.add_tensor(f"blk.{layer}.ffn_up.weight.lora_a", a)
+        writer.add_tensor(f"blk.{layer}.ffn_up.weight.lora_b", b)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_lora_adapter_is_applied(gguf_path: Path, tmp_path: Path) -> None:
+    req_text = "Hello there"
+
+    def logprobs(adapters: tuple[tuple[Path, float], ...]) -> list[float]:
+        m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=256, n_parallel=1, adapters=adapters))
+        try:
+            req = GenerationRequest(prompt=prompt(m, req_text), sampling=GREEDY, max_tokens=4, logprobs=True)
+            chunks, _ = run(m, req)
+        finally:
+            m.close()
+        return [lp.logprob for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
+
+    base = logprobs(())
+    assert logprobs(((_write_lora(tmp_path / "zero.gguf", zero=True), 1.0),)) == base  # B = 0: no change
+    assert logprobs(((_write_lora(tmp_path / "rand.gguf", zero=False), 1.0),)) != base
