@@ -1,8 +1,9 @@
 """The web catalog in a real browser: Debian's Chromium driven by Playwright, against a real server.
 
-The server runs on a copy of the session's model home plus two tiny synthetic models: ``tiny`` (an
-Apache-2.0 GGUF) and ``tampered`` (a GGUF whose blob has one byte flipped after import). Screenshots of
-every page go to ``test-artifacts/web/``.
+The server runs on a copy of the session's model home where the default model is certified (reviewers
+alice and bob, threshold 2), plus two tiny synthetic models: ``tiny`` (an Apache-2.0 GGUF with an open
+certification request) and ``tampered`` (a GGUF whose blob has one byte flipped after import).
+Screenshots of every page go to ``test-artifacts/web/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 
 from openzoo import config
+from openzoo.certify.service import certification
+from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 from support.gguf_files import write_gguf
 from support.server import Server, start_server, stop_server
@@ -49,6 +52,15 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     tensors = {"token_embd.weight": np.full((8, 64), 2, dtype=np.float16),
                "output_norm.weight": np.ones((64,), dtype=np.float32)}
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
+    cert = certification(services.store)
+    for reviewer in ("alice", "bob", "carol"):
+        cert.generate_key(reviewer)
+    cert.set_policy(["alice", "bob", "carol"], 2)
+    cert.request(DEFAULT_MODEL)
+    cert.approve(DEFAULT_MODEL, "alice")
+    _, seal = cert.approve(DEFAULT_MODEL, "bob")
+    assert seal is not None
+    cert.request("tiny")
     services.close()
     os.chmod(weights, 0o644)
     with weights.open("r+b") as f:  # one flipped byte in the tensor data, past the header
@@ -112,13 +124,15 @@ def test_catalog_lists_models_and_filters_to_certified(page: Page) -> None:
     page.goto("/ui/")
     page.get_by_label("Certified only").check()
     page.wait_for_url("**certified=1**")
-    certified = [r.get_attribute("data-model") for r in rows.all()]
-    # Every model shown is certified; none is until certification has run on this zoo.
-    for name in certified:
-        expect(page.locator(f'tr[data-model="{name}"]')).to_contain_text("Certified")
-    if not certified:
-        expect(page.locator("p.callout.empty")).to_contain_text("No model matches")
+    expect(rows).to_have_count(1)
+    expect(gemma).to_contain_text("Certified")
     shot(page, "catalog-certified")
+
+    page.goto("/ui/")
+    page.get_by_label("License kind").select_option("open-source")
+    page.wait_for_url("**license=open-source**")
+    expect(rows).to_have_count(2)
+    expect(page.locator('tr[data-model="tiny:latest"]')).to_contain_text("Pending")
 
 
 def test_model_page_describes_the_gemma_license_as_restricted(page: Page) -> None:
@@ -128,8 +142,12 @@ def test_model_page_describes_the_gemma_license_as_restricted(page: Page) -> Non
     summary = page.locator("#license-summary")
     expect(summary).to_contain_text("restricted license (Gemma Terms of Use), not open source", ignore_case=True)
     verification = page.locator("#verification")
+    expect(verification).to_contain_text("Verified")
     expect(verification).not_to_contain_text("Verification failed")
-    expect(verification).to_contain_text("file digests match")
+    expect(verification).to_contain_text("alice, bob")
+    passed = set(verification.locator("li.check-row.pass strong").all_inner_texts())
+    assert {"digests", "seal signature", "quorum", "log inclusion", "revocation"} <= passed
+    expect(verification.locator("li.check-row.fail")).to_have_count(0)
     expect(page.locator("table.mof tbody tr")).to_have_count(17)
     expect(page.locator(".card-body h3").first).to_be_visible()
     shot(page, "model")
@@ -191,23 +209,28 @@ def test_compare_two_models(page: Page) -> None:
     shot(page, "compare")
 
 
-def test_log_page(page: Page) -> None:
+def test_log_page_verifies_an_entry(page: Page) -> None:
     page.goto("/ui/log")
+    expect(page.locator("#checkpoint")).to_contain_text("openzoo/")
     entries = page.locator("table tbody tr")
-    if entries.count() == 0:
-        expect(page.locator("main")).to_contain_text("The log is empty")
-        page.get_by_label("Entry number").fill("0")
-        page.get_by_role("button", name="Verify inclusion").click()
-        expect(page.locator("#inclusion-result")).to_contain_text("Not verified")
-    else:
-        entries.first.get_by_role("link").click()
-        expect(page.locator("#inclusion-result")).to_contain_text("is included")
+    expect(entries.filter(has_text="seal issued for gemma3:270m")).to_have_count(1)
+    expect(entries.filter(has_text="approval of gemma3:270m by alice")).to_have_count(1)
+    entries.filter(has_text="seal issued").get_by_role("link").click()
+    result = page.locator("#inclusion-result")
+    expect(result).to_contain_text("is included")
     shot(page, "log")
+    page.get_by_label("Entry number").fill("9999")
+    page.get_by_role("button", name="Verify inclusion").click()
+    expect(result).to_contain_text("Not verified")
 
 
 def test_reviewer_queue_and_login_pages(page: Page) -> None:
     page.goto("/ui/queue")
     expect(page.get_by_role("heading", level=1)).to_have_text("Reviewer queue")
+    requests = page.locator("article.request")
+    expect(requests).to_have_count(1)
+    expect(requests).to_contain_text("tiny:latest")
+    expect(requests).to_contain_text("0 of 2 approvals")
     shot(page, "queue")
     page.goto("/ui/login")
     expect(page.locator("main")).to_contain_text("no login is needed")

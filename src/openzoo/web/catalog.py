@@ -13,7 +13,7 @@ from typing import Any, Literal
 SealStatus = Literal["certified", "pending", "revoked", "none"]
 SEAL_STATUSES: tuple[SealStatus, ...] = ("certified", "pending", "revoked", "none")
 LICENSE_KINDS = ("open-source", "open-content", "restricted", "unknown")
-OPENNESS_CHOICES = ("III", "II", "I", "none", "not graded")
+OPENNESS_CHOICES = ("III", "II", "I", "none")
 SIZE_BUCKETS: dict[str, tuple[int, int | None]] = {
     "small": (0, 1 << 30),  # under 1 GiB
     "medium": (1 << 30, 8 << 30),  # 1 to 8 GiB
@@ -35,7 +35,7 @@ class CatalogRow:
     license_id: str
     license_name: str
     license_kind: str  # open-source, open-content, restricted, unknown
-    openness: str  # "III", "II", "I", "none" (graded, unclassified) or "not graded"
+    openness: str  # MOF class "III", "II", "I", or "none" (unclassified)
     seal: SealStatus
     modified_at: float
     digest: str = ""
@@ -95,7 +95,7 @@ def _matches(row: CatalogRow, f: Filters) -> bool:
     return not (f.certified and not row.certified)
 
 
-_OPENNESS_ORDER = {"III": 0, "II": 1, "I": 2, "none": 3, "not graded": 4}
+_OPENNESS_ORDER = {"III": 0, "II": 1, "I": 2, "none": 3}
 _KEYS: dict[str, Callable[[CatalogRow], Any]] = {
     "name": lambda r: r.name.lower(),
     "size": lambda r: r.size,

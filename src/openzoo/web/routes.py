@@ -19,7 +19,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from openzoo import __version__
 from openzoo.api.deps import services_of
 from openzoo.certify import licenses
-from openzoo.errors import InvalidRequest, OpenzooError
+from openzoo.certify.licenses import LicenseFacts
+from openzoo.errors import OpenzooError
 from openzoo.models import ModelSpec
 from openzoo.services import Services
 from openzoo.web import catalog as cat
@@ -41,15 +42,6 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
                 ".svg": "image/svg+xml", ".ico": "image/x-icon", ".png": "image/png"}
 _STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*\.(css|js|svg|ico|png)$")
 MAX_COMPARE = 3
-
-
-def _digest_cache(request: Request) -> facts.DigestCache:
-    state = request.app.state
-    cache: facts.DigestCache | None = getattr(state, "web_digest_cache", None)
-    if cache is None:
-        cache = facts.DigestCache()
-        state.web_digest_cache = cache
-    return cache
 
 
 def render(request: Request, template: str, *, status: int = 200, page: str = "", **context: Any) -> HTMLResponse:
@@ -102,7 +94,7 @@ def _forbidden(request: Request) -> HTMLResponse:
 
 
 def _row(services: Services, spec: ModelSpec, modified_at: float) -> cat.CatalogRow:
-    facts_ = facts.license_of(spec)
+    facts_ = trust.license_facts(services, spec.name.display)
     seal, openness = trust.catalog_status(services, spec)
     d = spec.details
     return cat.CatalogRow(name=spec.name.display, size=spec.size, family=d.family, parameter_size=d.parameter_size,
@@ -146,41 +138,39 @@ def catalog_page(request: Request) -> HTMLResponse:
 @dataclass(frozen=True, slots=True)
 class ModelPage:
     spec: ModelSpec
-    license: Any
+    license: LicenseFacts
     license_summary: str
-    card: facts.CardView | None
+    card: trust.CardView | None
     card_error: str
-    files: list[facts.FileCheck]
-    cert: trust.Certification
-    scan: facts.ScanView
+    trust: trust.ModelTrust
     audits: list[facts.AuditView]
     show: dict[str, Any] | None
     show_error: str
 
 
 def model_page_data(request: Request, name: str) -> ModelPage:
-    """Everything the model page shows; file digests and the seal are verified now."""
+    """Everything the model page shows; the model is verified (files, seal, log) now."""
     from openzoo.show import show_model
 
     services = services_of(request)
     spec = services.models.resolve(name)
-    license_facts = facts.license_of(spec)
-    files = facts.check_files(services.store.blobs, spec.manifest, _digest_cache(request)) if spec.manifest else []
-    cert = trust.certification(services, spec, files)
-    card: facts.CardView | None = None
+    display = spec.name.display
+    license_facts = trust.license_facts(services, display)
+    model_trust = trust.certification_view(services, spec)
+    card: trust.CardView | None = None
     card_error = ""
     try:
-        card = facts.card_of(services, spec)
+        card = trust.card(services, display)
     except OpenzooError as exc:
         card_error = exc.message
     show: dict[str, Any] | None = None
     show_error = ""
     try:
-        show = show_model(services, name)
+        show = show_model(services, display)
     except OpenzooError as exc:
         show_error = exc.message
-    return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, files, cert,
-                     cert.scan or facts.scan_now(spec), facts.audits_of(services, spec), show, show_error)
+    return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, model_trust,
+                     facts.audits_of(services, display), show, show_error)
 
 
 @web_router.get("/models/{name:path}", response_class=HTMLResponse)
@@ -197,12 +187,9 @@ def audit_report(request: Request, digest: str, model: str = "") -> HTMLResponse
     """One stored audit report's own self-contained HTML (plots included), with a strict policy."""
     services = services_of(request)
     try:
-        spec = services.models.resolve(model)
-        html = facts.audit_html(services, spec, digest)
+        html = facts.audit_html(services, model, digest)
     except OpenzooError as exc:
         return _error_page(request, exc)
-    if html is None:
-        return _error_page(request, InvalidRequest(f"{model} has no audit report {digest}"))
     response = HTMLResponse(html)
     _security_headers(response, REPORT_CSP)
     return response
@@ -223,9 +210,9 @@ def compare_page(request: Request) -> HTMLResponse:
         except OpenzooError as exc:
             problems.append(exc.message)
             continue
-        lic = facts.license_of(spec)
+        lic = trust.license_facts(services, spec.name.display)
         seal, openness = trust.catalog_status(services, spec)
-        audits = facts.audits_of(services, spec)
+        audits = facts.audits_of(services, spec.name.display)
         latest = next((a for a in reversed(audits) if not a.error), None)
         columns.append({"name": spec.name.display, "spec": spec, "license": lic, "seal": seal, "openness": openness,
                         "context": spec.config.get("context_length", ""),
