@@ -85,8 +85,9 @@ class EngineScorer:
     """
 
     def __init__(self, inference: Inference, model: str, facts: _ModelFacts, *,
-                 parallel: int = DEFAULT_PARALLEL) -> None:
+                 parallel: int = DEFAULT_PARALLEL, context_bos: bool = True) -> None:
         self.inference = inference
+        self.context_bos = context_bos
         self.model = model
         self.facts = facts
         self.parallel = max(1, parallel)
@@ -97,7 +98,8 @@ class EngineScorer:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def open(cls, inference: Inference, model: str, *, parallel: int = DEFAULT_PARALLEL) -> EngineScorer:
+    def open(cls, inference: Inference, model: str, *, parallel: int = DEFAULT_PARALLEL,
+             context_bos: bool = True) -> EngineScorer:
         """Resolve ``model``, load it, and prove it can score a prompt; raise :class:`NotSupported` if not."""
         spec = inference.models.resolve(model)
         if "completion" not in spec.capabilities:
@@ -111,7 +113,7 @@ class EngineScorer:
                 raise NotSupported(f'"{spec.name.display}" has neither a BOS nor an EOS token to condition on')
             bos = eos  # lm-eval's prefix_token_id falls back to EOS the same way
         facts = _ModelFacts(bos=bos, n_ctx=int(info["context_length"]), n_vocab=int(info["vocab_size"]))
-        scorer = cls(inference, model, facts, parallel=parallel)
+        scorer = cls(inference, model, facts, parallel=parallel, context_bos=context_bos)
         probe = scorer.tokenize("Hello")[:1] or [bos]
         lps = scorer._prompt_logprobs([bos, *probe], 1)
         if len(lps) != 2 or lps[1] is None or not math.isfinite(lps[1].logprob):
@@ -178,9 +180,15 @@ class EngineScorer:
     # ------------------------------------------------------------------ Scorer
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
-        """lm-eval's loglikelihood: sum of the continuation's token log-probabilities and is_greedy."""
-        pairs = [encode_pair(ctx, cont, self.tokenize, self.facts.bos) for ctx, cont in requests]
-        for ctx, cont in pairs:
+        """lm-eval's loglikelihood: sum of the continuation's token log-probabilities and is_greedy.
+
+        A non-empty context gets BOS prepended (``context_bos``, the default: what lm-eval's ``hf``
+        backend does for Gemma and what the model was trained with). ``context_bos=False`` reproduces
+        lm-eval's ``local-completions`` with the server's remote tokenizer, which cannot add BOS to a
+        non-empty context; an empty context is conditioned on BOS either way.
+        """
+        pairs = [self._encode(ctx, cont) for ctx, cont in requests]
+        for _, cont in pairs:
             if not cont:
                 raise NotSupported("a continuation with no tokens cannot be scored")
 
@@ -192,6 +200,11 @@ class EngineScorer:
             return continuation_from_prompt_logprobs(self._prompt_logprobs(whole, 1), len(whole) - len(cont))
 
         return self._map(one, pairs)
+
+    def _encode(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if context == "" or self.context_bos:
+            return encode_pair(context, continuation, self.tokenize, self.facts.bos)
+        return encode_pair(context, continuation, self.tokenize, None)
 
     def sentence_loglikelihood(self, texts: Sequence[str]) -> list[float]:
         """Sum of log p(token | BOS, previous) over each text's tokens; BOS prepended, not scored."""
