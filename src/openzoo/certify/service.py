@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.certify import merkle
 from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.card import ModelCard, card_from_metadata, parse_card
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.licenses import LicenseFacts, describe, lookup
-from openzoo.certify.log import LogEntry, LogReceipt, TransparencyLog
+from openzoo.certify.log import LogReceipt, TransparencyLog, verify_receipt
 from openzoo.certify.openness import ComponentEvidence, OpennessReport, grade
 from openzoo.certify.policy import (
     Approval,
@@ -64,6 +63,7 @@ __all__ = [
     "ScanBlocked",
     "VerifyResult",
     "certification",
+    "check_logged_approvals",
     "layer_label",
     "sealed_manifest",
 ]
@@ -823,29 +823,13 @@ class Certification:
     def _approvals_logged(self, bundle: Mapping[str, Any], checkpoint: str) -> Check:
         """Each approval the seal counts must be an entry of this zoo's log, included under the head."""
         try:
-            pred = _predicate(bundle)
-            sealed = [Approval.from_json(a) for a in pred.get("approvals", [])]
             cp = verify_checkpoint(checkpoint, [self.zoo_public()], self.log.origin)
+            request_id = _predicate(bundle).get("requestId")
         except OpenzooError as exc:
             return Check("approvals logged", "fail", str(exc))
-        entries = [e for e in self.log.entries(0, cp.size, kind="approval")
-                   if isinstance(e.body, dict) and e.body.get("request_id") == pred.get("requestId")]
-        problems = []
-        for approval in sealed:
-            entry = next((e for e in entries if e.body.get("reviewer_key_id") == approval.reviewer_key_id), None)
-            who = entry.body.get("reviewer", approval.reviewer_key_id[:12]) if entry else approval.reviewer_key_id[:12]
-            if entry is None:
-                problems.append(f"approval by {who} is not in the log")
-                continue
-            if not _entry_included(self.log, entry, cp):
-                problems.append(f"approval by {who} (log entry {entry.index}) is not included under the signed tree "
-                                "head: it was changed")
-                continue
-            if entry.body.get("signature") != approval.to_json()["signature"]:
-                problems.append(f"approval by {who} (log entry {entry.index}) differs from the sealed approval")
-        if problems:
-            return Check("approvals logged", "fail", "; ".join(problems))
-        return Check("approvals logged", "pass", f"{len(sealed)} approvals included in the log")
+        receipts = [self.log.receipt(e.index, checkpoint) for e in self.log.entries(0, cp.size, kind="approval")
+                    if isinstance(e.body, dict) and e.body.get("request_id") == request_id]
+        return check_logged_approvals(bundle, receipts, [self.zoo_public()])
 
     def _pending_checks(self, parsed: ModelName, result: VerifyResult) -> None:
         reqs = self.requests(parsed.display)
@@ -920,15 +904,36 @@ class Certification:
         return result
 
 
-def _entry_included(log: TransparencyLog, entry: LogEntry, cp: Checkpoint) -> bool:
-    from openzoo.certify.log import entry_bytes
-
-    leaf = merkle.leaf_hash(entry_bytes(entry.kind, entry.body, entry.timestamp))
+def check_logged_approvals(bundle: Mapping[str, Any], receipts: Sequence[LogReceipt],
+                           keys: Sequence[PublicKey]) -> Check:
+    """Each approval counted in a seal must be a log entry whose receipt verifies (its body recomputes to the
+    logged leaf under a signed head) and carries the same signature."""
     try:
-        path = log.inclusion_proof(entry.index, cp.size)
-    except OpenzooError:
-        return False
-    return merkle.verify_inclusion(entry.index, cp.size, leaf, path, cp.root_hash)
+        pred = _predicate(bundle)
+        sealed = [Approval.from_json(a) for a in pred.get("approvals", [])]
+    except OpenzooError as exc:
+        return Check("approvals logged", "fail", str(exc))
+    problems = []
+    for approval in sealed:
+        mine = [r for r in receipts if isinstance(r.body, dict)
+                and r.body.get("reviewer_key_id") == approval.reviewer_key_id]
+        who = approval.reviewer_key_id[:12]
+        if mine:
+            who = str(mine[0].body.get("reviewer", who))
+        if not mine:
+            problems.append(f"approval by {who} is not in the log")
+            continue
+        receipt = mine[0]
+        try:
+            verify_receipt(receipt, keys)
+        except OpenzooError as exc:
+            problems.append(f"approval by {who} (log entry {receipt.index}) was changed: {exc}")
+            continue
+        if receipt.kind != "approval" or receipt.body.get("signature") != approval.to_json()["signature"]:
+            problems.append(f"approval by {who} (log entry {receipt.index}) differs from the sealed approval")
+    if problems:
+        return Check("approvals logged", "fail", "; ".join(problems))
+    return Check("approvals logged", "pass", f"{len(sealed)} approvals included in the log")
 
 
 def _predicate(bundle: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from openzoo.certify.canonical import b64decode, sha256_digest
 from openzoo.certify.checkpoint import verify_checkpoint
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.merkle import verify_consistency
-from openzoo.certify.service import certification
+from openzoo.certify.service import certification, check_logged_approvals
 from openzoo.errors import (
     DigestMismatch,
     Forbidden,
@@ -87,6 +87,20 @@ class RegistryClient:
 
     def log_head(self) -> str:
         return self._get("/zoo/log/head").text
+
+    def approval_receipts(self, bundle: dict[str, Any], size: int) -> list[LogReceipt]:
+        """Inclusion receipts, under the tree of ``size``, of the logged approvals of the sealed request."""
+        from openzoo.certify.service import _predicate
+
+        request_id = _predicate(bundle).get("requestId")
+        entries = self._get("/zoo/log/entries", params={"kind": "approval", "limit": 1000}).json()["entries"]
+        out = []
+        for entry in entries:
+            body = entry.get("body")
+            if isinstance(body, dict) and body.get("request_id") == request_id and int(entry["index"]) < size:
+                data = self._get("/zoo/log/proof/inclusion", params={"index": entry["index"], "size": size}).json()
+                out.append(LogReceipt.from_json(data))
+        return out
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         data = self._get("/zoo/log/proof/consistency", params={"old": old, "new": new}).json()
@@ -258,7 +272,9 @@ def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest:
         bundle = cert.store.blobs.read(seal_layer.digest)
         from openzoo.certify.canonical import parse_json
 
-        checks, _ = cert.check_seal(manifest, parse_json(bundle, "seal"), receipt, revocations, zoo_keys=[signer])
+        bundle_json = parse_json(bundle, "seal")
+        checks, _ = cert.check_seal(manifest, bundle_json, receipt, revocations, zoo_keys=[signer])
+        checks.append(check_logged_approvals(bundle_json, client.approval_receipts(bundle_json, cp.size), [signer]))
     except (OpenzooError, KeyError, TypeError, ValueError) as exc:
         return False, None, f"the seal cannot be verified: {exc}", None, [], None
     failed = [c for c in checks if not c.ok]
