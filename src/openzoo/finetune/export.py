@@ -1,0 +1,103 @@
+"""peft LoRA tensors → a llama.cpp LoRA GGUF (``general.type = adapter``).
+
+Names follow llama.cpp's tensor names (``blk.{i}.attn_q.weight.lora_a``); the arrays are peft's
+``lora_A`` (``[r, in]``) and ``lora_B`` (``[out, r]``) as they are, float32, no transposition, and
+``adapter.lora.alpha`` carries alpha so llama.cpp scales by ``alpha / r`` exactly as peft does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openzoo.errors import InvalidModelFile, InvalidRequest
+from openzoo.formats.gguf import GGUFInfo, validate_gguf
+
+__all__ = ["TARGET_NAMES", "check_adapter", "gguf_tensor_name", "write_lora_gguf"]
+
+TARGET_NAMES = {
+    "q_proj": "attn_q",
+    "k_proj": "attn_k",
+    "v_proj": "attn_v",
+    "o_proj": "attn_output",
+    "gate_proj": "ffn_gate",
+    "up_proj": "ffn_up",
+    "down_proj": "ffn_down",
+}
+
+_PEFT_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.[\w-]+)?\.weight$")
+
+
+def gguf_tensor_name(peft_key: str) -> str:
+    """``...layers.3.self_attn.q_proj.lora_A.default.weight`` → ``blk.3.attn_q.weight.lora_a``."""
+    match = _PEFT_KEY.search(peft_key)
+    if match is None:
+        raise InvalidRequest(f"cannot map LoRA tensor {peft_key!r} to a llama.cpp tensor name")
+    layer, module, which = match.groups()
+    if module not in TARGET_NAMES:
+        raise InvalidRequest(f"LoRA target {module!r} has no llama.cpp tensor name")
+    return f"blk.{layer}.{TARGET_NAMES[module]}.weight.lora_{which.lower()}"
+
+
+def write_lora_gguf(path: Path, tensors: Mapping[str, Any], *, architecture: str, alpha: float,
+                    name: str = "", base_name: str = "") -> GGUFInfo:
+    """Write peft ``tensors`` (name → tensor/array) as a llama.cpp LoRA GGUF and validate it."""
+    import gguf
+
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in tensors.items():
+        array = value.detach().cpu().float().numpy() if hasattr(value, "detach") else np.asarray(value)
+        arrays[gguf_tensor_name(key)] = np.ascontiguousarray(array, dtype=np.float32)
+    if not arrays:
+        raise InvalidRequest("no LoRA tensors to export")
+    for key in arrays:
+        if key.endswith("lora_a") and key[:-1] + "b" not in arrays:
+            raise InvalidRequest(f"LoRA tensor {key} has no lora_b partner")
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(alpha))
+    if name:
+        writer.add_name(name)
+    if base_name:
+        writer.add_string("general.base_model.0.name", base_name)
+        writer.add_uint32("general.base_model.count", 1)
+    for key in sorted(arrays, key=_order):
+        writer.add_tensor(key, arrays[key])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return validate_gguf(path)
+
+
+def _order(name: str) -> tuple[int, str]:
+    parts = name.split(".")
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1, name)
+
+
+def check_adapter(adapter: GGUFInfo, base: GGUFInfo) -> None:
+    """Refuse an adapter that llama.cpp could not apply to ``base``: wrong type, architecture or shapes."""
+    kind = adapter.kv.get("general.type")
+    if kind != "adapter" or adapter.kv.get("adapter.type") != "lora":
+        raise InvalidModelFile(f"{adapter.path.name} is not a LoRA adapter GGUF (general.type={kind!r})",
+                               hint="convert the adapter with llama.cpp's convert_lora_to_gguf.py")
+    if adapter.architecture != base.architecture:
+        raise InvalidModelFile(f"adapter architecture {adapter.architecture!r} does not match the base model's "
+                               f"{base.architecture!r}", hint="use an adapter trained on this base model")
+    shapes = {t.name: t.shape for t in base.tensors}
+    for tensor in adapter.tensors:
+        target, _, which = tensor.name.rpartition(".lora_")
+        if target not in shapes:
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has no matching base tensor {target}",
+                                   hint="use an adapter trained on this base model")
+        # GGUF shapes list the fastest dimension first: a weight [out, in] appears as (in, out).
+        base_in, base_out = shapes[target][0], shapes[target][-1]
+        if (which == "a" and tensor.shape[0] != base_in) or (which == "b" and tensor.shape[-1] != base_out):
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has shape {tensor.shape}, which does not fit "
+                                   f"base tensor {target} {shapes[target]}",
+                                   hint="use an adapter trained on this base model")
