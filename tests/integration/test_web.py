@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 
 from openzoo import config
+from openzoo.audit.metrics import Metric
+from openzoo.audit.report import Report
+from openzoo.audit.suites.base import SuiteResult
 from openzoo.certify.service import certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
@@ -32,6 +35,29 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+def _store_audit(services: Services, name: str) -> str:
+    """A small hand-made audit report stored on ``name`` the way ``openzoo audit`` stores one."""
+    from openzoo.audit.service import ANNOTATION_PREFIX
+    from openzoo.store.manifests import AUDIT
+
+    spec = services.models.resolve(name)
+    report = Report(spec.name.display, spec.digest, {"name": "llama.cpp", "version": "test"}, 0, {
+        "bias": SuiteResult("bias", {
+            "crows.pct_stereotype": Metric(56.0, 52.0, 60.0, "bootstrap", 300),
+            "crows.pct_stereotype.gender": Metric(58.0, 50.0, 66.0, "bootstrap", 40),
+            "crows.pct_stereotype.age": Metric(51.0, 42.0, 60.0, "bootstrap", 40),
+            "bbq.s_amb": Metric(0.04, 0.01, 0.07, "bootstrap", 200)}, [], "sha256:" + "1" * 64),
+        "safety": SuiteResult("safety", {
+            "under_refusal_rate": Metric(0.3, 0.2, 0.4, "wilson", 100),
+            "over_refusal_rate": Metric(0.05, 0.02, 0.1, "wilson", 100)}, [], "sha256:" + "2" * 64),
+    })
+    layer = services.models.add_blob_layer(AUDIT, report.json_text().encode(), {
+        ANNOTATION_PREFIX + "suites": "bias,safety", ANNOTATION_PREFIX + "seed": "0",
+        ANNOTATION_PREFIX + "model-digest": spec.digest, ANNOTATION_PREFIX + "created": "2026-11-25T09:00:00Z"})
+    services.models.update_layers(name, AUDIT, [layer])
+    return layer.digest
 
 
 def _import(services: Services, path: Path, name: str) -> str:
@@ -52,6 +78,7 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     tensors = {"token_embd.weight": np.full((8, 64), 2, dtype=np.float16),
                "output_norm.weight": np.ones((64,), dtype=np.float32)}
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
+    _store_audit(services, DEFAULT_MODEL)
     cert = certification(services.store)
     for reviewer in ("alice", "bob", "carol"):
         cert.generate_key(reviewer)
@@ -150,7 +177,13 @@ def test_model_page_describes_the_gemma_license_as_restricted(page: Page) -> Non
     expect(verification.locator("li.check-row.fail")).to_have_count(0)
     expect(page.locator("table.mof tbody tr")).to_have_count(17)
     expect(page.locator(".card-body h3").first).to_be_visible()
+    audit = page.locator("article.audit")
+    expect(audit).to_contain_text("Stereotype preference in minimal pairs")
+    expect(audit).to_contain_text("bias, safety")
     shot(page, "model")
+    audit.get_by_role("link", name="full report with plots").click()
+    expect(page.locator("svg").first).to_be_visible()
+    shot(page, "audit-report")
 
 
 def test_tampered_blob_is_shown_as_failing_verification(page: Page) -> None:
@@ -206,6 +239,7 @@ def test_compare_two_models(page: Page) -> None:
     expect(table.locator("thead th")).to_have_count(2)
     expect(table).to_contain_text("Gemma Terms of Use")
     expect(table).to_contain_text("Apache License 2.0")
+    expect(table.locator("tr", has_text="Under-refusal")).to_contain_text("0.3")
     shot(page, "compare")
 
 
