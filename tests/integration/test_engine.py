@@ -96,7 +96,9 @@ def test_greedy_is_deterministic(model: LlamaCppModel) -> None:
     a, done_a = run(model, req)
     model.clear_cache()
     b, done_b = run(model, req)  # cold prompt evaluation
+    reused = model.reused_prompt_tokens
     c, _ = run(model, req)  # prompt prefix reused from the cache
+    assert model.reused_prompt_tokens == reused + len(req.prompt) - 1
     assert tokens_of(a) == tokens_of(b) == tokens_of(c)
     assert text_of(a) == text_of(b)
     assert done_a.context == done_b.context
@@ -118,6 +120,24 @@ def test_alone_and_in_a_batch_of_8_give_the_same_tokens(model: LlamaCppModel) ->
         chunks, _ = run(model, r)
         alone.append(tokens_of(chunks))
     assert alone == batched
+
+
+def test_prefix_shared_from_a_running_sequence(model: LlamaCppModel) -> None:
+    shared = "You are a helpful assistant. Answer briefly and precisely. The question follows. "
+    first = GenerationRequest(prompt=prompt(model, shared + "What is rain?"), sampling=GREEDY, max_tokens=30)
+    second = GenerationRequest(prompt=prompt(model, shared + "What is snow?"), sampling=GREEDY, max_tokens=12)
+    model.clear_cache()
+    cold, _ = run(model, second)
+    model.clear_cache()
+    running = model.submit(first)
+    events = iter(running)
+    next(events)  # the first prompt is in the cache now, and its slot busy
+    reused = model.reused_prompt_tokens
+    shared_len = len(prompt(model, shared))
+    warm, _ = run(model, second)  # its prefix is copied from the running sequence (seq_cp)
+    list(events)
+    assert model.reused_prompt_tokens - reused >= shared_len - 2
+    assert tokens_of(warm) == tokens_of(cold)
 
 
 def test_max_tokens_stops_with_length_and_exact_count(model: LlamaCppModel) -> None:

@@ -208,6 +208,7 @@ class LlamaCppModel:
         self._requests_total = 0
         self._prompt_tokens_total = 0
         self._completion_tokens_total = 0
+        self._reused_tokens_total = 0
         self._thread = threading.Thread(target=self._run, name=f"llama.cpp:{path.name}", daemon=True)
         self._thread.start()
 
@@ -238,6 +239,11 @@ class LlamaCppModel:
             vocab = self._vocab
             self._eos_ids = frozenset(t for t in range(self._n_vocab) if L.llama_vocab_is_eog(vocab, t))
         return self._eos_ids
+
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens taken from the KV cache instead of evaluated, since load (for metrics)."""
+        return self._reused_tokens_total
 
     @property
     def memory_bytes(self) -> int:
@@ -478,6 +484,7 @@ class LlamaCppModel:
             slot.cache = []
         else:
             del slot.cache[keep:]
+        self._reused_tokens_total += keep
         self._clock += 1
         slot.last_used = self._clock
         slot.job = job
