@@ -1,0 +1,144 @@
+"""The /ui pages in-process (no engine): empty states, a tiny model, a tampered blob, assets, CSRF, login."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from openzoo import config
+from openzoo.api.app import create_app
+from openzoo.services import Services
+from openzoo.web import session
+from openzoo.web.routes import web_router
+
+BASE = "http://127.0.0.1"
+
+
+def _services(home: Path, **env: str) -> Services:
+    return Services(config.load({"OPENZOO_HOME": str(home), **env}))
+
+
+@pytest.fixture
+def services(home: Path) -> Iterator[Services]:
+    s = _services(home)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(services: Services) -> TestClient:
+    return TestClient(create_app(services, close_on_shutdown=False), base_url=BASE)
+
+
+def _import(services: Services, path: Path, name: str) -> Path:
+    for _ in services.models.import_gguf(path, name):
+        pass
+    return services.models.resolve(name).weights
+
+
+def test_empty_zoo_pages_say_so(client: TestClient) -> None:
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    assert "The zoo is empty" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    csrf = next(c for c in page.headers.get_list("set-cookie") if c.startswith("openzoo_csrf="))
+    assert "SameSite=Strict" in csrf and "HttpOnly" in csrf and "Path=/ui" in csrf
+    log = client.get("/ui/log")
+    assert "The log is empty" in log.text
+    assert "Not verified" in client.get("/ui/log?verify=0").text
+    assert "not an entry number" in client.get("/ui/log?verify=abc").text
+    assert "No pending requests" in client.get("/ui/queue").text
+    assert "No models to chat with" in client.get("/ui/playground").text
+    assert "Choose two or three models" in client.get("/ui/compare").text
+    assert client.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
+
+
+def test_a_model_in_every_page(client: TestClient, services: Services, tiny_gguf: Path) -> None:
+    _import(services, tiny_gguf, "tiny")
+    catalog = client.get("/ui/?license=open-source")
+    assert 'data-model="tiny:latest"' in catalog.text and "Open source" in catalog.text
+    assert 'data-model="tiny:latest"' not in client.get("/ui/?certified=1").text
+    page = client.get("/ui/models/tiny:latest")
+    assert page.status_code == 200
+    assert "Open source license (Apache License 2.0, OSI-approved)" in page.text
+    assert "Verification failed" not in page.text
+    assert "No seal yet" in page.text and "No audits yet" in page.text
+    compare = client.get("/ui/compare?m=tiny:latest&m=nope:1")
+    assert "Apache License 2.0" in compare.text and "nope:1" in compare.text
+    assert client.get("/ui/models/nope:1").status_code == 404
+    assert 'value="tiny:latest" selected' in client.get("/ui/playground?model=tiny:latest").text
+
+
+def test_tampered_weights_fail_verification(client: TestClient, services: Services, tiny_gguf: Path) -> None:
+    weights = _import(services, tiny_gguf, "tiny")
+    os.chmod(weights, 0o644)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    page = client.get("/ui/models/tiny:latest")
+    assert "Verification failed" in page.text
+    assert "weights blob" in page.text and "is damaged" in page.text
+
+
+def test_static_assets_are_served_by_openzoo(client: TestClient) -> None:
+    css = client.get("/ui/static/style.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert client.get("/ui/static/playground.js").headers["content-type"].startswith("text/javascript")
+    for bad in ("/ui/static/missing.css", "/ui/static/..%2Froutes.py", "/ui/static/routes.py"):
+        assert client.get(bad).status_code == 404
+
+
+def test_playground_chat_alias_needs_the_csrf_token(client: TestClient) -> None:
+    body = {"model": "nope:1", "messages": []}
+    assert client.post("/ui/api/chat", json=body).status_code == 403
+    client.cookies.set(session.CSRF_COOKIE, "tok", domain="127.0.0.1", path="/ui")
+    assert client.post("/ui/api/chat", json=body, headers={"x-csrf-token": "other"}).status_code == 403
+    crossed = client.post("/ui/api/chat", json=body, headers={"x-csrf-token": "tok", "origin": "http://evil.example"})
+    assert crossed.status_code == 403
+    reached = client.post("/ui/api/chat", json=body, headers={"x-csrf-token": "tok"})
+    assert reached.status_code == 404  # the Ollama handler itself answered: no such model
+
+
+def test_api_key_is_accepted_from_the_ui_cookie(home: Path) -> None:
+    services = _services(home, OPENZOO_API_KEY="s3cret")
+    client = TestClient(create_app(services, close_on_shutdown=False), base_url=BASE)
+    assert client.get("/ui/").status_code == 401
+    client.cookies.set(session.KEY_COOKIE, "s3cret", domain="127.0.0.1", path="/ui")
+    page = client.get("/ui/")
+    assert page.status_code == 200 and "Log out" in page.text
+    services.close()
+
+
+def test_login_sets_a_strict_http_only_cookie_and_logout_clears_it(home: Path) -> None:
+    services = _services(home, OPENZOO_API_KEY="s3cret")
+    app = FastAPI()
+    app.state.services = services
+    app.include_router(web_router)
+    client = TestClient(app, base_url=BASE)
+    form = client.get("/ui/login?next=/ui/log")
+    assert 'name="csrf_token"' in form.text and 'value="/ui/log"' in form.text
+    token = client.cookies.get(session.CSRF_COOKIE)
+    assert token
+
+    refused = client.post("/ui/login", data={"key": "s3cret", "csrf_token": "forged"})
+    assert refused.status_code == 403
+    wrong = client.post("/ui/login", data={"key": "nope", "csrf_token": token})
+    assert wrong.status_code == 401 and "not this server" in wrong.text
+
+    ok = client.post("/ui/login", data={"key": "s3cret", "csrf_token": token, "next": "https://evil.example/"},
+                     follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"] == "/ui/"
+    cookie = ok.headers["set-cookie"]
+    assert cookie.startswith("openzoo_key=s3cret;")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui" in cookie
+
+    out = client.post("/ui/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    assert client.post("/ui/logout", data={}).status_code == 403
+    services.close()
