@@ -27,7 +27,8 @@ from support.server import Server, start_server, stop_server
 MODEL = "gemma3:270m"
 
 
-def oz(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def oz(home: Path, *args: str, env: dict[str, str] | None = None,
+       timeout: float = 300) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
     full.update({"OPENZOO_HOME": str(home), **(env or {})})
     return subprocess.run([sys.executable, "-m", "openzoo", *args], env=full, capture_output=True, text=True,
