@@ -38,6 +38,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(zoo_certify.router)
     app.include_router(zoo_audit.router)
     app.include_router(registry.router)
+    from openzoo.api import zoo_finetune
+
+    app.include_router(zoo_finetune.router)
     app.include_router(web_router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

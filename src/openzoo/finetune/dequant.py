@@ -103,7 +103,9 @@ def _convert(spec: ModelSpec, folder: Path) -> list[str]:
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # openzoo reports its own progress
     gguf = spec.weights
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

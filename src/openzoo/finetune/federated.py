@@ -183,11 +183,11 @@ class LocalFederation:
 
 def finetune_federated(services: Services, req: FederatedRequest,
                        should_stop: Callable[[], bool] | None = None) -> Iterator[Progress]:
-    """Federated LoRA over ``n_nodes`` local data owners; yields progress, ends with the lineage."""
+    """Federated LoRA over ``req.nodes`` local data owners; yields progress, ends with the lineage."""
     import torch
 
     started = time.time()
-    n_nodes = len(req.shard_files) or n_nodes
+    n_nodes = len(req.shard_files) or req.nodes
     if n_nodes < 2:
         raise InvalidRequest("federated fine-tuning needs at least 2 nodes", param="nodes")
     if req.rounds < 1:
@@ -226,7 +226,8 @@ def finetune_federated(services: Services, req: FederatedRequest,
         out.mkdir()
         torch.save(init, out / "init.pt")
         app = write_app(work / "app", {
-            "base": spec.name.display, "home": str(services.config.home), "settings": json.dumps(req.settings.to_json()),
+            "base": spec.name.display, "home": str(services.config.home),
+            "settings": json.dumps(req.settings.to_json()),
             "local-steps": local_steps, "rounds": req.rounds, "nodes": n_nodes, "out-dir": str(out),
             "dp-noise": float(req.dp_noise or 0.0), "dp-clip": float(req.dp_clip), "timeout": float(req.timeout)})
         nodes = [{"data": str(p), "home": str(services.config.home), "index": i} for i, p in enumerate(shards)]

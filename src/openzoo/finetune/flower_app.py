@@ -65,7 +65,7 @@ class RecordingFedAvg(FedAvg):  # type: ignore[misc]
         return arrays, metrics
 
 
-@server_app.main()
+@server_app.main()  # type: ignore[untyped-decorator]
 def server_main(grid: Grid, context: Context) -> None:
     import torch
 
@@ -86,7 +86,7 @@ def server_main(grid: Grid, context: Context) -> None:
     torch.save(result.arrays.to_torch_state_dict(), out / "final.pt")
 
 
-@client_app.train()
+@client_app.train()  # type: ignore[untyped-decorator]
 def client_train(msg: Message, context: Context) -> Message:
     from openzoo import config
     from openzoo.finetune import dequant

@@ -106,6 +106,6 @@ def render_lineage(lineage: Mapping[str, Any]) -> str:
     if fed:
         out.append("\n  Federated rounds")
         for r in fed.get("rounds", []):
-            out.append(f"    round {r['round']:<3} nodes {len(r.get('nodes', []))}  adapter {r.get('adapter_digest', '')}"
-                       f"  loss {r.get('loss', '')}")
+            out.append(f"    round {r['round']:<3} nodes {len(r.get('nodes', []))}  "
+                       f"adapter {r.get('adapter_digest', '')}  loss {r.get('loss', '')}")
     return "\n".join(out)

@@ -24,7 +24,7 @@ from openzoo.events import Progress
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LoraSettings", "Trainer", "TrainResult", "lora_state", "load_lora_state"]
+__all__ = ["LoraSettings", "TrainResult", "Trainer", "load_lora_state", "lora_state"]
 
 SUPPORTED_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

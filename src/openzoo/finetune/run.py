@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str,
                  data: list[dict[str, Any]], eval_data: Dataset | None, before: EvalResult | None,
                  losses: list[float], started: float, train: dict[str, Any],
                  federated: dict[str, Any] | None = None,
-                 after_tagging: Callable[[], dict[str, Any]] | None = None) -> Iterator[Progress]:
+                 after_tagging: Callable[[], dict[str, Any]] | None = None
+                 ) -> Generator[Progress, None, dict[str, Any]]:
     """Export ``lora``, tag ``name`` = base + adapter, score it, and add the lineage and card layers.
 
     A generator returning the lineage record. If anything fails after tagging, the model is removed.

@@ -152,7 +152,8 @@ class Catalog:
     def _forget_unreferenced(self, conn: sqlite3.Connection) -> list[str]:
         conn.execute(
             "DELETE FROM manifest_refs WHERE manifest_digest NOT IN (SELECT manifest_digest FROM models) "
-            "AND manifest_digest NOT IN (SELECT manifest_digest FROM model_history)"
+            "AND manifest_digest NOT IN (SELECT manifest_digest FROM model_history) "
+            "AND manifest_digest NOT LIKE 'pin:%'"  # pinned caches (e.g. finetune's dequantized weights)
         )
         gone = [row[0] for row in conn.execute(
             "SELECT digest FROM blobs WHERE digest NOT IN (SELECT blob_digest FROM manifest_refs)"
