@@ -142,3 +142,35 @@ def test_login_sets_a_strict_http_only_cookie_and_logout_clears_it(home: Path) -
     assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
     assert client.post("/ui/logout", data={}).status_code == 403
     services.close()
+
+
+def test_certified_then_revoked_model(client: TestClient, services: Services, tiny_gguf: Path) -> None:
+    from openzoo.certify.service import certification
+
+    _import(services, tiny_gguf, "tiny")
+    cert = certification(services.store)
+    for reviewer in ("alice", "bob"):
+        cert.generate_key(reviewer)
+    cert.set_policy(["alice", "bob"], 2)
+    cert.request("tiny")
+    pending = client.get("/ui/models/tiny:latest").text
+    assert "Pending: certification request" in pending and "0 of 2" in pending
+    queue = client.get("/ui/queue").text
+    assert "tiny:latest" in queue and "0 of 2 approvals" in queue
+    cert.approve("tiny", "alice")
+    cert.approve("tiny", "bob")
+
+    assert 'data-model="tiny:latest"' in client.get("/ui/?certified=1").text
+    page = client.get("/ui/models/tiny:latest").text
+    assert "<strong>Verified</strong>" in page and "alice, bob" in page
+    assert "No pending requests" in client.get("/ui/queue").text
+    log = client.get("/ui/log").text
+    assert "seal issued for tiny:latest" in log
+    seal_index = next(e.index for e in cert.log.entries(0, 100) if e.kind == "seal")
+    assert f"Entry {seal_index} is included" in client.get(f"/ui/log?verify={seal_index}").text
+
+    cert.revoke("tiny", "training data license withdrawn")
+    assert 'data-model="tiny:latest"' not in client.get("/ui/?certified=1").text
+    assert "seal-revoked" in client.get("/ui/").text
+    page = client.get("/ui/models/tiny:latest").text
+    assert "Verification failed" in page and "training data license withdrawn" in page
