@@ -13,7 +13,7 @@ suite succeeded.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +23,14 @@ from openzoo import names
 from openzoo.audit.engine_scorer import DEFAULT_PARALLEL, EngineScorer
 from openzoo.audit.report import Report, write_reports
 from openzoo.audit.runner import parse_suites, run_audit
+from openzoo.audit.scoring import TokenDistribution
 from openzoo.audit.suites.base import ProgressCallback
 from openzoo.errors import InvalidRequest, NotFound
 from openzoo.services import Services
 from openzoo.store.manifests import AUDIT, Layer
 
-__all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "audit_model", "check_request", "list_audits", "read_audit"]
+__all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "LazyScorer", "audit_model", "check_request", "list_audits",
+           "read_audit"]
 
 ANNOTATION_PREFIX = "org.openzoo.audit."
 
@@ -41,6 +43,34 @@ class AuditOutcome:
     digest: str
     manifest_digest: str
     files: tuple[Path, ...]
+
+
+class LazyScorer:
+    """Opens the engine scorer on first use, so that bad data fails before the model is loaded."""
+
+    def __init__(self, open_scorer: Callable[[], EngineScorer]) -> None:
+        self._open = open_scorer
+        self._scorer: EngineScorer | None = None
+
+    def get(self) -> EngineScorer:
+        if self._scorer is None:
+            self._scorer = self._open()
+        return self._scorer
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        return self.get().loglikelihood(requests)
+
+    def sentence_loglikelihood(self, texts: Sequence[str]) -> list[float]:
+        return self.get().sentence_loglikelihood(texts)
+
+    def rolling_loglikelihood(self, docs: Sequence[str]) -> list[float]:
+        return self.get().rolling_loglikelihood(docs)
+
+    def generate(self, prompts: Sequence[list[dict[str, str]]], max_tokens: int, seed: int) -> list[str]:
+        return self.get().generate(prompts, max_tokens, seed)
+
+    def next_token_distribution(self, text: str, top_k: int) -> TokenDistribution:
+        return self.get().next_token_distribution(text, top_k)
 
 
 def check_request(suites: str | Sequence[str] | None, data: Path | None) -> list[str]:
@@ -71,10 +101,11 @@ def audit_model(
     """Run the audit of ``model`` and store its report; raises before storing anything on any failure."""
     suite_names = check_request(suites, data)
     spec = services.models.resolve(model)
-    scorer = EngineScorer.open(services.inference, model,
-                               parallel=parallel or max(DEFAULT_PARALLEL, services.config.num_parallel))
+    scorer = LazyScorer(lambda: EngineScorer.open(
+        services.inference, model, parallel=parallel or max(DEFAULT_PARALLEL, services.config.num_parallel)))
     report = run_audit(scorer, suite_names, data, seed, progress, model_name=spec.name.display,
-                       model_digest=spec.digest, engine=scorer.engine_info(), options=options)
+                       model_digest=spec.digest, engine={}, options=options)
+    report.engine = scorer.get().engine_info()
     text = report.json_text()  # rendered (and the HTML below) before anything is stored
     files: tuple[Path, ...] = ()
     if out_dir is not None:
