@@ -94,7 +94,7 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
         head = cert.head()
         receipt = cert.log.receipt(int(index), head).to_json() if isinstance(index, int) else bundle["receipt"]
         return {"model": names.parse(name).display, "bundle": bundle, "receipt": receipt,
-                "revocations": cert.revocations(), "head": head}
+                "revocations": cert.revocations(after=index if isinstance(index, int) else -1), "head": head}
 
     return await _run(read)
 

@@ -486,7 +486,10 @@ class Certification:
             self._replace(name, {mt.LICENSE_FACTS: [Layer(mt.LICENSE_FACTS, blob.digest, blob.size)]})
         stored = self.store.resolve(parsed)
         if stored.manifest.first(mt.SEAL) is not None:
-            raise Conflict(f"{parsed.display} is already sealed", hint="revoke it first to certify it again")
+            if self.requests(parsed.display, status="sealed") or not self.requests(parsed.display, status="revoked"):
+                raise Conflict(f"{parsed.display} is already sealed", hint="revoke it first to certify it again")
+            self._replace(name, {mt.SEAL: []})  # a revoked seal: certify the unsealed manifest afresh
+            stored = self.store.resolve(parsed)
         for req in self.requests(parsed.display, status="open"):
             if req.manifest_digest == stored.digest:
                 return req
@@ -673,9 +676,10 @@ class Certification:
             )
         return index
 
-    def revocations(self, upto: int | None = None) -> list[dict[str, Any]]:
+    def revocations(self, upto: int | None = None, after: int = -1) -> list[dict[str, Any]]:
+        """Revocation bodies logged after entry ``after`` (a seal's index) and before ``upto``."""
         out = []
-        for entry in self.log.entries(0, 1 << 62, kind="revocation"):
+        for entry in self.log.entries(after + 1, 1 << 62, kind="revocation"):
             if (upto is None or entry.index < upto) and isinstance(entry.body, dict):
                 out.append(entry.body)
         return out
@@ -766,7 +770,7 @@ class Certification:
             if local:
                 index = int(stmt_log["index"])
                 receipt = self.log.receipt(index, self.head())
-                revocations = self.revocations(receipt.size)
+                revocations = self.revocations(receipt.size, after=index)
             elif pulled is not None and pulled["receipt"]:
                 receipt = LogReceipt.from_json(pulled["receipt"])
                 revocations = pulled["revocations"]

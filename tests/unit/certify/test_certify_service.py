@@ -65,6 +65,11 @@ def test_request_approve_seal_verify(cert: Certification) -> None:
     assert kinds.count("approval") == 2 and "seal" in kinds and "policy" in kinds and "key" in kinds
     cert.revoke(NAME, "bad weights")
     assert "bad weights" in failed(cert)["revocation"]
+    again = cert.request(NAME)  # after a revocation the model can be certified afresh
+    assert again.status == "open" and again.id != req.id
+    cert.approve(NAME, "carol")
+    cert.approve(NAME, "bob")
+    assert cert.verify(NAME).ok
 
 
 def _seal(cert: Certification) -> None:
