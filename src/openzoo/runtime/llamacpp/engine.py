@@ -193,7 +193,8 @@ class LlamaCppModel:
         self._eos_ids: frozenset[int] | None = None
         self._logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._embedder = Embedder(model, self._vocab, self._n_ctx, self._threads)
-        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes)
+        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes,
+                                    lora=self._lora)
         self._scratch_seq = self._n_par
         self._scratch_token = max(0, int(L.llama_vocab_bos(self._vocab)))
         self._memory = int(L.llama_model_size(model)) + self._kv_bytes()
@@ -693,7 +694,8 @@ class LlamaCppModel:
     # ------------------------------------------------------------------ setup and teardown
 
     def _apply_adapters(self, adapters: tuple[tuple[Path, float], ...]) -> None:
-        """Load LoRA adapters and attach them to the generation context."""
+        """Load LoRA adapters and attach them to the generation context (and, via ``_lora``, the scoring one)."""
+        self._lora: tuple[Any, int, Any] | None = None
         if not adapters:
             return
         handles = []
@@ -712,6 +714,7 @@ class LlamaCppModel:
         rc = L.llama_set_adapters_lora(self._ctx, arr, len(handles), scales)
         if rc != 0:
             raise InvalidRequest(f"LoRA adapters could not be applied (llama.cpp status {rc})", param="adapters")
+        self._lora = (arr, len(handles), scales)
 
     def _kv_bytes(self) -> int:
         """Size of a full KV cache in f16 (an upper bound: sliding-window layers keep fewer cells)."""

@@ -35,8 +35,10 @@ _ROWS_PER_PASS = 32
 class PromptScorer:
     """Scores prompts token by token; used only from the engine's decode thread."""
 
-    def __init__(self, model: Any, n_ctx: int, n_threads: int, n_vocab: int, piece: PieceFn) -> None:
+    def __init__(self, model: Any, n_ctx: int, n_threads: int, n_vocab: int, piece: PieceFn, *,
+                 lora: tuple[Any, int, Any] | None = None) -> None:
         self._model = model
+        self._lora = lora  # (adapters, count, scales) as set on the generation context
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._n_vocab = n_vocab
@@ -61,6 +63,8 @@ class PromptScorer:
         if not ctx:
             raise EngineError("could not create the prompt-scoring context")
         self._ctx = ctx
+        if self._lora is not None and L.llama_set_adapters_lora(ctx, *self._lora) != 0:
+            raise EngineError("could not apply the model's LoRA adapters to the prompt-scoring context")
         self._batch = L.llama_batch_init(SCORE_BATCH, 0, 1)
         self._reader = LogprobReader(ctx, self._n_vocab, self._piece)
         return self._reader
