@@ -202,9 +202,13 @@ def test_playground_streams_a_reply(page: Page) -> None:
     # Count how often the reply text changes while it streams.
     page.evaluate("""() => {
         window.__updates = 0;
+        window.__seenWhileStreaming = false;
         new MutationObserver(() => {
             const t = document.querySelector('.msg.assistant .text');
-            if (t && t.textContent) window.__updates += 1;
+            if (t && t.textContent) {
+                window.__updates += 1;
+                if (t.parentNode.classList.contains('streaming')) window.__seenWhileStreaming = true;
+            }
         }).observe(document.getElementById('transcript'), {subtree: true, childList: true, characterData: true});
     }""")
     page.get_by_label("Message").fill("The capital of France is")
@@ -214,6 +218,7 @@ def test_playground_streams_a_reply(page: Page) -> None:
     reply = page.locator(".msg.assistant .text")
     expect(reply).not_to_be_empty()
     assert page.evaluate("window.__updates") >= 1
+    assert page.evaluate("window.__seenWhileStreaming"), "text should appear before the reply is finished"
     expect(page.locator("#probs .tok").first).to_be_visible()
     shot(page, "playground")
 
