@@ -193,8 +193,7 @@ class LlamaCppModel:
         self._eos_ids: frozenset[int] | None = None
         self._logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._embedder = Embedder(model, self._vocab, self._n_ctx, self._threads)
-        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes,
-                                    lora=self._lora)
+        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes, lora=self._lora)
         self._scratch_seq = self._n_par
         self._scratch_token = max(0, int(L.llama_vocab_bos(self._vocab)))
         self._memory = int(L.llama_model_size(model)) + self._kv_bytes()

@@ -35,8 +35,16 @@ _ROWS_PER_PASS = 32
 class PromptScorer:
     """Scores prompts token by token; used only from the engine's decode thread."""
 
-    def __init__(self, model: Any, n_ctx: int, n_threads: int, n_vocab: int, piece: PieceFn, *,
-                 lora: tuple[Any, int, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        n_ctx: int,
+        n_threads: int,
+        n_vocab: int,
+        piece: PieceFn,
+        *,
+        lora: tuple[Any, int, Any] | None = None,
+    ) -> None:
         self._model = model
         self._lora = lora  # (adapters, count, scales) as set on the generation context
         self._n_ctx = n_ctx
