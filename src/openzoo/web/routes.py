@@ -73,15 +73,11 @@ def _error_page(request: Request, exc: OpenzooError) -> HTMLResponse:
                   hint=exc.hint or "")
 
 
-def _check_csrf(request: Request, supplied: str) -> None:
+def _csrf_ok(request: Request, supplied: str) -> bool:
+    """A state-changing request is accepted only from this server's own pages (see :mod:`.session`)."""
     cookie_value = session.cookie(request.headers.get("cookie", ""), session.CSRF_COOKIE)
     headers = {k.lower(): v for k, v in request.headers.items()}
-    if not session.same_origin(headers) or not session.token_ok(cookie_value, supplied):
-        raise _Forbidden()
-
-
-class _Forbidden(Exception):
-    pass
+    return session.same_origin(headers) and session.token_ok(cookie_value, supplied)
 
 
 def _forbidden(request: Request) -> HTMLResponse:
@@ -246,9 +242,7 @@ async def playground_chat(request: Request) -> Response:
     """The Ollama chat handler itself, reachable with the login cookie; needs the page's CSRF token."""
     from openzoo.api import ollama
 
-    try:
-        _check_csrf(request, request.headers.get(session.CSRF_HEADER, ""))
-    except _Forbidden:
+    if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
     return await ollama.chat(request)
 
@@ -291,9 +285,7 @@ async def login(request: Request) -> Response:
     import hmac
 
     form = session.parse_form(await request.body())
-    try:
-        _check_csrf(request, form.get(session.CSRF_FIELD, ""))
-    except _Forbidden:
+    if not _csrf_ok(request, form.get(session.CSRF_FIELD, "")):
         return _forbidden(request)
     key = services_of(request).config.api_key
     target = session.safe_next(form.get("next", "/ui/"))
@@ -311,9 +303,7 @@ async def login(request: Request) -> Response:
 @web_router.post("/logout")
 async def logout(request: Request) -> Response:
     form = session.parse_form(await request.body())
-    try:
-        _check_csrf(request, form.get(session.CSRF_FIELD, ""))
-    except _Forbidden:
+    if not _csrf_ok(request, form.get(session.CSRF_FIELD, "")):
         return _forbidden(request)
     response = RedirectResponse("/ui/login", status_code=303)
     response.headers.append("set-cookie", session.set_cookie_header(session.KEY_COOKIE, "", max_age=0))
