@@ -265,7 +265,7 @@ _ALLOWED_ATTRS = {
 def render_html(markdown: str) -> str:
     """Markdown to sanitized HTML: CommonMark + tables with raw HTML disabled, then an nh3 allowlist
     (http/https/mailto links only, ``rel=noopener noreferrer nofollow``)."""
-    import nh3  # type: ignore[import-not-found,unused-ignore]  # optional until declared
+    import nh3
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)

@@ -72,6 +72,7 @@ __all__ = [
 ZOO_KEY = "zoo"
 DEFAULT_BASE_MODEL = "google/gemma-3-270m"
 PASSPHRASE_ENV = "OPENZOO_KEY_PASSPHRASE"
+ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
 
 
 class ScanBlocked(Conflict):
@@ -241,7 +242,7 @@ class Certification:
 
     def zoo_key(self) -> SigningKey:
         """The zoo's own signing key, made on first use."""
-        return self.keyring.ensure(ZOO_KEY, _passphrase())
+        return self.keyring.ensure(ZOO_KEY, _passphrase(ZOO_PASSPHRASE_ENV))
 
     def zoo_public(self) -> PublicKey:
         if not self.keyring.has_private(ZOO_KEY):
@@ -346,6 +347,14 @@ class Certification:
             )
         return found[-1]
 
+    def key_is_encrypted(self, name: str) -> bool:
+        path = self.keys_dir / f"{name}.key"
+        return path.is_file() and b"ENCRYPTED" in path.read_bytes()[:64]
+
+    def reviewer_signing_key(self, name: str) -> SigningKey:
+        """A reviewer's private key; an encrypted one is opened with ``OPENZOO_KEY_PASSPHRASE``."""
+        return self.keyring.signing_key(name, _passphrase() if self.key_is_encrypted(name) else None)
+
     def reviewer_key(self, name: str) -> PublicKey:
         return self.keyring.load(name)
 
@@ -364,7 +373,7 @@ class Certification:
                     f"v{current[-1].version}",
                     hint="add --sign-with alice,bob",
                 )
-            envelope = sign_policy(new, [self.keyring.signing_key(s, _passphrase()) for s in signers])
+            envelope = sign_policy(new, [self.reviewer_signing_key(s) for s in signers])
             policy = rotate_policy(current[-1], envelope)
             policy = Policy(policy.version, policy.threshold, new.reviewers)
             envelope_json = envelope.to_bytes().decode()
@@ -598,7 +607,7 @@ class Certification:
                 f"{parsed.display} changed since the certification request",
                 hint=f"run 'openzoo certify request {name}' again",
             )
-        key = self.keyring.signing_key(key_name, _passphrase())
+        key = self.reviewer_signing_key(key_name)
         if policy.reviewer(key.key_id) is None:
             raise VerificationFailed(
                 f"key {key_name!r} is not a reviewer in certification policy v{policy.version}",
@@ -954,8 +963,8 @@ def sealed_digest(manifest: Manifest) -> str:
     return sha256_digest(sealed_manifest(manifest).to_bytes())
 
 
-def _passphrase() -> bytes | None:
-    value = os.environ.get(PASSPHRASE_ENV)
+def _passphrase(env: str = PASSPHRASE_ENV) -> bytes | None:
+    value = os.environ.get(env)
     return value.encode() if value else None
 
 

@@ -7,6 +7,7 @@ so offline verification stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,13 @@ def _print_result(result: VerifyResult) -> None:
     click.echo(result.verdict())
     if not result.ok:
         sys.exit(1)
+
+
+def _ask_passphrase(svc: Certification, key_names: list[str]) -> None:
+    from openzoo.certify.service import PASSPHRASE_ENV
+
+    if any(svc.key_is_encrypted(n) for n in key_names) and not os.environ.get(PASSPHRASE_ENV):
+        os.environ[PASSPHRASE_ENV] = click.prompt("key passphrase", hide_input=True)
 
 
 # --- verify ---------------------------------------------------------------------------------------
@@ -150,6 +158,7 @@ def certify_policy(reviewers: str | None, threshold: int | None, sign_with: str)
     if not reviewers or threshold is None:
         raise InvalidRequest("give both --reviewers and --threshold")
     signers = [s.strip() for s in sign_with.split(",") if s.strip()]
+    _ask_passphrase(svc, signers)
     policy = svc.set_policy(reviewers.split(","), threshold, signers)
     click.echo(f"policy v{policy.version}: {policy.threshold} of {len(policy.reviewers)} "
                f"({', '.join(r.name for r in policy.reviewers)}) {policy.digest()}")
@@ -177,8 +186,12 @@ def certify_request(model: str) -> None:
 @click.argument("model")
 @click.option("--key", "key_name", required=True, help="The reviewer's key name.")
 def certify_approve(model: str, key_name: str) -> None:
-    """Approve a model's open request with a reviewer key; seals it when k approvals exist."""
-    result, seal = service().approve(model, key_name)
+    """Approve a model's open request with a reviewer key; seals it when k approvals exist.
+
+    An encrypted key is opened with OPENZOO_KEY_PASSPHRASE, or a passphrase asked for here."""
+    svc = service()
+    _ask_passphrase(svc, [key_name])
+    result, seal = svc.approve(model, key_name)
     click.echo(f"approved by {key_name}: {result.summary()}")
     if seal is not None:
         click.echo(f"sealed {model}")
