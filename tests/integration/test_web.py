@@ -150,6 +150,7 @@ def test_catalog_lists_models_and_filters_to_certified(page: Page) -> None:
 
     page.goto("/ui/")
     page.get_by_label("Certified only").check()
+    page.get_by_role("button", name="Apply").click()
     page.wait_for_url("**certified=1**")
     expect(rows).to_have_count(1)
     expect(gemma).to_contain_text("Certified")
@@ -157,6 +158,7 @@ def test_catalog_lists_models_and_filters_to_certified(page: Page) -> None:
 
     page.goto("/ui/")
     page.get_by_label("License kind").select_option("open-source")
+    page.get_by_role("button", name="Apply").click()
     page.wait_for_url("**license=open-source**")
     expect(rows).to_have_count(2)
     expect(page.locator('tr[data-model="tiny:latest"]')).to_contain_text("Pending")

@@ -1,4 +1,5 @@
-// Catalog: keep "Compare selected" honest (2 or 3 models) and apply select filters on change.
+// Catalog: keep "Compare selected" honest (2 or 3 models). Filters apply with the Apply button, so that
+// moving through a select with the keyboard never reloads the page under the user (WCAG 3.2.2).
 (function () {
   "use strict";
   var form = document.getElementById("compare-form");
@@ -12,11 +13,5 @@
     };
     boxes.forEach(function (b) { b.addEventListener("change", update); });
     update();
-  }
-  var filters = document.getElementById("filters");
-  if (filters) {
-    filters.querySelectorAll("select, input[type=checkbox]").forEach(function (el) {
-      el.addEventListener("change", function () { filters.requestSubmit(); });
-    });
   }
 })();
