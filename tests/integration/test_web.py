@@ -260,6 +260,8 @@ def test_log_page_verifies_an_entry(page: Page) -> None:
     result = page.locator("#inclusion-result")
     expect(result).to_contain_text("is included")
     shot(page, "log")
+    page.get_by_role("button", name="Verify the whole log").click()
+    expect(page.locator("#log-check")).to_contain_text("The log is intact")
     page.get_by_label("Entry number").fill("9999")
     page.get_by_role("button", name="Verify inclusion").click()
     expect(result).to_contain_text("Not verified")

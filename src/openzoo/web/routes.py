@@ -251,8 +251,9 @@ async def playground_chat(request: Request) -> Response:
 
 
 @web_router.get("/log", response_class=HTMLResponse)
-def log_page(request: Request, verify: str = "") -> HTMLResponse:
+def log_page(request: Request, verify: str = "", check: str = "") -> HTMLResponse:
     services = services_of(request)
+    whole = trust.verify_log(services) if check == "all" else None
     result: trust.InclusionView | None = None
     if verify.strip():
         try:
@@ -262,7 +263,7 @@ def log_page(request: Request, verify: str = "") -> HTMLResponse:
         else:
             result = trust.verify_inclusion(services, index)
     return render(request, "log.html", page="log", title="Transparency log", log=trust.log_view(services),
-                  result=result)
+                  result=result, whole=whole)
 
 
 @web_router.get("/queue", response_class=HTMLResponse)

@@ -288,6 +288,21 @@ def verify_inclusion(services: Services, index: int) -> InclusionView:
                          len(receipt.path), checkpoint.size)
 
 
+@dataclass(frozen=True, slots=True)
+class LogCheckView:
+    ok: bool
+    size: int
+    heads_checked: int
+    problems: tuple[str, ...]
+
+
+def verify_log(services: Services) -> LogCheckView:
+    """``openzoo log verify``: recompute every leaf and the root, and check every stored signed head."""
+    cert = service(services)
+    report = cert.log.verify_log(cert.zoo_keys())
+    return LogCheckView(report.ok, report.size, report.heads_checked, tuple(report.problems))
+
+
 # --- reviewer queue ------------------------------------------------------------------------------
 
 

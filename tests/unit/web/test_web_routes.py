@@ -169,6 +169,8 @@ def test_certified_then_revoked_model(client: TestClient, services: Services, ti
     seal_index = next(e.index for e in cert.log.entries(0, 100) if e.kind == "seal")
     assert f"Entry {seal_index} is included" in client.get(f"/ui/log?verify={seal_index}").text
 
+    assert "The log is intact" in client.get("/ui/log?check=all").text
+
     cert.revoke("tiny", "training data license withdrawn")
     assert 'data-model="tiny:latest"' not in client.get("/ui/?certified=1").text
     assert "seal-revoked" in client.get("/ui/").text
