@@ -90,8 +90,11 @@ def _forbidden(request: Request) -> HTMLResponse:
 
 
 def _row(services: Services, spec: ModelSpec, modified_at: float) -> cat.CatalogRow:
-    facts_ = trust.license_facts(services, spec.name.display)
-    seal, openness = trust.catalog_status(services, spec)
+    try:
+        facts_ = trust.license_facts(services, spec.name.display)
+        seal, openness = trust.catalog_status(services, spec)
+    except OpenzooError:  # one unreadable card or seal must not take the whole catalog down
+        facts_, seal, openness = licenses.UNKNOWN, "none", "none"
     d = spec.details
     return cat.CatalogRow(name=spec.name.display, size=spec.size, family=d.family, parameter_size=d.parameter_size,
                           quantization=d.quantization_level, license_id=facts_.id, license_name=facts_.name,

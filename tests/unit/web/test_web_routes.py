@@ -176,3 +176,16 @@ def test_certified_then_revoked_model(client: TestClient, services: Services, ti
     assert "seal-revoked" in client.get("/ui/").text
     page = client.get("/ui/models/tiny:latest").text
     assert "Verification failed" in page and "training data license withdrawn" in page
+
+
+def test_an_unreadable_card_does_not_take_the_catalog_down(client: TestClient, services: Services,
+                                                           tiny_gguf: Path) -> None:
+    from openzoo.store import manifests as mt
+
+    _import(services, tiny_gguf, "tiny")
+    bad = services.models.add_blob_layer(mt.CARD, b"---\nlicense: [unclosed\n---\n# card\n")
+    services.models.update_layers("tiny", mt.CARD, [bad])
+    catalog = client.get("/ui/")
+    assert catalog.status_code == 200 and 'data-model="tiny:latest"' in catalog.text
+    page = client.get("/ui/models/tiny:latest")
+    assert page.status_code == 400 and "not valid YAML" in page.text
