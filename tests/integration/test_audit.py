@@ -21,9 +21,9 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+import openzoo.cli.audit  # noqa: F401  (registers the audit command on cli)
 from openzoo import config
 from openzoo.audit.engine_scorer import EngineScorer
-import openzoo.cli.audit  # noqa: F401  (registers the audit command on cli)
 from openzoo.cli.main import cli
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
@@ -233,8 +233,8 @@ def test_http_audit_job(audit_server: Server, data_dir: Path) -> None:
 LM_DOCS = [
     "The river ran quietly past the old mill, where the miller's children once played among sacks of flour. "
     "In spring the water rose and the wheel turned faster, and the whole village could hear it at night, "
-    "a low steady knocking that the old people said kept bad dreams away.",
-    "A good loaf needs only flour, water, salt and time. Bakers argue about everything else.",
+    "a low steady knocking that the old people said kept bad dreams away. When the mill finally closed, "
+    "nobody could sleep for a week, and the baker swore the bread had lost its taste.",
 ]
 LM_MC = [
     {"question": "What is the largest planet in the solar system?", "choices": ["Venus", "Jupiter", "Mars"],
@@ -296,7 +296,7 @@ def test_scores_agree_with_lm_eval_local_completions(audit_server: Server, tmp_p
         ours_ppl = scorer.rolling_loglikelihood(LM_DOCS)
     finally:
         services.close()
-    assert len(ours) == len(theirs_mc) == 5 and len(theirs_ppl) == 2
+    assert len(ours) == len(theirs_mc) == 5 and len(theirs_ppl) == len(LM_DOCS)
     diffs = [abs(a[0] - b) for a, b in zip(ours, theirs_mc, strict=True)]
     diffs += [abs(a - b) for a, b in zip(ours_ppl, theirs_ppl, strict=True)]
     assert max(diffs) < 1e-4, diffs
