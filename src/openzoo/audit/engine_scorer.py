@@ -165,7 +165,7 @@ class EngineScorer:
         if done is None:
             raise EngineError("the engine ended a scoring request without a result")
         if len(done.prompt_logprobs) != len(prompt):
-            raise NotSupported(f'"{self.model}" did not return log-probabilities for the prompt',
+            raise NotSupported(f'"{self.model}" cannot produce log-probabilities: the engine returned none',
                                hint="audit a model served by the llama.cpp engine")
         return done.prompt_logprobs
 
