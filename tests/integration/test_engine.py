@@ -296,12 +296,12 @@ def test_embeddings_are_normalised_and_deterministic(model: LlamaCppModel) -> No
     assert math.sqrt(sum(x * x for x in raw[0])) != pytest.approx(1.0, abs=1e-3)
 
 
-def test_embedding_longer_than_context(model: LlamaCppModel) -> None:
-    long = "word " * 1500
+def test_embedding_longer_than_context(small: LlamaCppModel) -> None:
+    long = "word " * 400
     with pytest.raises(InvalidRequest):
-        model.embed([long], truncate=False)
-    vecs, n = model.embed([long], truncate=True)
-    assert n == model.n_ctx and len(vecs) == 1
+        small.embed([long], truncate=False)
+    vecs, n = small.embed([long], truncate=True)
+    assert n == small.n_ctx and len(vecs) == 1
 
 
 def test_stats_count_requests(model: LlamaCppModel) -> None:
@@ -385,12 +385,18 @@ def test_lora_adapter_is_applied(gguf_path: Path, tmp_path: Path) -> None:
     def logprobs(adapters: tuple[tuple[Path, float], ...]) -> list[float]:
         m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=256, n_parallel=1, adapters=adapters))
         try:
-            req = GenerationRequest(prompt=prompt(m, req_text), sampling=GREEDY, max_tokens=4, logprobs=True)
-            chunks, _ = run(m, req)
+            req = GenerationRequest(
+                prompt=prompt(m, req_text), sampling=GREEDY, max_tokens=4, logprobs=True, prompt_logprobs=0
+            )
+            chunks, done = run(m, req)
         finally:
             m.close()
-        return [lp.logprob for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
+        scored = [lp.logprob for lp in done.prompt_logprobs if lp is not None]  # the scoring context
+        return scored + [lp.logprob for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
 
     base = logprobs(())
     assert logprobs(((_write_lora(tmp_path / "zero.gguf", zero=True), 1.0),)) == base  # B = 0: no change
-    assert logprobs(((_write_lora(tmp_path / "rand.gguf", zero=False), 1.0),)) != base
+    tuned = logprobs(((_write_lora(tmp_path / "rand.gguf", zero=False), 1.0),))
+    n_prompt = len(base) - 4
+    assert tuned[:n_prompt] != base[:n_prompt]  # prompt scoring sees the adapter
+    assert tuned[n_prompt:] != base[n_prompt:]  # so does generation
