@@ -19,7 +19,7 @@ import click
 from openzoo import __version__
 from openzoo import config as configuration
 from openzoo.cli.output import human_size, render_progress, table
-from openzoo.errors import InvalidRequest, NotFound, OpenzooError
+from openzoo.errors import NotFound, OpenzooError
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -236,8 +236,8 @@ def config(markdown: bool) -> None:
 
 
 def main() -> None:
-    from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
+    from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
     from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
     from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
