@@ -26,6 +26,9 @@ from openzoo.runtime.llamacpp import LlamaCppBackend, LlamaCppModel
 pytestmark = pytest.mark.integration
 
 GREEDY = SamplingParams(temperature=0.0)
+#: A grammar that never reaches an accepting state, so end-of-generation is never allowed: requests
+#: run until max_tokens or the end of the context, whatever the model would rather do.
+ENDLESS = r'root ::= [a-z]+ " " root'
 THREADS = os.cpu_count() or 1
 
 
@@ -318,14 +321,14 @@ def test_generation_stops_at_the_end_of_the_context(small: LlamaCppModel) -> Non
     filler = small.tokenize(" the", add_special=False)
     p = (small.bos_token_id or 2,) + tuple(filler) * (small.n_ctx - 3)
     assert len(p) == small.n_ctx - 2
-    _, done = run(small, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=-1))
+    _, done = run(small, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=-1, grammar=ENDLESS))
     assert done.reason == "length"
     assert done.completion_tokens == 2
     assert len(done.context) == small.n_ctx
 
 
 def test_full_queue_raises_server_busy(small: LlamaCppModel) -> None:
-    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200)
+    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200, grammar=ENDLESS)
     running = small.submit(long)
     next(iter(running))  # admitted: the only slot is busy now
     queued = small.submit(long)  # the queue holds one
@@ -337,7 +340,7 @@ def test_full_queue_raises_server_busy(small: LlamaCppModel) -> None:
 
 
 def test_close_fails_running_and_queued_requests(small: LlamaCppModel) -> None:
-    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200)
+    long = GenerationRequest(prompt=prompt(small, "Once upon a time"), max_tokens=200, grammar=ENDLESS)
     running = small.submit(long)
     it = iter(running)
     next(it)
