@@ -286,11 +286,16 @@ def test_tampering_fails_verify_and_remote_pull(what: str, zoo_a: dict[str, obje
         home_b = tmp_path / "b"
         assert oz(home_b, "keys", "trust", "zoo-a", str(zoo_a["pub"])).returncode == 0
         pull = oz(home_b, "pull", f"{srv.host}/library/{MODEL}")
+        assert pull.returncode == 1, out(pull)
+        assert "refused" in pull.stderr, out(pull)
+        assert "gemma3" not in oz(home_b, "list").stdout
+        if what == "revoked":  # --insecure keeps it, marked uncertified, and verify says so
+            insecure = oz(home_b, "pull", "--insecure", f"{srv.host}/library/{MODEL}")
+            assert insecure.returncode == 0 and "tagged as uncertified" in insecure.stderr, out(insecure)
+            verify_b = oz(home_b, "verify", MODEL)
+            assert verify_b.returncode == 1 and "uncertified" in verify_b.stdout, out(verify_b)
     finally:
         stop_server(srv)
-    assert pull.returncode == 1, out(pull)
-    assert "refused" in pull.stderr, out(pull)
-    assert "gemma3" not in oz(home_b, "list").stdout
 
 
 def test_push_needs_the_receiving_zoos_api_key(zoo_a: dict[str, object], tmp_path: Path) -> None:
