@@ -221,8 +221,7 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         yield Progress("writing manifest")
         tagged = [name.with_host(name.host)]
         short = names.parse(f"{name.namespace}/{name.model}:{name.tag}")
-        existing = cert.pulled(short)
-        if store.catalog.find(short) is None or (existing is not None and existing["source"] == name.host):
+        if _may_take_short_name(store, cert, short, name.host, manifest):
             tagged.append(short)
         for target in tagged:
             digest = store.tag(ModelName(target.host, target.namespace, target.model, target.tag), manifest)
@@ -235,6 +234,21 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         yield Progress("success")
     finally:
         client.close()
+
+
+def _may_take_short_name(store: Store, cert: Any, short: ModelName, source: str, manifest: Manifest) -> bool:
+    """Tag the pulled model under its short name too (``gemma3:270m``) when that name is free, came from the
+    same zoo before, or holds an unsealed model with the very same weights (e.g. the embedded default)."""
+    entry = store.catalog.find(short)
+    if entry is None:
+        return True
+    pulled = cert.pulled(short)
+    if pulled is not None and pulled["source"] == source:
+        return True
+    local = store.load_manifest(entry.manifest_digest)
+    weights, theirs = local.first(mt.MODEL), manifest.first(mt.MODEL)
+    return (local.first(mt.SEAL) is None and weights is not None and theirs is not None
+            and weights.digest == theirs.digest)
 
 
 def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest: Manifest
