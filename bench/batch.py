@@ -202,7 +202,7 @@ def main() -> None:
     print()
     print(
         "| concurrent | tokens | wall s | aggregate tok/s | decode-phase tok/s | × raw | steps | "
-        "in llama_decode | in sampler | Python loop | Python per step |"
+        "in llama_decode | in llama.cpp sampler | rest (Python loop, numpy argmax) | rest per step |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c, r in results.items():
