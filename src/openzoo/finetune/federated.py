@@ -89,8 +89,9 @@ def write_app(folder: Path, config: dict[str, Any]) -> Path:
     package = folder / "openzoo_fl"
     package.mkdir(exist_ok=True)
     (package / "__init__.py").write_text("")
-    (package / "server_app.py").write_text("from openzoo.finetune.flower_app import server_app as app  # noqa: F401\n")
-    (package / "client_app.py").write_text("from openzoo.finetune.flower_app import client_app as app  # noqa: F401\n")
+    # Flower checks statically (AST) that the module assigns ``app``; an ``import ... as app`` does not count.
+    (package / "server_app.py").write_text("from openzoo.finetune.flower_app import server_app\n\napp = server_app\n")
+    (package / "client_app.py").write_text("from openzoo.finetune.flower_app import client_app\n\napp = client_app\n")
     lines = ["[project]", 'name = "openzoo-fl"', 'version = "1.0.0"', 'description = "openzoo federated LoRA"',
              'license = "Apache-2.0"', 'dependencies = ["openzoo"]', "", "[tool.flwr.app]", 'publisher = "openzoo"',
              "", "[tool.flwr.app.components]", 'serverapp = "openzoo_fl.server_app:app"',

@@ -1,0 +1,308 @@
+"""Fine-tuning end to end on the real default model: CLI → peft → llama.cpp adapter → served model.
+
+One small fine-tune (bundled keeper's-log data, a few dozen steps) is shared by the module; the
+other tests read its result, so the whole module costs one training run plus a short resumed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from openzoo import config
+from openzoo.errors import InvalidData, InvalidModelFile, InvalidRequest, ModelNotFound
+from openzoo.events import TextChunk
+from openzoo.finetune import dequant
+from openzoo.finetune.data import bundled
+from openzoo.finetune.export import gguf_tensor_name
+from openzoo.finetune.federated import FederatedRequest, finetune_federated
+from openzoo.finetune.lora import LoraSettings
+from openzoo.finetune.run import FinetuneRequest, finetune, read_lineage, run_dir
+from openzoo.inference import CompletionRequest
+from openzoo.models import DEFAULT_MODEL, CreateSpec
+from openzoo.services import Services
+from openzoo.store import manifests as mt
+from support.gguf_files import write_gguf
+
+NEW = "me/zoo-keeper:latest"
+STEPS = 24
+
+
+def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
+    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": "127.0.0.1:1", "OPENZOO_CONTEXT_LENGTH": "1024"})
+    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ft_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("ft-home")
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
+    for _ in services.models.pull(DEFAULT_MODEL):
+        pass
+    services.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def tuned(ft_home: Path) -> dict[str, Any]:
+    """``openzoo finetune`` through the CLI, as a person runs it; returns the timing and the output."""
+    started = time.monotonic()
+    res = cli(ft_home, "finetune", DEFAULT_MODEL, "--data", str(bundled("zoo_log.jsonl")), "--name", NEW,
+              "--eval", str(bundled("zoo_log_eval.jsonl")), "--max-steps", str(STEPS), "--lr", "2e-3",
+              "--batch-size", "4", "--seed", "1", "--data-license", "CC-BY-4.0")
+    assert res.returncode == 0, res.stderr
+    return {"seconds": time.monotonic() - started, "stderr": res.stderr}
+
+
+@pytest.fixture(scope="module")
+def services(ft_home: Path, tuned: dict[str, Any]) -> Iterator[Services]:
+    s = Services(config.load({"OPENZOO_HOME": str(ft_home), "OPENZOO_CONTEXT_LENGTH": "1024"}))
+    yield s
+    s.close()
+
+
+def test_finetune_lowers_heldout_loss_and_records_lineage(services: Services, tuned: dict[str, Any]) -> None:
+    assert "step 24/24" in tuned["stderr"] and "tok/s" in tuned["stderr"]
+    assert tuned["seconds"] < 600
+    lineage = read_lineage(services.models, NEW)
+    ev = lineage["evaluation"]
+    print(f"\nheld-out loss (openzoo scoring): base {ev['before']['loss']:.3f} (ppl {ev['before']['perplexity']:.1f})"
+          f" -> fine-tuned {ev['after']['loss']:.3f} (ppl {ev['after']['perplexity']:.1f}); {tuned['seconds']:.0f}s")
+    assert ev["after"]["loss"] < ev["before"]["loss"] - 0.3  # clearly lower (perplexity down by a quarter or more)
+    assert len(lineage["loss_per_step"]) == STEPS
+    assert lineage["seed"] == 1 and lineage["hyperparameters"]["rank"] == 16
+    assert lineage["data"][0]["license"] == "CC-BY-4.0" and lineage["data"][0]["digest"].startswith("sha256:")
+    assert {"torch", "transformers", "peft", "llama-cpp-python"} <= set(lineage["libraries"])
+    base = services.models.resolve(DEFAULT_MODEL)
+    assert lineage["base"]["manifest_digest"] == base.digest
+
+
+def test_new_model_shares_the_base_blob_and_states_its_license(services: Services) -> None:
+    base = services.models.resolve(DEFAULT_MODEL)
+    spec = services.models.resolve(NEW)
+    assert spec.weights == base.weights  # shared, not copied
+    assert spec.manifest is not None and len(spec.adapters) == 1
+    assert spec.licenses == base.licenses and "Gemma" in spec.licenses[0]
+    lineage = read_lineage(services.models, NEW)
+    assert spec.manifest.first(mt.ADAPTER).digest == lineage["adapter"]["digest"]  # type: ignore[union-attr]
+    card_layer = spec.manifest.first(mt.CARD)
+    assert card_layer is not None
+    card = services.store.blobs.read(card_layer.digest).decode()
+    assert "base_model:" in card and "zoo_log.jsonl" in card and "## Training procedure" in card
+    assert "Gemma" in card  # the restrictive base license is inherited and stated
+
+
+def greedy_llama(services: Services, model: str, prompt: str, n: int) -> str:
+    out = []
+    for event in services.inference.completion(CompletionRequest(
+            model, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": n, "seed": 0})):
+        if isinstance(event, TextChunk):
+            out.append(event.text)
+        assert not isinstance(event, Exception)
+    return "".join(out)
+
+
+def merged_pytorch(services: Services) -> tuple[Any, Any]:
+    """The base dequantized by transformers + the LoRA tensors read back from the stored adapter GGUF, merged."""
+    import gguf
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from openzoo.finetune.run import load_hf
+
+    spec = services.models.resolve(NEW)
+    reader = gguf.GGUFReader(str(spec.adapters[0]))
+    arrays = {t.name: np.array(t.data) for t in reader.tensors}
+    with dequant.dequantized(services.store, services.models.resolve(DEFAULT_MODEL)) as hf:
+        assert hf.from_cache
+        model, tokenizer = load_hf(hf.folder)
+    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                                                  task_type="CAUSAL_LM"))
+    state = {k: torch.from_numpy(arrays[gguf_tensor_name(k)].copy()) for k in peft_model.state_dict()
+             if "lora_" in k}
+    assert len(state) == len(arrays)
+    peft_model.load_state_dict(state, strict=False)
+    return peft_model.merge_and_unload().eval(), tokenizer
+
+
+def test_llama_cpp_with_adapter_equals_merged_pytorch(services: Services) -> None:
+    import torch
+
+    model, tokenizer = merged_pytorch(services)
+    prompts = ["Keeper's log, day 41: Miso the red panda", "Health check, day 7: Granite the",
+               "Visitor note, day 230: children saw"]
+    n = 10
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=n, do_sample=False)
+        reference = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        served = greedy_llama(services, NEW, prompt, n)
+        assert served and reference.startswith(served), (prompt, served, reference)
+    base_out = greedy_llama(services, DEFAULT_MODEL, prompts[0], n)
+    assert base_out != greedy_llama(services, NEW, prompts[0], n)  # the adapter is really applied
+
+
+def test_show_lineage(ft_home: Path, tuned: dict[str, Any]) -> None:
+    res = cli(ft_home, "show", NEW, "--lineage")
+    assert res.returncode == 0, res.stderr
+    assert "held-out loss before/after" in res.stdout and "CC-BY-4.0" in res.stdout
+    full = json.loads(cli(ft_home, "show", NEW, "--lineage", "-v").stdout)
+    assert full["schema"] == "openzoo.lineage/v1"
+    res = cli(ft_home, "show", DEFAULT_MODEL, "--lineage")
+    assert res.returncode == 1 and "no lineage" in res.stderr
+
+
+def small(**changes: Any) -> LoraSettings:
+    base = {"rank": 4, "alpha": 8.0, "max_steps": 3, "batch_size": 2, "max_length": 40, "lr": 1e-3,
+            "checkpoint_every": 1}
+    base.update(changes)
+    return LoraSettings(**base)
+
+
+def test_bad_input_is_refused_and_nothing_stored(services: Services, ft_home: Path, tmp_path: Path) -> None:
+    before = [e.display for e in services.store.catalog.entries()]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "fine too"}\n{"text": oops}\n')
+    res = cli(ft_home, "finetune", DEFAULT_MODEL, "--data", str(bad), "--name", "me/bad")
+    assert res.returncode == 1 and "bad.jsonl:3:" in res.stderr and "not valid JSON" in res.stderr
+    data = bundled("zoo_log.jsonl")
+    cases: list[tuple[FinetuneRequest, type[Exception], str]] = [
+        (FinetuneRequest("nobody/nothing", data, "me/x"), ModelNotFound, "nobody/nothing"),
+        (FinetuneRequest(DEFAULT_MODEL, data, "me/x", settings=small(rank=0)), InvalidRequest, "rank"),
+        (FinetuneRequest(DEFAULT_MODEL, bad, "me/x"), InvalidData, "bad.jsonl:3"),
+    ]
+    for req, exc, text in cases:
+        with pytest.raises(exc, match=text):
+            list(finetune(services, req))
+    res = cli(ft_home, "finetune", DEFAULT_MODEL, "--data", str(data), "--name", "me/x", "--rank", "0")
+    assert res.returncode == 1 and "rank must be at least 1" in res.stderr
+    # an adapter made for another architecture: refused at create, before anything is tagged
+    other = write_gguf(tmp_path / "llama-adapter.gguf", arch="llama", tensors={
+        "blk.0.attn_q.weight.lora_a": np.zeros((4, 640), np.float32),
+        "blk.0.attn_q.weight.lora_b": np.zeros((1024, 4), np.float32)})
+    import gguf
+
+    w = gguf.GGUFWriter(str(tmp_path / "a.gguf"), "llama")
+    w.add_string("general.type", "adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", 8.0)
+    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((4, 640), np.float32))
+    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((1024, 4), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    for path in (tmp_path / "a.gguf", other):
+        blob = services.store.blobs.put_file(path)
+        with pytest.raises(InvalidModelFile):
+            list(services.models.create(CreateSpec("me/mismatch", base=DEFAULT_MODEL,
+                                                   adapters={path.name: blob.digest})))
+    assert [e.display for e in services.store.catalog.entries()] == before
+    assert not run_dir(services, "me/x").exists()
+
+
+def test_interrupt_leaves_a_checkpoint_and_resume_finishes(services: Services, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Tapir number {i} swims in the river bend."}) + "\n"
+                            for i in range(8)))
+    req = FinetuneRequest(DEFAULT_MODEL, data, "me/resumed", settings=small())
+    steps = []
+
+    def stop_after_two() -> bool:
+        return len(steps) >= 2
+
+    with pytest.raises(KeyboardInterrupt):
+        for event in finetune(services, req, should_stop=stop_after_two):
+            if event.status == "training":
+                steps.append(event.detail["loss"])
+    assert (run_dir(services, "me/resumed") / "checkpoint" / "checkpoint.json").is_file()
+    with pytest.raises(ModelNotFound):
+        services.models.resolve("me/resumed")
+    events = list(finetune(services, FinetuneRequest(DEFAULT_MODEL, data, "me/resumed", settings=small(),
+                                                     resume=True)))
+    assert any(e.status == "resumed at step 2" for e in events)
+    lineage = read_lineage(services.models, "me/resumed")
+    assert len(lineage["loss_per_step"]) == 3 and lineage["loss_per_step"][:2] == pytest.approx(steps, abs=1e-4)
+    assert lineage["train"]["base_from_cache"] is True
+    assert not run_dir(services, "me/resumed").exists()
+    services.models.delete("me/resumed")
+
+
+def test_api_starts_a_job_and_streams_progress(services: Services) -> None:
+    from openzoo.api.app import create_app
+
+    app = create_app(services, close_on_shutdown=False)
+    records = [{"text": f"Otter {i} splashed in the stream pools."} for i in range(4)]
+    with TestClient(app, base_url="http://127.0.0.1:11434") as client:
+        bad = client.post("/zoo/finetunes", json={"base": DEFAULT_MODEL, "name": "me/api", "data": records,
+                                                   "rank": 0})
+        assert bad.status_code == 400 and "rank" in bad.text
+        missing = client.post("/zoo/finetunes", json={"base": "nobody/nothing", "name": "me/api", "data": records})
+        assert missing.status_code == 404
+        res = client.post("/zoo/finetunes", json={"base": DEFAULT_MODEL, "name": "me/api", "data": records,
+                                                  "max_steps": 1, "rank": 4, "batch_size": 2, "max_length": 24})
+        assert res.status_code == 201, res.text
+        job = res.json()["id"]
+        lines = [json.loads(line) for line in
+                 client.get(f"/zoo/finetunes/{job}", headers={"accept": "application/x-ndjson"}).iter_lines()]
+        assert lines[-1] == {"status": "succeeded", "done": True}, lines[-3:]
+        assert any(line.get("status") == "training" and "loss" in line for line in lines)
+        state = client.get(f"/zoo/finetunes/{job}").json()
+        assert state["status"] == "succeeded" and state["lineage"]["adapter"]["digest"].startswith("sha256:")
+        assert client.get("/zoo/finetunes/nope").status_code == 404
+    services.models.delete("me/api")
+
+
+KINDS = ("Keeper's log", "Day ", "Health check")
+
+
+def split_by_kind(source: Path, folder: Path, prefix: str) -> list[Path]:
+    texts = [json.loads(line)["text"] for line in source.read_text().splitlines() if line.strip()]
+    paths = []
+    for i, kind in enumerate(KINDS):
+        path = folder / f"{prefix}-{i}.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts if t.startswith(kind)))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.slow
+def test_three_data_owners_federated_lora(services: Services, tmp_path: Path) -> None:
+    """A SuperLink and 3 SuperNodes on 127.0.0.1, each with a different shard (sentence form)."""
+    work = tmp_path
+    shards = split_by_kind(bundled("zoo_log.jsonl"), work, "train")
+    evals = split_by_kind(bundled("zoo_log_eval.jsonl"), work, "eval")
+    settings = LoraSettings(rank=8, alpha=16.0, lr=3e-3, batch_size=4, max_length=48, seed=3)
+    events = list(finetune_federated(services, FederatedRequest(
+        base=DEFAULT_MODEL, data=bundled("zoo_log.jsonl"), name="me/federated", settings=settings,
+        eval_data=bundled("zoo_log_eval.jsonl"), rounds=2, local_steps=4, shard_files=tuple(shards),
+        eval_shard_files=tuple(evals), data_license="CC-BY-4.0", timeout=900)))
+    assert events[-1].status == "success"
+    assert [e.completed for e in events if e.status == "federated round"] == [1, 2]
+    lineage = read_lineage(services.models, "me/federated")
+    fed = lineage["federated"]
+    assert len(fed["rounds"]) == 2
+    digests = {d["digest"] for d in lineage["data"]}
+    for entry in fed["rounds"]:
+        assert len(entry["nodes"]) == 3
+        assert {n["data_digest"] for n in entry["nodes"]} == digests  # digests of the data, never the data
+        assert entry["adapter_digest"].startswith("sha256:")
+    before, after = fed["eval_shards_before"], fed["eval_shards_after"]
+    print("\nfederated held-out loss per data owner:",
+          [f"{b['loss']:.3f} -> {a['loss']:.3f}" for b, a in zip(before, after, strict=True)])
+    for b, a in zip(before, after, strict=True):
+        assert a["loss"] < b["loss"]
+    assert services.models.resolve("me/federated").adapters
