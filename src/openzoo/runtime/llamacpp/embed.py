@@ -3,7 +3,8 @@
 Generation and embeddings need different context settings (``embeddings=True`` and a pooling type
 change what ``llama_decode`` computes), so embeddings get their own context. It is created on first
 use, because most models are only ever used for generation, and guarded by a lock because a context
-is not safe to use from two threads at once. The weights are shared, so it costs only its KV cache.
+is not safe to use from two threads at once (the engine calls it from its decode thread only). The
+weights are shared, so it costs only its KV cache.
 """
 
 from __future__ import annotations

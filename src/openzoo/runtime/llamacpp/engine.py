@@ -54,6 +54,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,16 @@ class _Job:
     scored: bool = False
     prefill_start_ns: int = 0
     first_token_ns: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _EmbedJob:
+    """An ``embed()`` call waiting for the decode thread."""
+
+    texts: Sequence[str]
+    normalize: bool
+    truncate: bool
+    future: Future[tuple[list[list[float]], int]] = field(default_factory=Future)
 
 
 @dataclass(eq=False, slots=True)
@@ -200,6 +211,7 @@ class LlamaCppModel:
 
         self._slots = [_Slot(seq=i) for i in range(self._n_par)]
         self._pending: deque[_Job] = deque()
+        self._embed_jobs: deque[_EmbedJob] = deque()
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._closing = False
@@ -333,9 +345,21 @@ class LlamaCppModel:
     def embed(
         self, texts: Sequence[str], *, normalize: bool = True, truncate: bool = True
     ) -> tuple[list[list[float]], int]:
-        if self._closed:
-            raise EngineError("the model is unloaded")
-        return self._embedder.embed(texts, normalize=normalize, truncate=truncate)
+        """Mean-pooled embeddings, computed on the decode thread between generation steps.
+
+        All llama.cpp compute of a model runs on its one decode thread: ggml's CPU backend keeps an
+        OpenMP thread team per calling thread, and once a process holds more OpenMP threads than
+        cores, libgomp stops spinning at barriers and every decode step pays for futex wake-ups.
+        """
+        if threading.current_thread() is self._thread:
+            return self._embedder.embed(texts, normalize=normalize, truncate=truncate)
+        job = _EmbedJob(texts=list(texts), normalize=normalize, truncate=truncate)
+        with self._cv:
+            if self._closing or self._closed:
+                raise EngineError("the model is unloaded")
+            self._embed_jobs.append(job)
+            self._cv.notify()
+        return job.future.result()
 
     def stats(self) -> EngineStats:
         with self._lock:
@@ -377,6 +401,9 @@ class LlamaCppModel:
         for job in list(self._pending):
             self._fail(job, err)
         self._pending.clear()
+        for ejob in self._embed_jobs:
+            ejob.future.set_exception(EngineError("the model was unloaded before the embedding ran"))
+        self._embed_jobs.clear()
         for slot in self._slots:
             if slot.job is not None:
                 self._fail(slot.job, err)
@@ -402,16 +429,31 @@ class LlamaCppModel:
         """The decode loop: admit, step, repeat; sleeps while there is nothing to do."""
         while True:
             with self._cv:
-                while not self._closing and not self._pending and not any(s.job for s in self._slots):
+                while (
+                    not self._closing
+                    and not self._pending
+                    and not self._embed_jobs
+                    and not any(s.job for s in self._slots)
+                ):
                     self._cv.wait()
                 if self._closing:
                     return
                 self._drop_cancelled_pending()
                 self._admit()
+                embeds = list(self._embed_jobs)
+                self._embed_jobs.clear()
+            for ejob in embeds:
+                self._run_embed(ejob)
             try:
                 self._step()
             except Exception as exc:  # a bug or a llama.cpp failure must not kill the thread
                 self._fail_all(EngineError(f"engine step failed: {exc}"))
+
+    def _run_embed(self, job: _EmbedJob) -> None:
+        try:
+            job.future.set_result(self._embedder.embed(job.texts, normalize=job.normalize, truncate=job.truncate))
+        except BaseException as exc:  # handed to the caller, who re-raises it
+            job.future.set_exception(exc)
 
     def _drop_cancelled_pending(self) -> None:
         if any(job.handle.cancelled for job in self._pending):
