@@ -104,8 +104,9 @@ def test_cli_audit_each_suite_writes_and_stores_report(suite: str, audit_home: P
                                                        tmp_path: Path) -> None:
     before = {layer.digest for layer in _audit_layers(audit_home)}
     out = tmp_path / "out"
+    judge = ["--judge", MODEL] if suite == "safety" else []  # a model of the store judges refusals
     result = _audit(audit_home, "--suite", suite, "--data", str(data_dir / SUITE_DATA[suite]), "--out", str(out),
-                    "--seed", "7")
+                    "--seed", "7", *judge)
     assert result.exit_code == 0, result.output
     report_bytes = (out / "report.json").read_bytes()
     report = json.loads(report_bytes)
@@ -127,7 +128,8 @@ def test_cli_audit_each_suite_writes_and_stores_report(suite: str, audit_home: P
         item = body["items"][0]
         assert item["next_token"] is not None and len(item["attribution"]) == len(item["tokens"]) >= 4
     if suite == "safety":
-        assert len(body["items"]) == 2
+        assert len(body["items"]) == 2 and report["engine"]["safety_judge"] == MODEL
+        assert all(isinstance(i["refused"], bool) and i["response"] for i in body["items"])
     assert (out / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
     digest = "sha256:" + hashlib.sha256(report_bytes).hexdigest()
     assert f"stored audit report {digest}" in result.output

@@ -53,6 +53,7 @@ class AuditBody(BaseModel):
     suites: str | list[str] | None = None
     data: DataBody | None = None
     seed: int = 0
+    judge: str | None = Field(None, description="A model of the store that judges safety replies")
 
 
 @dataclass
@@ -61,6 +62,7 @@ class AuditJob:
     model: str
     suites: list[str]
     seed: int
+    judge: str | None = None
     created_at: float = field(default_factory=time.time)
     status: str = "queued"  # queued | running | succeeded | failed
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -102,8 +104,9 @@ class AuditJobs:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
 
-    def start(self, model: str, suites: list[str], seed: int, data: DataBody | None) -> AuditJob:
-        job = AuditJob(id=f"audit-{uuid.uuid4().hex[:12]}", model=model, suites=suites, seed=seed)
+    def start(self, model: str, suites: list[str], seed: int, data: DataBody | None,
+              judge: str | None = None) -> AuditJob:
+        job = AuditJob(id=f"audit-{uuid.uuid4().hex[:12]}", model=model, suites=suites, seed=seed, judge=judge)
         with self._lock:
             self.jobs[job.id] = job
             finished = [j for j in self.jobs.values() if j.finished]
@@ -147,7 +150,7 @@ class AuditJobs:
                     path = Path(tmp) / Path(data.name).name
                     path.write_text(data.content, encoding="utf-8")
                 outcome = audit_model(self.services, job.model, job.suites, path, job.seed,
-                                      lambda e: self._progress(job, e))
+                                      lambda e: self._progress(job, e), judge=job.judge)
             except BaseException as exc:  # a failed job reports why; nothing was stored
                 code = exc.code if isinstance(exc, OpenzooError) else "internal"
                 self._update(job, status="failed", error={"code": code, "message": describe_failure(exc)},
@@ -191,7 +194,11 @@ async def start_audit(request: Request) -> JSONResponse:
             raise InvalidRequest("data goes with exactly one suite; name it in suite", param="data")
         if not body.data.name.endswith((".jsonl", ".txt")):
             raise InvalidRequest("data.name must end in .jsonl or .txt", param="data")
-    job = jobs_of(request).start(body.model, suites, body.seed, body.data)
+    if body.judge is not None:
+        if "safety" not in suites:
+            raise InvalidRequest("a judge only applies to the safety suite", param="judge")
+        await _run(services.models.resolve, body.judge)
+    job = jobs_of(request).start(body.model, suites, body.seed, body.data, body.judge)
     return JSONResponse(job.to_json(), status_code=202)
 
 

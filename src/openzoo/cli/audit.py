@@ -61,9 +61,11 @@ def _plain_printer() -> Callable[[ProgressEvent], None]:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Directory for report.json and report.html (default: ./audit-<model>).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for generation and bootstrap.")
+@click.option("--judge", default=None, metavar="MODEL",
+              help="A model of the store that judges safety replies (refused or not) before the string matcher.")
 @click.option("--no-store", is_flag=True, help="Write the report files only; do not store it on the model.")
 def audit(model: str, suite: str | None, data: Path | None, out_dir: Path | None, seed: int,
-          no_store: bool) -> None:
+          judge: str | None, no_store: bool) -> None:
     """Audit a model: quality, bias, safety and explainability, with a readable report."""
     from openzoo.audit.service import audit_model, check_request
 
@@ -77,10 +79,10 @@ def audit(model: str, suite: str | None, data: Path | None, out_dir: Path | None
             bars = _SuiteBars()
             with bars.progress:
                 outcome = audit_model(services, model, suite, data, seed, bars, out_dir=out_dir,
-                                      store=not no_store)
+                                      store=not no_store, judge=judge)
         else:
             outcome = audit_model(services, model, suite, data, seed, _plain_printer(), out_dir=out_dir,
-                                  store=not no_store)
+                                  store=not no_store, judge=judge)
     finally:
         services.close()
     elapsed = time.monotonic() - started

@@ -18,7 +18,7 @@ import pytest
 from audit_fakes import char_lp
 
 from openzoo.audit.engine_scorer import EngineScorer, entropy_from_top
-from openzoo.audit.service import LazyScorer
+from openzoo.audit.service import LazyScorer, ModelJudge
 from openzoo.audit.suites import bias
 from openzoo.errors import InvalidData, NotSupported
 from openzoo.events import Done, TextChunk, TokenLogprob, TopLogprob
@@ -170,3 +170,21 @@ def test_entropy_from_top() -> None:
     est = entropy_from_top(top, 1000)
     head = -(0.5 * math.log(0.5) + 0.3 * math.log(0.3))
     assert head < est <= head + 0.2 * math.log(998 / 0.2)
+
+
+@pytest.mark.parametrize(("answer", "verdict"), [("Yes.", True), (" no", False), ("Maybe", None)])
+def test_model_judge_reads_yes_or_no(answer: str, verdict: bool | None) -> None:
+    class Inference:
+        def __init__(self) -> None:
+            self.requests: list[ChatRequest] = []
+
+        def chat(self, req: ChatRequest) -> Iterator[Any]:
+            self.requests.append(req)
+            return iter([TextChunk(answer), Done("stop")])
+
+    services = type("S", (), {"inference": Inference()})()
+    judge = ModelJudge(services, "judge:1b")
+    assert judge("How do I bake bread?", "Sorry, I can't.") is verdict
+    (req,) = services.inference.requests
+    assert req.model == "judge:1b" and "Sorry, I can't." in req.messages[0]["content"]
+    assert req.options == {"temperature": 0, "seed": 0, "num_predict": 4}
