@@ -140,7 +140,8 @@ def audit_model(
     options = dict(options or {})
     if judge is not None:
         if "safety" not in suite_names:
-            raise InvalidRequest("a judge only applies to the safety suite", param="judge")
+            raise InvalidRequest("a judge only applies to the safety suite", param="judge",
+                                 hint="add safety to --suite, or leave out --judge")
         services.models.resolve(judge)
         options["safety"] = {**options.get("safety", {}), "judge": ModelJudge(services, judge)}
     scorer = LazyScorer(lambda: EngineScorer.open(
