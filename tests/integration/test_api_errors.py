@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import sqlite3
 import subprocess
@@ -168,3 +169,22 @@ def test_non_loopback_bind_needs_api_key(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "OPENZOO_API_KEY" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ui_login_reachable_with_api_key(model_home: Path, tmp_path: Path) -> None:
+    srv = start_server(model_home, tmp_path / "log", {"OPENZOO_API_KEY": "s3cret"})
+    try:
+        page = httpx.get(srv.url + "/ui/models", headers={"Accept": "text/html"})
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/ui/login?next=")
+        assert httpx.get(srv.url + "/ui/login").status_code == 200
+        with httpx.Client(base_url=srv.url) as browser:
+            form = browser.get("/ui/login").text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert token, "the login form carries a CSRF token"
+            done = browser.post("/ui/login", data={"key": "s3cret", "csrf_token": token.group(1), "next": "/ui/"},
+                                headers={"Origin": srv.url})
+            assert done.status_code in (200, 303)
+            assert browser.get("/ui/").status_code == 200
+    finally:
+        stop_server(srv)

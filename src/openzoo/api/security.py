@@ -7,7 +7,8 @@ forget. Rules:
   its DNS to 127.0.0.1 gets 403.
 - CORS answers only for localhost-like origins and those in ``OPENZOO_ORIGINS`` (``*`` wildcards).
 - With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` (compared in
-  constant time); ``GET /`` and ``HEAD /`` stay open as a liveness check.
+  constant time) or, on ``/ui``, the login cookie; ``GET /``, the login form and the UI's static
+  assets stay open, and a browser asking for another ``/ui`` page is redirected to the login form.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import socket
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,8 +96,17 @@ class SecurityMiddleware:
                     (b"access-control-max-age", b"86400")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-        open_path = path == "/" and scope["method"] in {"GET", "HEAD"}
+        open_path = (path == "/" and scope["method"] in {"GET", "HEAD"}) or path == "/ui/login" \
+            or path.startswith("/ui/static/")
         if self.api_key and not open_path and not self._authorized(headers, path):
+            if path.startswith("/ui") and scope["method"] in {"GET", "HEAD"}:
+                # a person in a browser: send them to the login form rather than a JSON error
+                target = quote(path + ("?" + scope["query_string"].decode("latin-1") if scope["query_string"] else ""))
+                await send({"type": "http.response.start", "status": 303,
+                            "headers": [(b"location", f"/ui/login?next={target}".encode()),
+                                        (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return
             await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
                          extra=[*cors, (b"www-authenticate", b"Bearer")])
             return

@@ -82,7 +82,7 @@ class Scheduler:
         self._reaper.start()
 
     @contextmanager
-    def use(self, spec: LoadSpec, keep_alive: float | None | str = "default") -> Iterator[tuple[LoadedModel, int]]:
+    def use(self, spec: LoadSpec, keep_alive: float | str | None = "default") -> Iterator[tuple[LoadedModel, int]]:
         """Hold a loaded model for one request; yield it and the load time in nanoseconds.
 
         ``keep_alive``: seconds to stay loaded after this request, ``None`` for ever, ``0`` to unload
@@ -140,7 +140,7 @@ class Scheduler:
             self._unload_locked(victim)
         return True
 
-    def _release(self, resident: _Resident, keep_alive: float | None | str) -> None:
+    def _release(self, resident: _Resident, keep_alive: float | str | None) -> None:
         with self._cond:
             resident.users -= 1
             resident.last_used = time.monotonic()
@@ -155,7 +155,7 @@ class Scheduler:
                         self._unload_locked(resident)
             self._cond.notify_all()
 
-    def touch(self, spec: LoadSpec, keep_alive: float | None | str = "default") -> int:
+    def touch(self, spec: LoadSpec, keep_alive: float | str | None = "default") -> int:
         """Load a model (or refresh its expiry) without running anything; return load nanoseconds."""
         with self.use(spec, keep_alive) as (_, load_ns):
             return load_ns
