@@ -12,8 +12,8 @@ measured in the same run; plus the server's memory with the default model loaded
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -27,13 +27,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from batch import default_model, raw_loop  # noqa: E402
-from support.server import start_server, stop_server  # noqa: E402
 
 from openzoo import config  # noqa: E402
 from openzoo.events import TextChunk  # noqa: E402
 from openzoo.inference import CompletionRequest  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from openzoo.services import Services  # noqa: E402
+from support.server import start_server, stop_server  # noqa: E402
 
 # Greedy counting never reaches end-of-text, so every run decodes exactly --tokens tokens.
 PROMPT = "1, 2, 3, 4, 5,"

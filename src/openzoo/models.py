@@ -22,8 +22,8 @@ from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
 from openzoo.store import manifests as mt
-from openzoo.store.manifests import Layer, Manifest
 from openzoo.store.blobs import BlobInfo
+from openzoo.store.manifests import Layer, Manifest
 from openzoo.store.store import Store, StoredModel
 
 DEFAULT_MODEL = "gemma3:270m"

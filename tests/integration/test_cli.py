@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from support.gguf_files import write_gguf
-from support.server import Server
 
 from openzoo.models import DEFAULT_MODEL
+from support.gguf_files import write_gguf
+from support.server import Server
 
 
 def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
@@ -48,7 +48,8 @@ def test_import_create_show_cp_rm(tmp_path: Path) -> None:
     assert openzoo(home, "import", str(gguf), "--name", "me/tiny:v1").returncode == 0
     (tmp_path / "Modelfile").write_text(
         'FROM ./tiny.gguf\nPARAMETER temperature 0.2\nPARAMETER stop "<|end|>"\n'
-        'TEMPLATE """{{ if .System }}<|system|>{{ .System }}<|end|>{{ end }}<|user|>{{ .Prompt }}<|end|><|assistant|>"""\n'
+        'TEMPLATE """{{ if .System }}<|system|>{{ .System }}<|end|>{{ end }}'
+        '<|user|>{{ .Prompt }}<|end|><|assistant|>"""\n'
         'SYSTEM You are terse.\nLICENSE """Apache-2.0"""\n')
     result = openzoo(home, "create", "me/tiny:chat", "-f", str(tmp_path / "Modelfile"))
     assert result.returncode == 0, result.stderr

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import ollama
 import pytest
-from support.server import Server, start_server, stop_server
 
 from openzoo.models import DEFAULT_MODEL as MODEL
+from support.server import Server, start_server, stop_server
 
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 24}
 

@@ -10,9 +10,9 @@ import struct
 import httpx
 import openai
 import pytest
-from support.server import Server
 
 from openzoo.models import DEFAULT_MODEL as MODEL
+from support.server import Server
 
 
 @pytest.fixture(scope="module")
