@@ -42,6 +42,15 @@ and each is pinned here (all measured with the default model):
 
 Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
 ``scoring.py``.
+
+Limits: flash attention reduces over KV cells in *cell* order, so results are bit-identical while each
+sequence's cells lie in position order in the unified buffer. llama.cpp allocates cells upward from a
+head that moves back when cells are freed; cells freed while a sequence runs (another slot's prompt
+replacing its old tail, a cancel) can be refilled by that sequence's next tokens, or a prefix shared
+with ``seq_cp`` can sit after a sequence's new cells. Then the last bits of its attention can differ,
+and greedy output can change where two tokens are near-tied. The alone-versus-batch test holds;
+per-sequence KV streams (``kv_unified=False``) would remove this but batch only consecutive sequence
+ids in llama.cpp 0.3.36.
 """
 
 from __future__ import annotations
