@@ -108,7 +108,8 @@ def test_playground_chat_alias_needs_the_csrf_token(client: TestClient) -> None:
 def test_api_key_is_accepted_from_the_ui_cookie(home: Path) -> None:
     services = _services(home, OPENZOO_API_KEY="s3cret")
     client = TestClient(create_app(services, close_on_shutdown=False), base_url=BASE)
-    assert client.get("/ui/").status_code == 401
+    refused = client.get("/ui/", follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/ui/login")
     client.cookies.set(session.KEY_COOKIE, "s3cret", domain="127.0.0.1", path="/ui")
     page = client.get("/ui/")
     assert page.status_code == 200 and "Log out" in page.text
