@@ -24,6 +24,7 @@ from openzoo.errors import NotSupported
 from openzoo.events import Progress
 from openzoo.models import ModelSpec
 from openzoo.store import manifests as mt
+from openzoo.store import migrations
 from openzoo.store.migrations import migration, run_script
 from openzoo.store.store import Store
 
@@ -67,6 +68,7 @@ def gguf_digest(spec: ModelSpec) -> str:
 
 def cached(store: Store, digest: str) -> tuple[str, str] | None:
     """``(weights_digest, files_digest)`` of a cached dequantization, when both blobs are still there."""
+    migrations.apply(store.catalog.connection)  # this module's table, when the store opened before import
     row = store.catalog.connection.execute(
         "SELECT weights_digest, files_digest FROM finetune_dequant WHERE gguf_digest = ?", (digest,)).fetchone()
     if row is None or not (store.blobs.exists(row[0]) and store.blobs.exists(row[1])):

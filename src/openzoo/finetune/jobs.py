@@ -19,6 +19,7 @@ from typing import Any
 
 from openzoo.errors import NotFound, OpenzooError
 from openzoo.events import Progress
+from openzoo.store import migrations
 from openzoo.store.migrations import migration, run_script
 
 __all__ = ["Job", "Jobs"]
@@ -88,6 +89,7 @@ class Jobs:
         self._transaction = transaction
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        migrations.apply(conn)  # this module's table, when the store opened before it was imported
         with self._transaction() as tx:
             tx.execute("UPDATE finetune_jobs SET status = 'interrupted', finished_at = ? "
                        "WHERE status IN ('queued', 'running')", (time.time(),))
