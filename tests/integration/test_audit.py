@@ -34,8 +34,15 @@ MODEL = DEFAULT_MODEL
 
 
 def _copy_home(src: Path, dst: Path) -> Path:
-    """A private model home: the catalog copied, blobs hard-linked (the store never rewrites a blob)."""
+    """A private model home: the catalog copied, blobs hard-linked (the store never rewrites a blob).
+
+    Only blobs may be linked: the catalog is a SQLite file written in place, so a linked catalog would
+    make every audit stored here show up in the shared home too.
+    """
     def link(a: str, b: str) -> None:
+        if Path(a).parent.name != "blobs":
+            shutil.copy2(a, b)
+            return
         try:
             os.link(a, b)
         except OSError:
