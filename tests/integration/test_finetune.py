@@ -34,6 +34,10 @@ from openzoo.services import Services
 from openzoo.store import manifests as mt
 from support.gguf_files import write_gguf
 
+# One dequantization of the base (about a minute on an idle 2-core machine, several when it is shared),
+# a 24-step run and its scoring happen in the first test's setup; the federated test spawns 3 trainers.
+pytestmark = pytest.mark.timeout(1800)
+
 NEW = "me/zoo-keeper:latest"
 STEPS = 24
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import tarfile
 import tempfile
@@ -109,12 +110,19 @@ def _convert(spec: ModelSpec, folder: Path) -> list[str]:
 
     hf_logging.disable_progress_bar()  # openzoo reports its own progress
     gguf = spec.weights
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion draws its own tqdm bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except (ValueError, KeyError, NotImplementedError) as exc:
         raise NotSupported(f"{spec.name.display} cannot be fine-tuned: transformers cannot load its GGUF ({exc})",
                            hint="fine-tune a model whose architecture transformers supports") from exc
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     config: dict[str, Any] = model.config.to_dict()
     config.pop("quantization_config", None)
     config["architectures"] = [type(model).__name__]
