@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -76,12 +77,16 @@ def test_bad_modelfile_names_the_line(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def short_model(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The default model with num_predict 8, so that runs of a base model (which rarely stops) are short."""
+def short_model(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The default model with num_predict 8, so that runs of a base model (which rarely stops) are short.
+
+    Removed afterwards: the model home is shared by the whole session.
+    """
     modelfile = tmp_path_factory.mktemp("short") / "Modelfile"
     modelfile.write_text(f"FROM {DEFAULT_MODEL}\nPARAMETER num_predict 8\nPARAMETER temperature 0\n")
     assert openzoo(model_home, "create", "pytest/short", "-f", str(modelfile)).returncode == 0
-    return "pytest/short"
+    yield "pytest/short"
+    assert openzoo(model_home, "rm", "pytest/short").returncode == 0
 
 
 def test_run_in_process_with_prompt(model_home: Path, short_model: str) -> None:

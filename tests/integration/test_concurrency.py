@@ -23,7 +23,8 @@ def busy_slots(url: str) -> int:
 
 
 def ollama_chat(url: str, prompt: str, disconnect_after: int | None) -> dict[str, object]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "options": GREEDY, "stream": True}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "options": GREEDY, "stream": True,
+            "logprobs": True}
     lines = []
     with httpx.stream("POST", url + "/api/chat", json=body, timeout=300) as response:
         assert response.status_code == 200
@@ -33,7 +34,8 @@ def ollama_chat(url: str, prompt: str, disconnect_after: int | None) -> dict[str
                 return {"disconnected": True}
     assert all("error" not in line for line in lines)
     assert lines[-1]["done"] is True and all(not line["done"] for line in lines[:-1])
-    return {"text": "".join(line["message"]["content"] for line in lines), "final": lines[-1]}
+    tokens = [lp["token"] for line in lines[:-1] for lp in line.get("logprobs", [])]
+    return {"text": "".join(line["message"]["content"] for line in lines), "final": lines[-1], "tokens": tokens}
 
 
 def openai_chat(url: str, prompt: str, disconnect_after: int | None) -> dict[str, object]:
@@ -59,7 +61,7 @@ def openai_chat(url: str, prompt: str, disconnect_after: int | None) -> dict[str
 def test_eight_mixed_streams_with_disconnects(server: Server) -> None:
     prompts = [f"Story number {i}:" for i in range(8)]
     alone = ollama.Client(host=server.url).chat(model=MODEL, messages=[{"role": "user", "content": prompts[0]}],
-                                               options=GREEDY)
+                                               options=GREEDY, logprobs=True, top_logprobs=2)
     jobs = []
     with ThreadPoolExecutor(max_workers=8) as pool:
         for i, prompt in enumerate(prompts):
@@ -74,8 +76,16 @@ def test_eight_mixed_streams_with_disconnects(server: Server) -> None:
             assert result["final"]["eval_count"] == 24  # type: ignore[index]
         else:
             assert result["finish"] == "length"
-    # greedy output is the same alone and inside a batch of 8
-    assert results[0][1]["text"] == alone.message.content
+    # Greedy output is the same alone and inside a batch of 8. The engine test asserts bit-equality
+    # from a cold cache; here prompts share cached prefixes (copied KV cells), whose summation order
+    # can move a logit in its last bits, so a divergence is accepted only at a near-tie.
+    batched = results[0][1]["tokens"]
+    assert alone.logprobs is not None
+    reference = [lp.token for lp in alone.logprobs]
+    if batched != reference:
+        k = next(i for i, (a, b) in enumerate(zip(reference, batched, strict=False)) if a != b)
+        top = alone.logprobs[k].top_logprobs
+        assert top[0].logprob - top[1].logprob < 0.05, f"greedy outputs diverge at token {k}, not a near-tie"
     deadline = time.monotonic() + 30
     while busy_slots(server.url) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -37,7 +37,7 @@ def test_generate_greedy_is_deterministic(client: ollama.Client) -> None:
     assert first.done and first.done_reason == "length"
     assert first.eval_count == 12
     assert first.prompt_eval_count and first.prompt_eval_count > 3
-    assert first.total_duration and first.eval_duration and first.load_duration is not None
+    assert first.total_duration and first.eval_duration and first.prompt_eval_duration
     assert first.context and len(first.context) == first.prompt_eval_count + first.eval_count
 
 
