@@ -25,11 +25,10 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from support.server import start_server, stop_server  # noqa: E402
-
 from openzoo import config  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from openzoo.services import Services  # noqa: E402
+from support.server import start_server, stop_server  # noqa: E402
 
 
 def rss(pid: int) -> int:
