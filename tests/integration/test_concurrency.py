@@ -22,6 +22,11 @@ def busy_slots(url: str) -> int:
     return sum(int(v) for v in re.findall(r'^openzoo_busy_slots\{model="[^"]+"\} (\d+)$', text, re.M))
 
 
+def queue_depth(url: str) -> int:
+    text = httpx.get(url + "/metrics").text
+    return sum(int(v) for v in re.findall(r'^openzoo_queue_depth\{model="[^"]+"\} (\d+)$', text, re.M))
+
+
 def ollama_chat(url: str, prompt: str, disconnect_after: int | None) -> dict[str, object]:
     body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "options": GREEDY, "stream": True,
             "logprobs": True}
@@ -101,15 +106,20 @@ def test_full_queue_answers_503_at_once(model_home, tmp_path) -> None:  # type: 
                 "options": {"num_predict": 1500, "temperature": 0}}
         httpx.post(srv.url + "/api/generate", json={"model": MODEL, "prompt": ""}, timeout=120)  # load first
         with httpx.Client(timeout=120) as client, client.stream("POST", srv.url + "/api/generate", json=body) as a:
-            next(a.iter_lines())  # the one slot is busy
+            lines_a = a.iter_lines()  # keep the iterator: dropping it closes the stream, cancelling a
+            next(lines_a)  # the one slot is busy
             with client.stream("POST", srv.url + "/api/generate", json=body) as b:  # queued
+                deadline = time.monotonic() + 20
+                while queue_depth(srv.url) < 1 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert (b.status_code, busy_slots(srv.url), queue_depth(srv.url)) == (200, 1, 1)
                 statuses = []
                 for _ in range(3):
                     started = time.monotonic()
-                    extra = httpx.post(srv.url + "/api/generate", json={**body, "stream": False}, timeout=60)
+                    extra = httpx.post(srv.url + "/api/generate", json={**body, "stream": False}, timeout=20)
                     statuses.append((extra.status_code, time.monotonic() - started))
                     openai_extra = httpx.post(srv.url + "/v1/completions",
-                                              json={"model": MODEL, "prompt": "x", "max_tokens": 5}, timeout=60)
+                                              json={"model": MODEL, "prompt": "x", "max_tokens": 5}, timeout=20)
                     assert openai_extra.status_code == 429
                     assert openai_extra.json()["error"]["code"] == "server_busy"
                 assert all(code == 503 for code, _ in statuses)
