@@ -22,7 +22,7 @@ from openzoo.api.errors import describe_validation
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
 from openzoo.errors import InvalidRequest, OpenzooError, PayloadTooLarge
 from openzoo.events import Done, Event, Failure, Progress, TextChunk
-from openzoo.inference import ChatRequest, CompletionRequest, Generation
+from openzoo.inference import ChatRequest, CompletionRequest, Generation, KeepAlive
 from openzoo.models import CreateSpec
 
 router = APIRouter()
@@ -90,85 +90,80 @@ async def _events(generation: Generation) -> AsyncIterator[Event]:
         yield event
 
 
-def _load_reply(model: str, reason: str, *, chat: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "created_at": wire.now_rfc3339(), "done": True, "done_reason": reason}
+async def _load_only(request: Request, body: wire.InferenceBody, keep_alive: KeepAlive, *, chat: bool) -> Response:
+    """A body with nothing to generate only loads the model (or unloads it with ``keep_alive: 0``)."""
+    spec, _ = await _run(services_of(request).inference.load, body.model, keep_alive, body.options)
+    out: dict[str, Any] = {"model": spec.name.display, "created_at": wire.now_rfc3339(), "done": True,
+                           "done_reason": "unload" if keep_alive == 0 else "load"}
     if chat:
         out["message"] = {"role": "assistant", "content": ""}
     else:
         out["response"] = ""
-    return out
+    return JSONResponse(out)
+
+
+ChunkReply = Callable[[str, TextChunk, int, bool], dict[str, Any]]
+DoneReply = Callable[[str, Done, str, list[dict[str, Any]] | None], dict[str, Any]]
+
+
+async def _reply(generation: Generation, body: wire.InferenceBody, chunk: ChunkReply, done: DoneReply) -> Response:
+    """Answer a started generation: one JSON object (``stream: false``) or NDJSON lines.
+
+    ``chunk(model, text_chunk, top_logprobs, want_logprobs)`` renders a streamed piece and
+    ``done(model, done, text, all_logprobs)`` the final object: with all the text and logprobs when
+    not streaming, with ``""`` and ``None`` as the last NDJSON line.
+    """
+    name = generation.model_name
+    want_lp = body.want_logprobs
+    if not body.stream:
+        text, lps, final, error = await _collect(generation, body.top_logprobs)
+        if error is not None:
+            raise error
+        assert final is not None
+        return JSONResponse(done(name, final, text, lps if want_lp else None))
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        async for event in _events(generation):
+            if isinstance(event, TextChunk):
+                yield chunk(name, event, body.top_logprobs, want_lp)
+            elif isinstance(event, Done):
+                yield done(name, event, "", None)
+            elif isinstance(event, Failure):
+                yield {"error": event.error.message}
+
+    return _ndjson(stream(), generation.close)
 
 
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
     body = await read_body(request, wire.GenerateBody)
-    inference = services_of(request).inference
     keep_alive = wire.keep_alive(body.keep_alive)
     _require_model(body.model)
     if not body.prompt and not body.suffix and not body.context:
-        spec, _ = await _run(inference.load, body.model, keep_alive, body.options)
-        return JSONResponse(_load_reply(spec.name.display, "unload" if keep_alive == 0 else "load", chat=False))
+        return await _load_only(request, body, keep_alive, chat=False)
     req = CompletionRequest(model=body.model, prompt=body.prompt, system=body.system, template=body.template,
                             suffix=body.suffix, context=body.context, raw=body.raw, format=body.format,
                             options=body.options, keep_alive=keep_alive, logprobs=body.logprobs,
                             top_logprobs=body.top_logprobs, images=body.images, think=body.think)
-    generation = await _run(inference.completion, req)
-    name = generation.model_name
-    want_lp = body.logprobs or body.top_logprobs > 0
-
-    if not body.stream:
-        text, lps, done, error = await _collect(generation, body.top_logprobs)
-        if error is not None:
-            raise error
-        assert done is not None
-        return JSONResponse(wire.generate_done(name, done, response=text, raw=body.raw,
-                                               all_logprobs=lps if want_lp else None))
-
-    async def stream() -> AsyncIterator[dict[str, Any]]:
-        async for event in _events(generation):
-            if isinstance(event, TextChunk):
-                yield wire.generate_chunk(name, event, body.top_logprobs, want_lp)
-            elif isinstance(event, Done):
-                yield wire.generate_done(name, event, raw=body.raw)
-            elif isinstance(event, Failure):
-                yield {"error": event.error.message}
-
-    return _ndjson(stream(), generation.close)
+    generation = await _run(services_of(request).inference.completion, req)
+    return await _reply(generation, body, wire.generate_chunk,
+                        lambda name, done, text, lps: wire.generate_done(name, done, response=text, raw=body.raw,
+                                                                         all_logprobs=lps))
 
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
     body = await read_body(request, wire.ChatBody)
-    inference = services_of(request).inference
     keep_alive = wire.keep_alive(body.keep_alive)
     _require_model(body.model)
     if not body.messages:
-        spec, _ = await _run(inference.load, body.model, keep_alive, body.options)
-        return JSONResponse(_load_reply(spec.name.display, "unload" if keep_alive == 0 else "load", chat=True))
+        return await _load_only(request, body, keep_alive, chat=True)
     req = ChatRequest(model=body.model, messages=body.messages, tools=body.tools, format=body.format,
                       options=body.options, keep_alive=keep_alive, logprobs=body.logprobs,
                       top_logprobs=body.top_logprobs, think=body.think)
-    generation = await _run(inference.chat, req)
-    name = generation.model_name
-    want_lp = body.logprobs or body.top_logprobs > 0
-
-    if not body.stream:
-        text, lps, done, error = await _collect(generation, body.top_logprobs)
-        if error is not None:
-            raise error
-        assert done is not None
-        return JSONResponse(wire.chat_done(name, done, content=text, all_logprobs=lps if want_lp else None))
-
-    async def stream() -> AsyncIterator[dict[str, Any]]:
-        async for event in _events(generation):
-            if isinstance(event, TextChunk):
-                yield wire.chat_chunk(name, event, body.top_logprobs, want_lp)
-            elif isinstance(event, Done):
-                yield wire.chat_done(name, event)
-            elif isinstance(event, Failure):
-                yield {"error": event.error.message}
-
-    return _ndjson(stream(), generation.close)
+    generation = await _run(services_of(request).inference.chat, req)
+    return await _reply(generation, body, wire.chat_chunk,
+                        lambda name, done, text, lps: wire.chat_done(name, done, content=text, all_logprobs=lps))
 
 
 async def _collect(generation: Generation,

@@ -26,35 +26,37 @@ def _model_field() -> Any:
     return Field("", description="Model name, e.g. gemma3:270m")
 
 
-class GenerateBody(_Body):
+class InferenceBody(_Body):
+    """The fields ``/api/generate`` and ``/api/chat`` share (names and defaults as in Ollama's types)."""
+
     model: str = _model_field()
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: float | str | None = None
+    think: bool | str | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def want_logprobs(self) -> bool:
+        """Logprobs go on the wire when asked for directly or through ``top_logprobs``."""
+        return self.logprobs or self.top_logprobs > 0
+
+
+class GenerateBody(InferenceBody):
     prompt: str = ""
     suffix: str | None = None
     images: list[str] | None = None
     system: str | None = None
     template: str | None = None
     context: list[int] | None = None
-    stream: bool = True
     raw: bool = False
-    format: str | dict[str, Any] | None = None
-    options: dict[str, Any] | None = None
-    keep_alive: float | str | None = None
-    think: bool | str | None = None
-    logprobs: bool = False
-    top_logprobs: int = 0
 
 
-class ChatBody(_Body):
-    model: str = _model_field()
+class ChatBody(InferenceBody):
     messages: list[dict[str, Any]] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
-    stream: bool = True
-    format: str | dict[str, Any] | None = None
-    options: dict[str, Any] | None = None
-    keep_alive: float | str | None = None
-    think: bool | str | None = None
-    logprobs: bool = False
-    top_logprobs: int = 0
 
 
 class EmbedBody(_Body):
