@@ -25,6 +25,7 @@ from openzoo.errors import InvalidRequest
 __all__ = [
     "ModelCard",
     "card_from_metadata",
+    "draft_body",
     "parse_card",
     "render_card",
     "render_html",
@@ -188,19 +189,25 @@ def card_from_metadata(
         value = m.get(key)
         if isinstance(value, str | int) and not isinstance(value, bool):
             details.append(f"- {label}: {value}")
-    description = _first(m.get("general.description"))
-    body = "\n".join(
+    body = draft_body(title, _first(m.get("general.description")), details, describe(facts))
+    return ModelCard(meta, body)
+
+
+def draft_body(title: str, intro: str | None, details: Sequence[str], license_text: str) -> str:
+    """The markdown body of a drafted card: title, intro, ``## Model details`` (a list), ``## License``,
+    and the sections the openness grade looks for, marked "Not provided." so a stub is no claim."""
+    return "\n".join(
         [
             f"# {title}",
             "",
-            *([description, ""] if description else []),
+            *([intro, ""] if intro else []),
             "## Model details",
             "",
             *details,
             "",
             "## License",
             "",
-            describe(facts),
+            license_text,
             "",
             "## Evaluation results",
             "",
@@ -212,7 +219,6 @@ def card_from_metadata(
             "",
         ]
     )
-    return ModelCard(meta, body)
 
 
 def _first(value: Any) -> str | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from openzoo import names
 from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
-from openzoo.certify.card import ModelCard, card_from_metadata, parse_card
+from openzoo.certify.card import ModelCard, card_from_metadata, draft_body, parse_card
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
@@ -1003,31 +1003,15 @@ def _card_problems(card: ModelCard) -> list[str]:
 
 def _default_body(meta: Mapping[str, Any], license_id: str | None) -> str:
     facts = lookup(license_id)
-    return "\n".join([
-        "# Gemma 3 270M",
-        "",
+    return draft_body(
+        "Gemma 3 270M",
         "Gemma 3 270M **base model** (pretrained, not instruction-tuned) by Google DeepMind, "
         f"quantized to GGUF Q4_K_M. Base model: `{DEFAULT_BASE_MODEL}`.",
-        "",
-        "## Model details",
-        "",
-        f"- Architecture: {meta.get('general.architecture', 'gemma3')}",
-        f"- Parameters: {meta.get('general.parameter_count', 'unknown')}",
-        "- Quantization: Q4_K_M (GGUF)",
-        "- Source: https://huggingface.co/google/gemma-3-270m",
-        "",
-        "## License",
-        "",
-        describe(facts) + ".",
-        "",
-        "Gemma Terms of Use: https://ai.google.dev/gemma/terms",
-        "",
-        "## Evaluation results",
-        "",
-        "Not provided.",
-        "",
-        "## Training data",
-        "",
-        "Not provided.",
-        "",
-    ])
+        [
+            f"- Architecture: {meta.get('general.architecture', 'gemma3')}",
+            f"- Parameters: {meta.get('general.parameter_count', 'unknown')}",
+            "- Quantization: Q4_K_M (GGUF)",
+            "- Source: https://huggingface.co/google/gemma-3-270m",
+        ],
+        describe(facts) + ".\n\nGemma Terms of Use: https://ai.google.dev/gemma/terms",
+    )

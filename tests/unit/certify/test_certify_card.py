@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openzoo.certify.card import ModelCard, card_from_metadata, parse_card, render_card, render_html
+from openzoo.certify.card import ModelCard, card_from_metadata, draft_body, parse_card, render_card, render_html
+from openzoo.certify.licenses import describe, lookup
 from openzoo.errors import InvalidRequest
 
 HF_README = """---
@@ -98,6 +99,16 @@ def test_gemma_card_from_gguf() -> None:
     assert card.body.startswith("# Gemma 3 270m It")
     assert "Evaluation results" in card.sections()
     assert parse_card(card.render()) == card
+
+
+def test_draft_body_marks_the_graded_sections_as_not_provided() -> None:
+    body = draft_body("T", None, ["- a", "- b"], "MIT.\n\nMore.")
+    assert body == ("# T\n\n## Model details\n\n- a\n- b\n\n## License\n\nMIT.\n\nMore.\n\n"
+                    "## Evaluation results\n\nNot provided.\n\n## Training data\n\nNot provided.\n")
+    assert draft_body("T", "Intro.", [], "L").startswith("# T\n\nIntro.\n\n## Model details\n\n\n## License")
+    card = card_from_metadata({"general.name": "Q", "general.description": "About Q."}, "MIT")
+    assert card.body == draft_body("Q", "About Q.", ["- Architecture: unknown"], describe(lookup("MIT")))
+    assert card.sections() == ["Q", "Model details", "License", "Evaluation results", "Training data"]
 
 
 def test_other_licenses_in_front_matter() -> None:

@@ -195,3 +195,18 @@ def test_registry_routes(cert: Certification, store: Store, tmp_path: Path) -> N
         assert "apache-2.0" in client.get("/zoo/models/tiny:1/card").json()["markdown"]
         assert client.get("/zoo/requests", params={"status": "all"}).json()["requests"][0]["status"] == "sealed"
         assert "BEGIN PUBLIC KEY" in client.get("/zoo/keys/zoo").text
+
+
+def test_default_card_body_is_unchanged() -> None:
+    """The default model's drafted card is sealed by digest: its text must stay byte for byte."""
+    from openzoo.certify.licenses import describe, lookup
+    from openzoo.certify.service import _default_body
+
+    assert _default_body({"general.parameter_count": 268098176}, "gemma") == (
+        "# Gemma 3 270M\n\nGemma 3 270M **base model** (pretrained, not instruction-tuned) by Google DeepMind, "
+        "quantized to GGUF Q4_K_M. Base model: `google/gemma-3-270m`.\n\n## Model details\n\n"
+        "- Architecture: gemma3\n- Parameters: 268098176\n- Quantization: Q4_K_M (GGUF)\n"
+        "- Source: https://huggingface.co/google/gemma-3-270m\n\n## License\n\n"
+        f"{describe(lookup('gemma'))}.\n\nGemma Terms of Use: https://ai.google.dev/gemma/terms\n\n"
+        "## Evaluation results\n\nNot provided.\n\n## Training data\n\nNot provided.\n"
+    )
