@@ -4,7 +4,8 @@ open certification requests (for the web catalog) and the zoo's public key. Thin
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -17,23 +18,22 @@ from openzoo.certify.service import Certification, certification
 from openzoo.errors import NotFound
 
 router = APIRouter()
+T = TypeVar("T")
 
 
-def _cert(request: Request) -> Certification:
-    return certification(services_of(request).store)
+async def _with_cert(request: Request, read: Callable[[Certification], T]) -> T:
+    """Run ``read`` on the store's certification service off the event loop (it reads SQLite and blobs)."""
+    return await _run(read, certification(services_of(request).store))
 
 
 @router.get("/zoo/log/head")
 async def log_head(request: Request) -> PlainTextResponse:
-    note = await _run(_cert(request).head)
-    return PlainTextResponse(note)
+    return PlainTextResponse(await _with_cert(request, Certification.head))
 
 
 @router.get("/zoo/log/entries")
 async def log_entries(request: Request, start: int = 0, limit: int = 100, kind: str | None = None) -> dict[str, Any]:
-    cert = _cert(request)
-
-    def read() -> dict[str, Any]:
+    def read(cert: Certification) -> dict[str, Any]:
         entries = cert.log.entries(max(0, start), max(1, min(limit, 1000)), kind)
         return {
             "size": cert.log.size(),
@@ -41,52 +41,43 @@ async def log_entries(request: Request, start: int = 0, limit: int = 100, kind: 
                          "leaf_hash": b64encode(e.leaf_hash)} for e in entries],
         }
 
-    return await _run(read)
+    return await _with_cert(request, read)
 
 
 @router.get("/zoo/log/proof/inclusion")
 async def inclusion(request: Request, index: int, size: int | None = None) -> dict[str, Any]:
-    cert = _cert(request)
-
-    def prove() -> dict[str, Any]:
+    def prove(cert: Certification) -> dict[str, Any]:
         note = cert.head() if size is None else cert.log.checkpoint(size)
         return cert.log.receipt(index, note).to_json()
 
-    return await _run(prove)
+    return await _with_cert(request, prove)
 
 
 @router.get("/zoo/log/proof/consistency")
 async def consistency(request: Request, old: int, new: int | None = None) -> dict[str, Any]:
-    cert = _cert(request)
-
-    def prove() -> dict[str, Any]:
+    def prove(cert: Certification) -> dict[str, Any]:
         new_size = cert.log.size() if new is None else new
         proof = cert.log.consistency_proof(old, new_size)
         return {"old_size": old, "new_size": new_size, "proof": [b64encode(p) for p in proof]}
 
-    return await _run(prove)
+    return await _with_cert(request, prove)
 
 
 @router.get("/zoo/models/{name:path}/card")
 async def card(request: Request, name: str) -> dict[str, Any]:
-    cert = _cert(request)
-
-    def read() -> dict[str, Any]:
-        found = cert.card(name)
-        if found is None:
-            found = cert.draft_card(name)
+    def read(cert: Certification) -> dict[str, Any]:
+        found, _ = cert.card_or_draft(name)
         return {"model": names.parse(name).display, "metadata": found.metadata, "markdown": found.render(),
                 "html": found.html(), "digest": found.digest()}
 
-    return await _run(read)
+    return await _with_cert(request, read)
 
 
 @router.get("/zoo/models/{name:path}/seal")
 async def seal(request: Request, name: str) -> dict[str, Any]:
     """The seal bundle, a fresh receipt for it under the latest signed head, and the logged revocations."""
-    cert = _cert(request)
 
-    def read() -> dict[str, Any]:
+    def read(cert: Certification) -> dict[str, Any]:
         bundle = cert.seal_bundle(name)
         from openzoo.certify.service import _predicate
 
@@ -96,23 +87,20 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
         return {"model": names.parse(name).display, "bundle": bundle, "receipt": receipt,
                 "revocations": cert.revocations(after=index if isinstance(index, int) else -1), "head": head}
 
-    return await _run(read)
+    return await _with_cert(request, read)
 
 
 @router.get("/zoo/requests")
 async def requests(request: Request, status: str | None = "open") -> dict[str, Any]:
-    cert = _cert(request)
-
-    def read() -> dict[str, Any]:
+    def read(cert: Certification) -> dict[str, Any]:
         return {"requests": [r.to_json() for r in cert.requests(status=None if status == "all" else status)]}
 
-    return await _run(read)
+    return await _with_cert(request, read)
 
 
 @router.get("/zoo/keys/zoo")
 async def zoo_key(request: Request) -> PlainTextResponse:
-    cert = _cert(request)
-    key = await _run(cert.zoo_public)
+    key = await _with_cert(request, Certification.zoo_public)
     if key is None:
         raise NotFound("no zoo key")
     return PlainTextResponse(key.pem().decode(), media_type="application/x-pem-file")

@@ -413,10 +413,14 @@ class Certification:
             return ModelCard(base.metadata, _default_body(meta, license_id))
         return card_from_metadata(meta, license_id, name=parsed.display)
 
-    def ensure_card(self, name: str) -> ModelCard:
+    def card_or_draft(self, name: str) -> tuple[ModelCard, bool]:
+        """The stored card and ``True``, or the card :meth:`ensure_card` would store and ``False``."""
         card = self.card(name)
-        if card is None:
-            card = self.draft_card(name)
+        return (card, True) if card is not None else (self.draft_card(name), False)
+
+    def ensure_card(self, name: str) -> ModelCard:
+        card, stored = self.card_or_draft(name)
+        if not stored:
             self.set_card(name, card)
         return card
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openzoo.certify.card import ModelCard, render_html
+from openzoo.certify.card import render_html
 from openzoo.certify.dsse import Envelope, parse_statement
 from openzoo.certify.licenses import UNKNOWN_ID, LicenseFacts
 from openzoo.certify.log import verify_receipt
@@ -64,11 +64,7 @@ class CardView:
 
 def card(services: Services, name: str) -> CardView:
     """The stored card, or the draft certification would store; rendered as sanitized HTML."""
-    cert = service(services)
-    found: ModelCard | None = cert.card(name)
-    stored = found is not None
-    if found is None:
-        found = cert.draft_card(name)
+    found, stored = service(services).card_or_draft(name)
     try:
         html = demote_headings(render_html(found.body))
     except ImportError:  # no sanitizer installed: show nothing rather than unsanitized HTML

@@ -210,3 +210,11 @@ def test_default_card_body_is_unchanged() -> None:
         f"{describe(lookup('gemma'))}.\n\nGemma Terms of Use: https://ai.google.dev/gemma/terms\n\n"
         "## Evaluation results\n\nNot provided.\n\n## Training data\n\nNot provided.\n"
     )
+
+
+def test_card_or_draft_tells_a_stored_card_from_a_draft(cert: Certification) -> None:
+    draft, stored = cert.card_or_draft(NAME)
+    assert not stored and cert.card(NAME) is None and draft == cert.draft_card(NAME)
+    assert cert.ensure_card(NAME) == draft
+    card, stored = cert.card_or_draft(NAME)
+    assert stored and card == draft
