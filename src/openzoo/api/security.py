@@ -23,6 +23,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openzoo.config import Config
+from openzoo.web import session
 
 DEFAULT_ORIGINS = (
     "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
@@ -123,18 +124,10 @@ class SecurityMiddleware:
         if supplied.lower().startswith("bearer "):
             token = supplied[7:].strip()
         elif path.startswith("/ui"):
-            token = _cookie(headers.get("cookie", ""), "openzoo_key")
+            token = session.cookie(headers.get("cookie", ""), session.KEY_COOKIE)
         else:
             token = ""
         return bool(token) and hmac.compare_digest(token.encode(), self.api_key.encode())
-
-
-def _cookie(header: str, name: str) -> str:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
 
 
 async def _reply(send: Send, status: int, path: str, message: str | None,
