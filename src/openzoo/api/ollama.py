@@ -8,7 +8,7 @@ Each handler parses its body, calls one domain function and renders events with
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -270,12 +270,14 @@ async def delete(request: Request) -> Response:
     return Response(status_code=200)
 
 
-def _progress_response(events: Iterable[Progress], stream: bool) -> Response:
-    """Stream progress as NDJSON, or drain it and answer ``{"status": "success"}``."""
-    iterator = iter(events)
+async def _progress_response(events: Iterator[Progress], stream: bool) -> Response:
+    """Stream progress as NDJSON, or drain it off the loop and answer ``{"status": "success"}``.
+
+    The generator first runs to its first event either way, so that early errors get a real status.
+    """
+    iterator = await _first_then_rest(events)
     if not stream:
-        for _ in iterator:
-            pass
+        await _run(lambda: [None for _ in iterator])
         return JSONResponse({"status": "success"})
 
     async def body() -> AsyncIterator[dict[str, Any]]:
@@ -305,11 +307,7 @@ async def _first_then_rest(events: Iterator[Progress]) -> Iterator[Progress]:
 async def pull(request: Request) -> Response:
     body = await read_body(request, wire.ModelBody)
     name = _require_model(body.target)
-    events = await _first_then_rest(services_of(request).models.pull(name, insecure=body.insecure))
-    if not body.stream:
-        await _run(lambda: [None for _ in events])
-        return JSONResponse({"status": "success"})
-    return _progress_response(events, True)
+    return await _progress_response(services_of(request).models.pull(name, insecure=body.insecure), body.stream)
 
 
 @router.post("/api/push")
@@ -318,11 +316,7 @@ async def push(request: Request) -> Response:
     name = names.parse(_require_model(body.target))
     from openzoo.registry.client import push_model
 
-    events = await _first_then_rest(push_model(services_of(request).store, name.display, None))
-    if not body.stream:
-        await _run(lambda: [None for _ in events])
-        return JSONResponse({"status": "success"})
-    return _progress_response(events, True)
+    return await _progress_response(push_model(services_of(request).store, name.display, None), body.stream)
 
 
 @router.post("/api/create")
@@ -336,11 +330,7 @@ async def create(request: Request) -> Response:
     if body.quantize:
         raise InvalidRequest("quantize is not supported yet; create from an already quantized GGUF",
                              param="quantize")
-    events = await _first_then_rest(services_of(request).models.create(spec))
-    if not body.stream:
-        await _run(lambda: [None for _ in events])
-        return JSONResponse({"status": "success"})
-    return _progress_response(events, True)
+    return await _progress_response(services_of(request).models.create(spec), body.stream)
 
 
 @router.head("/api/blobs/{digest}")

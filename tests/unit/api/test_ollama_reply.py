@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from openzoo.api import ollama
 from openzoo.api import ollama_wire as wire
 from openzoo.errors import OpenzooError
-from openzoo.events import Done, Event, Failure, TextChunk, TokenLogprob
+from openzoo.events import Done, Event, Failure, Progress, TextChunk, TokenLogprob
 from openzoo.inference import Generation
 
 SHARED = {"model": "", "stream": True, "format": None, "options": None, "keep_alive": None, "think": None,
@@ -114,3 +114,24 @@ def test_streamed_generate_sends_logprobs_per_chunk_and_context_at_the_end() -> 
     assert lines[1]["logprobs"] == []
     assert lines[2] == {"model": "tiny:1", "response": "", "done": True, "done_reason": "stop", "context": [1, 2],
                         "prompt_eval_count": 3, "eval_count": 2}
+
+
+def _progress(fail_at: int | None = None) -> Iterator[Progress]:
+    for i, status in enumerate(["pulling manifest", "verifying", "success"]):
+        if i == fail_at:
+            raise OpenzooError("broken")
+        yield Progress(status, completed=i)
+
+
+def test_progress_is_streamed_or_drained_and_early_errors_raise() -> None:
+    streamed = asyncio.run(ollama._progress_response(_progress(), True))
+    assert _lines(streamed) == [{"status": "pulling manifest"}, {"status": "verifying", "completed": 1},
+                                {"status": "success", "completed": 2}]
+    assert _lines(asyncio.run(ollama._progress_response(_progress(fail_at=1), True))) == [
+        {"status": "pulling manifest"}, {"error": "broken"}]
+    drained = asyncio.run(ollama._progress_response(_progress(), False))
+    assert json.loads(bytes(drained.body)) == {"status": "success"}
+    with pytest.raises(OpenzooError, match="broken"):
+        asyncio.run(ollama._progress_response(_progress(fail_at=0), True))
+    with pytest.raises(OpenzooError, match="broken"):
+        asyncio.run(ollama._progress_response(_progress(fail_at=2), False))
