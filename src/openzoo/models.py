@@ -251,6 +251,69 @@ class Models:
         yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
                                  license_id=license_id)
 
+    def import_folder(self, path: Path, name: str, *, license_text: str | None = None,
+                      license_id: str | None = None) -> Iterator[Progress]:
+        """Import a Hugging Face-style safetensors folder as ``name``; yields progress.
+
+        The folder is validated completely before anything is written (see
+        :func:`~openzoo.formats.safetensors_folder.inspect_folder`), then converted to a GGUF in a
+        temporary file (the model layer: what llama.cpp serves). The original safetensors files and the
+        config/tokenizer files are stored too, as their own layers, so that ``openzoo finetune`` loads
+        the weights into transformers as they are instead of dequantizing the GGUF. If anything fails
+        after the first blob is written, the blobs this import added are removed again: a failed
+        import leaves the store as it was.
+        """
+        import tempfile
+
+        from openzoo.formats import safetensors_folder as st
+        from openzoo.formats.safetensors_gguf import convert_folder
+
+        parsed = names.parse(name)
+        yield Progress(f"checking {path}")
+        folder = st.inspect_folder(path)
+
+        existing = set(self.store.blobs.digests())
+        added: list[str] = []  # blobs this import created, removed again if it fails
+
+        def put(source: Path, media_type: str, annotations: Mapping[str, str]) -> Layer:
+            blob = self.store.blobs.put_file(source)
+            if blob.digest not in existing:
+                added.append(blob.digest)
+            return Layer(media_type, blob.digest, blob.size, dict(annotations))
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="openzoo-import-", dir=self.store.home) as tmp:
+                gguf_path = Path(tmp) / "model.gguf"
+                yield Progress(f"converting {folder.architecture} to GGUF")
+                convert_folder(folder, gguf_path, name=parsed.display)
+                info = validate_gguf(gguf_path)
+                yield Progress("copying model data")
+                layers = [put(gguf_path, mt.MODEL, {})]
+            for weights in folder.weights:
+                yield Progress(f"copying {weights.name}")
+                layers.append(put(weights, st.SAFETENSORS_WEIGHTS, {st.FILENAME_ANNOTATION: weights.name}))
+            layers += [put(file, st.HF_FILE, {st.FILENAME_ANNOTATION: file.name}) for file in folder.files]
+            if license_text:
+                lic = self.store.blobs.put_bytes(license_text.encode())
+                if lic.digest not in existing:
+                    added.append(lic.digest)
+                lic_annotations = {"org.openzoo.license.id": license_id} if license_id else {}
+                layers.append(Layer(mt.LICENSE, lic.digest, lic.size, lic_annotations))
+            config = self._put_json(_config_for(info, {
+                "model_format": "gguf", "source_format": "safetensors", "hf_architecture": folder.architecture,
+                "file_type": info.quantization}))
+            if config.digest not in existing:
+                added.append(config.digest)
+            yield Progress("writing manifest")
+            self.store.tag(parsed, Manifest(config, tuple(layers)))
+        except BaseException:
+            referenced = self.store.catalog.referenced_blobs()
+            for digest in added:
+                if digest not in referenced:
+                    self.store.blobs.delete(digest)
+            raise
+        yield Progress("success")
+
     def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
                       license_text: str | None = None, license_id: str | None = None,
                       parent: str = "") -> Iterator[Progress]:

@@ -165,16 +165,28 @@ def push(model: str, destination: str | None, api_key: str | None) -> None:
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name for the model, e.g. me/mymodel:v1.")
 @click.option("--license", "license_file", type=click.Path(path_type=Path, dir_okay=False),
               help="A file with the model's license text.")
-def import_cmd(path: Path, name: str, license_file: Path | None) -> None:
-    """Validate a GGUF file and add it to the store."""
-    if not path.is_file():
-        raise NotFound(f"no such file: {path}", hint="give the path of a .gguf file")
+@click.option("--license-id", default=None, help="SPDX id of that license (e.g. Apache-2.0), for cards and BOMs.")
+def import_cmd(path: Path, name: str, license_file: Path | None, license_id: str | None) -> None:
+    """Add a GGUF file, or a Hugging Face safetensors folder (converted to GGUF to serve), to the store."""
     text = license_file.read_text() if license_file else None
-    render_progress(local_services().models.import_gguf(path, name, license_text=text))
+    models = local_services().models
+    if path.is_dir():
+        render_progress(models.import_folder(path, name, license_text=text, license_id=license_id))
+        spec = models.resolve(name)
+        if spec.manifest is not None:
+            click.echo("layers:", err=True)
+            for layer in spec.manifest.layers:
+                label = layer.annotations.get("org.openzoo.filename", "")
+                click.echo(f"  {layer.media_type:<50} {layer.digest[7:19]}  {human_size(layer.size):>9}  {label}",
+                           err=True)
+        return
+    if not path.is_file():
+        raise NotFound(f"no such file or folder: {path}", hint="give the path of a .gguf file or a model folder")
+    render_progress(models.import_gguf(path, name, license_text=text, license_id=license_id))
 
 
 @cli.command()
