@@ -1,5 +1,9 @@
 """A stored model as a trainable PyTorch model: GGUF → transformers, with the result cached.
 
+A model imported from a safetensors folder (``openzoo import DIR``) needs none of this: its original
+weights and tokenizer files are layers of its own, so :func:`dequantized` lays them out as a folder
+(links to the blobs, nothing copied or converted) and transformers loads them exactly.
+
 transformers dequantizes a GGUF file into float32 weights (about a minute for the default model on two
 cores). The dequantized weights (safetensors) and the tokenizer/config files (a tar) are kept as store
 blobs keyed by the GGUF's digest, pinned in the catalog (``manifest_refs`` rows under ``pin:``) so
@@ -57,6 +61,8 @@ class HFBase:
     gguf_digest: str
     from_cache: bool
     load_seconds: float
+    #: ``"gguf"`` (dequantized, maybe from the cache) or ``"safetensors"`` (the imported weights as they are).
+    source: str = "gguf"
 
 
 def gguf_digest(spec: ModelSpec) -> str:
@@ -146,6 +152,9 @@ def dequantized(store: Store, spec: ModelSpec) -> Iterator[HFBase]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="openzoo-ft-") as tmp:
         folder = Path(tmp)
+        if _link_imported(store, spec, folder):
+            yield HFBase(folder, digest, True, time.monotonic() - started, source="safetensors")
+            return
         hit = cached(store, digest)
         if hit is None:
             names = _convert(spec, folder)
@@ -159,6 +168,23 @@ def dequantized(store: Store, spec: ModelSpec) -> Iterator[HFBase]:
         yield HFBase(folder, digest, hit is not None, time.monotonic() - started)
 
 
+def _link_imported(store: Store, spec: ModelSpec, folder: Path) -> bool:
+    """Lay out an imported folder's weights and files under ``folder``; False when the model has none."""
+    from openzoo.formats.safetensors_folder import FILENAME_ANNOTATION, HF_FILE, SAFETENSORS_WEIGHTS
+
+    manifest = spec.manifest
+    if manifest is None or not manifest.layers_of(SAFETENSORS_WEIGHTS):
+        return False
+    for layer in [*manifest.layers_of(SAFETENSORS_WEIGHTS), *manifest.layers_of(HF_FILE)]:
+        name = Path(layer.annotations.get(FILENAME_ANNOTATION, "")).name
+        if not name:
+            raise NotSupported(f"{spec.name.display}: a stored weights layer has no file name")
+        (folder / name).symlink_to(store.blobs.path(layer.digest))
+    return True
+
+
 def progress_for(base: HFBase) -> Progress:
+    if base.source == "safetensors":
+        return Progress(f"loaded base: imported safetensors weights in {base.load_seconds:.1f}s")
     how = "cached dequantized weights" if base.from_cache else "dequantized GGUF weights (cached for next time)"
     return Progress(f"loaded base: {how} in {base.load_seconds:.1f}s")

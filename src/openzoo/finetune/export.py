@@ -3,6 +3,11 @@
 Names follow llama.cpp's tensor names (``blk.{i}.attn_q.weight.lora_a``); the arrays are peft's
 ``lora_A`` (``[r, in]``) and ``lora_B`` (``[out, r]``) as they are, float32, no transposition, and
 ``adapter.lora.alpha`` carries alpha so llama.cpp scales by ``alpha / r`` exactly as peft does.
+
+One exception: llama.cpp's ``llama`` architecture stores ``attn_q``/``attn_k`` with their rows permuted
+(rotary pairs instead of transformers' halves; see :func:`openzoo.formats.safetensors_gguf.permute_qk`),
+so for such a base the rows of ``lora_b`` (the output side) of q and k are permuted the same way
+(``qk_heads``), or the adapter would add its update to the wrong rows.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from openzoo.errors import InvalidModelFile, InvalidRequest
 from openzoo.formats.gguf import GGUFInfo, validate_gguf
 
-__all__ = ["TARGET_NAMES", "check_adapter", "gguf_tensor_name", "write_lora_gguf"]
+__all__ = ["TARGET_NAMES", "check_adapter", "gguf_tensor_name", "qk_heads_for", "write_lora_gguf"]
 
 TARGET_NAMES = {
     "q_proj": "attn_q",
@@ -43,15 +48,29 @@ def gguf_tensor_name(peft_key: str) -> str:
     return f"blk.{layer}.{TARGET_NAMES[module]}.weight.lora_{which.lower()}"
 
 
+def qk_heads_for(base: GGUFInfo) -> tuple[int, int] | None:
+    """``(n_head, n_head_kv)`` when ``base`` stores q/k permuted (llama.cpp's ``llama``), else None."""
+    if base.architecture != "llama":
+        return None
+    heads = base.kv.get("llama.attention.head_count")
+    kv = base.kv.get("llama.attention.head_count_kv", heads)
+    return (heads, kv) if isinstance(heads, int) and isinstance(kv, int) else None
+
+
 def write_lora_gguf(path: Path, tensors: Mapping[str, Any], *, architecture: str, alpha: float,
-                    name: str = "", base_name: str = "") -> GGUFInfo:
+                    name: str = "", base_name: str = "", qk_heads: tuple[int, int] | None = None) -> GGUFInfo:
     """Write peft ``tensors`` (name → tensor/array) as a llama.cpp LoRA GGUF and validate it."""
     import gguf
+
+    from openzoo.formats.safetensors_gguf import permute_qk
 
     arrays: dict[str, np.ndarray] = {}
     for key, value in tensors.items():
         array = value.detach().cpu().float().numpy() if hasattr(value, "detach") else np.asarray(value)
-        arrays[gguf_tensor_name(key)] = np.ascontiguousarray(array, dtype=np.float32)
+        target = gguf_tensor_name(key)
+        if qk_heads is not None and target.endswith(("attn_q.weight.lora_b", "attn_k.weight.lora_b")):
+            array = permute_qk(np.asarray(array), qk_heads[0] if ".attn_q." in target else qk_heads[1])
+        arrays[target] = np.ascontiguousarray(array, dtype=np.float32)
     if not arrays:
         raise InvalidRequest("no LoRA tensors to export")
     for key in arrays:

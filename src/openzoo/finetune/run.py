@@ -133,7 +133,8 @@ def finetune(services: Services, req: FinetuneRequest,
                                                        "tokens_per_second": round(result.tokens_per_second, 1),
                                                        "first_step_seconds": result.first_step_seconds,
                                                        "base_load_seconds": round(hf.load_seconds, 2),
-                                                       "base_from_cache": hf.from_cache})
+                                                       "base_from_cache": hf.from_cache,
+                                                       "base_source": hf.source})
     shutil.rmtree(folder, ignore_errors=True)
     yield Progress("success", detail={"lineage": lineage})
 
@@ -148,14 +149,14 @@ def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str,
 
     A generator returning the lineage record. If anything fails after tagging, the model is removed.
     """
-    from openzoo.finetune.export import write_lora_gguf
+    from openzoo.finetune.export import qk_heads_for, write_lora_gguf
 
     models = services.models
     info = models.gguf_info(spec)
     with tempfile.TemporaryDirectory(prefix="openzoo-lora-") as tmp:
         path = Path(tmp) / "adapter.gguf"
         write_lora_gguf(path, lora, architecture=info.architecture, alpha=settings.alpha, name=f"{name} LoRA",
-                        base_name=spec.name.display)
+                        base_name=spec.name.display, qk_heads=qk_heads_for(info))
         blob = services.store.blobs.put_file(path)
     yield from models.create(CreateSpec(name=name, base=spec.name.display, adapters={"adapter.gguf": blob.digest}))
     try:

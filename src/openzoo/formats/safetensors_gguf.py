@@ -138,6 +138,13 @@ def _hparams(writer: Any, folder: HFFolder) -> None:
             writer.add_final_logit_softcapping(float(config["final_logit_softcapping"]))
         if config.get("sliding_window"):
             writer.add_sliding_window(int(config["sliding_window"]))
+            # llama.cpp assumes Gemma 3's 5-sliding-then-1-full pattern unless told; say it per layer
+            layer_types = config.get("layer_types")
+            if isinstance(layer_types, list) and len(layer_types) == folder.hparam("num_hidden_layers"):
+                writer.add_sliding_window_pattern([kind == "sliding_attention" for kind in layer_types])
+            local_theta = _rope_theta(config, "sliding_attention")
+            if local_theta is not None:
+                writer.add_rope_freq_base_swa(local_theta)
     else:
         writer.add_rope_freq_base(_rope_theta(config) or 10_000.0)
         writer.add_rope_dimension_count(folder.head_dim)
