@@ -35,7 +35,8 @@ class CompletionRequest:
     """A prompt completion (``/api/generate``, ``/v1/completions``).
 
     ``prompt`` as a list of token ids is used verbatim (no template, no BOS), as lm-eval expects.
-    ``prompt_logprobs`` (k) asks for the log-probability of every prompt token with k alternatives.
+    ``prompt_logprobs`` (k) asks for the log-probability of every prompt token with k alternatives;
+    ``prompt_logprobs_from`` limits it to the positions from there on (see ``GenerationRequest``).
     """
 
     model: str
@@ -51,6 +52,7 @@ class CompletionRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     prompt_logprobs: int | None = None
+    prompt_logprobs_from: int = 1
     images: list[str] | None = None
     think: bool | str | None = None
     add_special: bool = True
@@ -231,14 +233,15 @@ class Inference:
         return tokens[:keep] + tokens[len(tokens) - (limit - keep):]
 
     def _engine_request(self, prompt: list[int], opts: RunOptions, *, fmt: Format, logprobs: bool,
-                        top_logprobs: int, prompt_logprobs: int | None = None,
+                        top_logprobs: int, prompt_logprobs: int | None = None, prompt_logprobs_from: int = 1,
                         template: ChatTemplate | None = None) -> GenerationRequest:
         if not 0 <= top_logprobs <= 20:
             raise InvalidRequest("top_logprobs must be between 0 and 20", param="top_logprobs")
         stop = opts.stop + tuple(s for s in (template.stop if template else ()) if s not in opts.stop)
         return GenerationRequest(tuple(prompt), opts.sampling, max_tokens=opts.num_predict, stop=stop,
                                  grammar=self._grammar(fmt), logprobs=logprobs or top_logprobs > 0,
-                                 top_logprobs=top_logprobs, prompt_logprobs=prompt_logprobs)
+                                 top_logprobs=top_logprobs, prompt_logprobs=prompt_logprobs,
+                                 prompt_logprobs_from=prompt_logprobs_from)
 
     @staticmethod
     def _check_media(spec: ModelSpec, images: Sequence[Any] | None) -> None:
@@ -276,7 +279,7 @@ class Inference:
                 tokens = self._fit(tokens, model.n_ctx, opts)
             request = self._engine_request(tokens, opts, fmt=req.format, logprobs=req.logprobs,
                                            top_logprobs=req.top_logprobs, prompt_logprobs=req.prompt_logprobs,
-                                           template=template)
+                                           prompt_logprobs_from=req.prompt_logprobs_from, template=template)
         except BaseException:
             lease.__exit__(None, None, None)
             raise

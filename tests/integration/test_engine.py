@@ -284,6 +284,18 @@ def test_prompt_logprobs_are_exact_even_with_a_cached_prefix(model: LlamaCppMode
     ]
 
 
+def test_prompt_logprobs_from_scores_only_the_tail_with_the_same_values(model: LlamaCppModel) -> None:
+    p = prompt(model, "Question: which river is the longest? Answer: the Nile, by most measures")
+    _, whole = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=1))
+    start = len(p) - 4
+    _, tail = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=1, prompt_logprobs_from=start))
+    assert len(tail.prompt_logprobs) == len(p)
+    assert all(lp is None for lp in tail.prompt_logprobs[:start])
+    assert tail.prompt_logprobs[start:] == whole.prompt_logprobs[start:]
+    with pytest.raises(InvalidRequest):
+        model.submit(GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=0, prompt_logprobs_from=0))
+
+
 def test_cancel_frees_the_slot(model: LlamaCppModel) -> None:
     handle = model.submit(GenerationRequest(prompt=prompt(model, "Tell me a long story."), max_tokens=-1))
     events = iter(handle)

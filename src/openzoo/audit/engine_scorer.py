@@ -147,14 +147,14 @@ class EngineScorer:
             self._tok_cache[text] = list(tokens)
         return list(tokens)
 
-    def _prompt_logprobs(self, prompt: Sequence[int], top: int) -> tuple[TokenLogprob | None, ...]:
-        """Log-probabilities of every token of ``prompt`` (``None`` for the first), ``top`` alternatives each."""
+    def _prompt_logprobs(self, prompt: Sequence[int], top: int, start: int = 1) -> tuple[TokenLogprob | None, ...]:
+        """Log-probabilities of ``prompt``'s tokens from ``start`` on (``None`` before), ``top`` alternatives each."""
         if len(prompt) > self.facts.n_ctx:
             raise EngineError(f"a scoring request of {len(prompt)} tokens does not fit the context of "
                               f"{self.facts.n_ctx}")
         generation = self.inference.completion(CompletionRequest(
             self.model, prompt=list(prompt), raw=True, add_special=False,
-            options={"temperature": 0, "num_predict": 0}, prompt_logprobs=top))
+            options={"temperature": 0, "num_predict": 0}, prompt_logprobs=top, prompt_logprobs_from=start))
         self.requests += 1
         done: Done | None = None
         for event in generation:
@@ -197,7 +197,8 @@ class EngineScorer:
             whole = ctx + cont
             if len(whole) > self.facts.n_ctx:  # lm-eval keeps the most recent tokens that fit
                 whole = whole[len(whole) - self.facts.n_ctx:]
-            return continuation_from_prompt_logprobs(self._prompt_logprobs(whole, 1), len(whole) - len(cont))
+            n_context = len(whole) - len(cont)
+            return continuation_from_prompt_logprobs(self._prompt_logprobs(whole, 1, n_context), n_context)
 
         return self._map(one, pairs)
 
@@ -230,7 +231,7 @@ class EngineScorer:
 
         def one(window: tuple[int, list[int], list[int]]) -> float:
             _, ctx, cont = window
-            return continuation_from_prompt_logprobs(self._prompt_logprobs(ctx + cont, 0), len(ctx))[0]
+            return continuation_from_prompt_logprobs(self._prompt_logprobs(ctx + cont, 0, len(ctx)), len(ctx))[0]
 
         sums = [0.0] * len(docs)
         for (i, _, _), ll in zip(windows, self._map(one, windows), strict=True):

@@ -44,7 +44,10 @@ class GenerationRequest:
     ``max_tokens == 0`` means only evaluate the prompt (for ``prompt_logprobs``).
     ``prompt_logprobs`` set to ``k >= 0`` asks for the log-probability of every prompt token given the
     ones before it (``None`` for the first), each with its ``k`` most likely alternatives; the
-    alternatives always include the argmax when ``k >= 1``.
+    alternatives always include the argmax when ``k >= 1``. ``prompt_logprobs_from`` is the first prompt
+    position scored (earlier entries are ``None``): a scorer that wants only a continuation's tokens
+    skips the context's output rows, each of which costs a full vocabulary projection; the values
+    computed are the same either way.
     """
 
     prompt: tuple[int, ...]
@@ -55,6 +58,7 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     prompt_logprobs: int | None = None
+    prompt_logprobs_from: int = 1
 
 
 class GenerationHandle(Protocol):

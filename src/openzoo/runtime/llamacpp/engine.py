@@ -324,6 +324,8 @@ class LlamaCppModel:
             raise InvalidRequest("the prompt holds token ids outside the vocabulary", param="prompt")
         if request.top_logprobs < 0 or (request.prompt_logprobs is not None and request.prompt_logprobs < 0):
             raise InvalidRequest("top_logprobs and prompt_logprobs must not be negative")
+        if request.prompt_logprobs_from < 1:
+            raise InvalidRequest("prompt_logprobs_from must be at least 1 (the first token has no log-probability)")
         with self._lock:
             if self._closing:
                 raise EngineError("the model is being unloaded")
@@ -642,7 +644,8 @@ class LlamaCppModel:
     def _score(self, slot: _Slot, job: _Job) -> None:
         """Compute ``prompt_logprobs`` in the scoring context; a scoring-only request ends here."""
         try:
-            job.prompt_lps = self._scorer.score(job.prompt, job.request.prompt_logprobs or 0)
+            job.prompt_lps = self._scorer.score(job.prompt, job.request.prompt_logprobs or 0,
+                                                start=job.request.prompt_logprobs_from)
         except EngineError as exc:
             self._release(slot, exc, drop_kv=False)
             return

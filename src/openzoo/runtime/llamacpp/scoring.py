@@ -77,31 +77,42 @@ class PromptScorer:
         self._reader = LogprobReader(ctx, self._n_vocab, self._piece)
         return self._reader
 
-    def score(self, prompt: tuple[int, ...], top: int) -> list[TokenLogprob | None]:
-        """``log p(prompt[i] | prompt[:i])`` for every ``i`` (``None`` for the first token)."""
+    def score(self, prompt: tuple[int, ...], top: int, *, start: int = 1) -> list[TokenLogprob | None]:
+        """``log p(prompt[i] | prompt[:i])`` for every ``i >= start`` (``None`` before it).
+
+        Only the rows that predict ``prompt[start:]`` ask llama.cpp for logits: the others skip the
+        output projection (a 262k-vocabulary row each), which is most of the cost of a long context
+        scored for a short continuation. A row's values do not depend on which other rows have
+        logits, so the numbers are the same as with ``start=1``.
+        """
         reader = self._ensure()
         ctx, batch = self._ctx, self._batch
+        start = max(1, start)
         L.llama_memory_clear(L.llama_get_memory(ctx), True)
-        out: list[TokenLogprob | None] = [None]
-        for start in range(0, len(prompt), SCORE_BATCH):
-            chunk = prompt[start : start + SCORE_BATCH]
+        out: list[TokenLogprob | None] = [None] * min(start, len(prompt))
+        for begin in range(0, len(prompt), SCORE_BATCH):
+            chunk = prompt[begin : begin + SCORE_BATCH]
+            # Row j predicts the token at begin+j+1; rows before start-1 and the prompt's last row
+            # predict nothing asked for.
+            first = min(max(0, start - 1 - begin), len(chunk))
+            last = min(len(chunk), len(prompt) - 1 - begin)
             for j, token in enumerate(chunk):
                 batch.token[j] = token
-                batch.pos[j] = start + j
+                batch.pos[j] = begin + j
                 batch.n_seq_id[j] = 1
                 batch.seq_id[j][0] = 0
-                batch.logits[j] = 1
+                batch.logits[j] = first <= j < last
             batch.n_tokens = len(chunk)
             rc = L.llama_decode(ctx, batch)
             if rc != 0:
                 raise EngineError(f"prompt scoring failed (llama_decode returned {rc})")
-            # Row j predicts the token at start+j+1; the prompt's last row predicts nothing asked for.
-            n_rows = min(len(chunk), len(prompt) - 1 - start)
-            rows = reader.rows(0, n_rows) if n_rows > 0 else None
-            for a in range(0, n_rows, _ROWS_PER_PASS):  # bounded numpy temporaries
-                b = min(a + _ROWS_PER_PASS, n_rows)
-                assert rows is not None
-                targets = list(prompt[start + 1 + a : start + 1 + b])
+            if last <= first:
+                continue
+            # Outputs are stored contiguously in batch order, so output row 0 is batch row ``first``.
+            rows = reader.rows(first, last - first)
+            for a in range(0, last - first, _ROWS_PER_PASS):  # bounded numpy temporaries
+                b = min(a + _ROWS_PER_PASS, last - first)
+                targets = list(prompt[begin + first + 1 + a : begin + first + 1 + b])
                 out.extend(reader.token_logprobs(rows[a:b], targets, top))
         return out
 
