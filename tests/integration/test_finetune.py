@@ -154,7 +154,7 @@ def test_llama_cpp_with_adapter_equals_merged_pytorch(services: Services) -> Non
     """
     import torch
 
-    from openzoo.finetune.evaluate import _score
+    from openzoo.audit.engine_scorer import EngineScorer
 
     margin = 0.3
     model, tokenizer = merged_pytorch(services)
@@ -179,8 +179,9 @@ def test_llama_cpp_with_adapter_equals_merged_pytorch(services: Services) -> Non
     ids = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
         torch_loss = float(model(input_ids=ids, labels=ids).loss)
-    nll, count = _score(services.inference, NEW, ids[0].tolist())
-    assert count == ids.shape[1] - 1
+    scorer = EngineScorer.open(services.inference, NEW)  # the one scorer, as heldout_loss uses it
+    assert [scorer.facts.bos, *scorer.tokenize(text)] == ids[0].tolist()
+    nll, count = -scorer.rolling_loglikelihood([text])[0], ids.shape[1] - 1
     assert abs(nll / count - torch_loss) < 0.02 * torch_loss, (nll / count, torch_loss)
     base_out = greedy_llama(services, DEFAULT_MODEL, prompts[0], n)
     assert base_out != greedy_llama(services, NEW, prompts[0], n)  # the adapter is really applied
@@ -341,3 +342,26 @@ def test_three_data_owners_federated_lora(services: Services, tmp_path: Path) ->
     for b, a in zip(before, after, strict=True):
         assert a["loss"] < b["loss"]
     assert services.models.resolve("me/federated").adapters
+
+
+@pytest.mark.slow
+def test_federated_with_differential_privacy(services: Services, tmp_path: Path) -> None:
+    """2 data owners, 2 rounds, Flower's server-side fixed-clipping DP: clipped, noised, recorded."""
+    shards = split_by_kind(bundled("zoo_log.jsonl"), tmp_path, "dp")[:2]
+    settings = LoraSettings(rank=4, alpha=8.0, lr=2e-3, batch_size=2, max_length=32, seed=5)
+    events = list(finetune_federated(services, FederatedRequest(
+        base=DEFAULT_MODEL, data=bundled("zoo_log.jsonl"), name="me/federated-dp", settings=settings,
+        rounds=2, local_steps=1, shard_files=tuple(shards), dp_noise=0.05, dp_clip=0.5, timeout=900)))
+    assert events[-1].status == "success"
+    fed = read_lineage(services.models, "me/federated-dp")["federated"]
+    dp = fed["differential_privacy"]
+    assert dp["noise_multiplier"] == 0.05 and dp["clipping_norm"] == 0.5
+    assert dp["noise_stddev"] == pytest.approx(0.05 * 0.5 / 2)
+    assert "DifferentialPrivacyServerSideFixedClipping" in dp["mechanism"]
+    assert [entry["round"] for entry in fed["rounds"]] == [1, 2]
+    for entry in fed["rounds"]:  # Flower's wrapper really ran: it clipped both updates and added noise
+        assert entry["dp"]["clipping_norm"] == 0.5 and entry["dp"]["noise_multiplier"] == 0.05
+        assert entry["dp"]["clipped_updates"] == 2
+        assert entry["adapter_digest"] != entry["dp"]["averaged_adapter_digest"]
+    assert services.models.resolve("me/federated-dp").adapters
+    services.models.delete("me/federated-dp")

@@ -13,6 +13,7 @@ participating nodes, their data digests (not the data) and the aggregated adapte
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -34,7 +35,7 @@ from openzoo.finetune.lora import LoraSettings, Trainer, lora_state
 from openzoo.finetune.run import FinetuneRequest, load_data, load_hf, prepare, store_result
 from openzoo.services import Services
 
-__all__ = ["FederatedRequest", "finetune_federated", "run_link", "run_node", "write_app"]
+__all__ = ["FederatedRequest", "check_dp", "finetune_federated", "run_link", "run_node", "write_app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,16 @@ class LocalFederation:
             log.close()
 
 
+def check_dp(noise: float | None, clip: float) -> None:
+    """Refuse differential-privacy settings Flower would reject mid-run, or that would give no privacy."""
+    if noise is not None and not (math.isfinite(noise) and noise > 0):
+        raise InvalidRequest(f"the DP noise multiplier must be a positive number (got {noise})", param="dp_noise",
+                             hint="use e.g. --dp-noise 0.1, or leave it out for no differential privacy")
+    if not (math.isfinite(clip) and clip > 0):
+        raise InvalidRequest(f"the DP clipping norm must be a positive number (got {clip})", param="dp_clip",
+                             hint="use e.g. --dp-clip 1.0")
+
+
 def finetune_federated(services: Services, req: FederatedRequest,
                        should_stop: Callable[[], bool] | None = None) -> Iterator[Progress]:
     """Federated LoRA over ``req.nodes`` local data owners; yields progress, ends with the lineage."""
@@ -193,6 +204,7 @@ def finetune_federated(services: Services, req: FederatedRequest,
         raise InvalidRequest("federated fine-tuning needs at least 2 nodes", param="nodes")
     if req.rounds < 1:
         raise InvalidRequest("federated fine-tuning needs at least 1 round", param="rounds")
+    check_dp(req.dp_noise, req.dp_clip)
     spec, data, eval_data = prepare(services, FinetuneRequest(base=req.base, data=req.data, name=req.name,
                                                                settings=req.settings, eval_data=req.eval_data))
     if req.shard_files:  # each data owner's own file
@@ -268,8 +280,11 @@ def finetune_federated(services: Services, req: FederatedRequest,
                        detail={"step": entry["round"], "loss": entry.get("loss") or 0.0, "nodes": len(entry["nodes"])})
     federated = {"engine": "flwr", "strategy": "FedAvg (LoRA tensors only)", "nodes": n_nodes,
                  "rounds": rounds, "local_steps": local_steps,
-                 "differential_privacy": ({"mechanism": "server-side fixed clipping", "noise_multiplier": req.dp_noise,
-                                           "clipping_norm": req.dp_clip} if req.dp_noise else None)}
+                 "differential_privacy": ({
+                     "mechanism": "central DP, server-side fixed clipping (Flower "
+                                  "DifferentialPrivacyServerSideFixedClipping)",
+                     "noise_multiplier": req.dp_noise, "clipping_norm": req.dp_clip,
+                     "noise_stddev": req.dp_noise * req.dp_clip / n_nodes} if req.dp_noise else None)}
     if before_shards:
         federated["eval_shards_before"] = [r.to_json() for r in before_shards]
     lineage = yield from store_result(

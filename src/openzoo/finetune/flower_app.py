@@ -5,6 +5,12 @@ spawns itself; openzoo writes a tiny app bundle (:func:`openzoo.finetune.federat
 components point here. Only LoRA tensors travel: the server sends the current adapter, each data
 owner trains it for a few steps on its own JSONL and sends the adapter back with the number of
 records and the digest of its data (never the data); FedAvg averages the adapters.
+
+With ``dp-noise`` > 0 the FedAvg is wrapped in Flower's ``DifferentialPrivacyServerSideFixedClipping``
+(central DP: each node's update is clipped to ``dp-clip`` on the server, then Gaussian noise of standard
+deviation ``dp-noise * dp-clip / nodes`` is added to the average). :class:`RecordingDP` records, per
+round, that this happened and the digest of the adapter *after* the noise, which is what the next
+round starts from and what the fine-tuned model gets.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
 
-__all__ = ["RecordingFedAvg", "adapter_digest", "client_app", "server_app"]
+__all__ = ["RecordingDP", "RecordingFedAvg", "adapter_digest", "client_app", "server_app"]
 
 server_app = ServerApp()
 client_app = ClientApp()
@@ -59,9 +65,34 @@ class RecordingFedAvg(FedAvg):  # type: ignore[misc]
         if arrays is not None:
             entry["adapter_digest"] = adapter_digest(arrays.to_torch_state_dict())
         self.rounds.append(entry)
+        self.save()
+        return arrays, metrics
+
+    def save(self) -> None:
         tmp = self.out / "rounds.json.tmp"
         tmp.write_text(json.dumps(self.rounds))
         tmp.replace(self.out / "rounds.json")
+
+
+class RecordingDP(DifferentialPrivacyServerSideFixedClipping):  # type: ignore[misc]
+    """Flower's server-side fixed-clipping DP around a :class:`RecordingFedAvg`, noting what it added."""
+
+    def __init__(self, recorder: RecordingFedAvg, *, noise_multiplier: float, clipping_norm: float,
+                 num_sampled_clients: int) -> None:
+        super().__init__(recorder, noise_multiplier=noise_multiplier, clipping_norm=clipping_norm,
+                         num_sampled_clients=num_sampled_clients)
+        self.recorder = recorder
+
+    def aggregate_train(self, server_round: int, replies: Any) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        entry = self.recorder.rounds[-1] if self.recorder.rounds else None
+        if entry is not None and entry["round"] == server_round and arrays is not None:
+            entry["dp"] = {"clipping_norm": self.clipping_norm, "noise_multiplier": self.noise_multiplier,
+                           "noise_stddev": self.noise_multiplier * self.clipping_norm / self.num_sampled_clients,
+                           "clipped_updates": len(entry["nodes"]),
+                           "averaged_adapter_digest": entry.get("adapter_digest")}
+            entry["adapter_digest"] = adapter_digest(arrays.to_torch_state_dict())  # after the noise
+            self.recorder.save()
         return arrays, metrics
 
 
@@ -78,9 +109,8 @@ def server_main(grid: Grid, context: Context) -> None:
     strategy: Any = recorder
     noise = float(cfg.get("dp-noise", 0.0))
     if noise > 0:
-        strategy = DifferentialPrivacyServerSideFixedClipping(recorder, noise_multiplier=noise,
-                                                              clipping_norm=float(cfg["dp-clip"]),
-                                                              num_sampled_clients=nodes)
+        strategy = RecordingDP(recorder, noise_multiplier=noise, clipping_norm=float(cfg["dp-clip"]),
+                               num_sampled_clients=nodes)
     result = strategy.start(grid=grid, initial_arrays=ArrayRecord(torch_state_dict=init),
                             num_rounds=int(cfg["rounds"]), timeout=float(cfg.get("timeout", 3600)))
     torch.save(result.arrays.to_torch_state_dict(), out / "final.pt")
