@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,29 +109,34 @@ def test_greedy_is_deterministic(model: LlamaCppModel) -> None:
 
 
 def test_alone_and_in_a_batch_of_8_give_the_same_tokens(model: LlamaCppModel) -> None:
+    """Greedy output and its log-probabilities are bit-identical alone and in a batch of 8.
+
+    The 8 requests arrive a few milliseconds apart (they join a running batch) and ask for different
+    lengths (they leave it at different steps), so the batch's shape changes on the way.
+    """
     prompts = [prompt(model, f"Write a short note number {i} about the sea.") for i in range(8)]
-    reqs = [GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=24) for p in prompts]
+    reqs = [
+        GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=40 - 4 * i, logprobs=True, top_logprobs=2)
+        for i, p in enumerate(prompts)
+    ]
     model.clear_cache()
-    handles = [model.submit(r) for r in reqs]  # all 8 prompts read and decoded together
+    handles = []
+    for r in reqs:
+        handles.append(model.submit(r))
+        time.sleep(0.02)
     batched = []
     for h in handles:
         events = list(h)
         assert isinstance(events[-1], Done)
-        batched.append(tokens_of(events[:-1]))
-    alone = []
-    for r in reqs:
+        batched.append([(lp.token_id, lp.logprob) for c in events if isinstance(c, TextChunk) for lp in c.logprobs])
+    for r, other in zip(reqs, batched, strict=True):
         model.clear_cache()
-        chunks, _ = run(model, replace(r, logprobs=True, top_logprobs=2))
-        alone.append((tokens_of(chunks), [lp for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]))
-    # Bit-equality is the rule (the kernels are pinned, see native.py); the cells of 8 interleaved
-    # sequences are summed in another order, though, which can move a logit in its last bits. So a
-    # divergence is accepted only where the two best tokens are within 0.05 nats of each other.
-    for (tokens, logprobs), other in zip(alone, batched, strict=True):
-        if tokens == other:
-            continue
-        k = next(i for i, (a, b) in enumerate(zip(tokens, other, strict=False)) if a != b)
-        top = logprobs[k].top
-        assert top[0].logprob - top[1].logprob < 0.05, f"greedy outputs diverge at token {k}, not a near-tie"
+        chunks, _ = run(model, r)
+        alone = [(lp.token_id, lp.logprob) for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
+        assert 0 < len(alone) <= r.max_tokens
+        # Bit-equality: the kernels are pinned (native.py, engine.py) and from a cold cache every
+        # sequence's KV cells lie in position order.
+        assert alone == other
 
 
 def test_prefix_shared_from_a_running_sequence(model: LlamaCppModel) -> None:

@@ -44,13 +44,15 @@ Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-bat
 ``scoring.py``.
 
 Limits: flash attention reduces over KV cells in *cell* order, so results are bit-identical while each
-sequence's cells lie in position order in the unified buffer. llama.cpp allocates cells upward from a
-head that moves back when cells are freed; cells freed while a sequence runs (another slot's prompt
-replacing its old tail, a cancel) can be refilled by that sequence's next tokens, or a prefix shared
-with ``seq_cp`` can sit after a sequence's new cells. Then the last bits of its attention can differ,
-and greedy output can change where two tokens are near-tied. The alone-versus-batch test holds;
-per-sequence KV streams (``kv_unified=False``) would remove this but batch only consecutive sequence
-ids in llama.cpp 0.3.36.
+sequence's cells lie in position order in the unified buffer. From a cold cache that holds: a request
+alone and the same request among 8 that join and leave a running batch give the same tokens and the
+same log-probabilities, bit for bit (tested). llama.cpp allocates cells upward from a head that moves
+back when cells are freed, though; cells freed while a sequence runs (another slot's prompt replacing
+its old tail, a cancel) can be refilled by that sequence's next tokens, or a prefix shared with
+``seq_cp`` can sit after a sequence's new cells. Then the last bits of its attention can differ, and
+greedy output can change where two tokens are near-tied. Per-sequence KV streams (``kv_unified=False``)
+would remove this, but llama.cpp 0.3.36 puts only consecutive sequence ids into one micro-batch, and
+only as many tokens from each as the shortest has, which would split most steps into several.
 """
 
 from __future__ import annotations
@@ -225,6 +227,7 @@ class LlamaCppModel:
         self._cv = threading.Condition(self._lock)
         self._closing = False
         self._closed = False
+        self._forget_idle = False
         self._clock = 0
         self._requests_total = 0
         self._prompt_tokens_total = 0
@@ -384,16 +387,31 @@ class LlamaCppModel:
             )
 
     def clear_cache(self) -> None:
-        """Forget the cached prompt prefixes of idle slots, so the next prompts are read in full.
+        """Forget the cached prompt prefixes of idle slots and free their KV cells.
 
-        For benchmarks and tests that must measure or exercise cold prompt evaluation. The KV cells
-        themselves are dropped when the slot is next used (``_start`` removes everything past the
-        reused prefix, which is then empty).
+        For benchmarks and tests that must measure or exercise cold prompt evaluation. The cells are
+        freed by the decode thread before it admits the next job; when no slot is busy the whole
+        buffer is cleared, so the next sequences are laid out from its first cell, exactly as in a
+        freshly loaded model (freeing them later, when a slot is reused, would leave holes that a
+        running sequence's next tokens fill out of position order; see "Limits" above).
         """
         with self._lock:
             for slot in self._slots:
                 if slot.job is None:
                     slot.cache = []
+            self._forget_idle = True
+
+    def _free_forgotten(self) -> None:
+        """Free the KV cells of idle slots after :meth:`clear_cache` (decode thread, under the lock)."""
+        if not self._forget_idle:
+            return
+        self._forget_idle = False
+        if all(slot.job is None for slot in self._slots):
+            L.llama_memory_clear(self._mem, True)
+            return
+        for slot in self._slots:
+            if slot.job is None and not slot.cache:
+                L.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
 
     def close(self) -> None:
         """Stop the decode thread, fail queued and running requests, free llama.cpp memory."""
@@ -450,6 +468,7 @@ class LlamaCppModel:
                 if self._closing:
                     return
                 self._drop_cancelled_pending()
+                self._free_forgotten()
                 self._admit()
                 embeds = list(self._embed_jobs)
                 self._embed_jobs.clear()
