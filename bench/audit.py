@@ -7,8 +7,9 @@ task, scored on the default model:
 * ``http``: lm-eval's echo request (``prompt`` as token ids, ``echo``, ``logprobs: 1``,
   ``max_tokens: 1``) to a live ``openzoo serve``, several requests in flight, summed as lm-eval does;
 * ``baseline``: llama-cpp-python's high-level ``Llama(logits_all=True)``, one item at a time, in a
-  subprocess. With llama-cpp-python 0.3.36 it segfaults in ``llama_decode`` on the default model; when it
-  does, the baseline is the same engine scoring one item at a time (parallel=1), and the run says so.
+  subprocess, with every core and without ggml's extra (AMX) weight buffers, whose kernels segfault in
+  ``llama_decode`` on virtual machines that report AMX without enabling it (as openzoo's engine does).
+  If it still fails, the baseline is the engine scoring one item at a time, and the run says so.
 
 Goal: in-process >= 3x the one-at-a-time figure. Prints items/s for each and the ratios.
 
@@ -44,11 +45,20 @@ from support.server import start_server, stop_server  # type: ignore[import-not-
 CTX = 2048
 
 _LLAMA_BASELINE = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
+import llama_cpp.llama_cpp as low
 from llama_cpp import Llama
+_default = low.llama_model_default_params
+def _params():
+    mp = _default()
+    mp.use_extra_bufts = False  # as openzoo's engine: ggml's AMX buffers fault on this kind of VM
+    return mp
+low.llama_model_default_params = _params
 path, items = sys.argv[1], json.loads(sys.stdin.read())
-llm = Llama(path, n_ctx=int(sys.argv[2]), logits_all=True, verbose=False)
+n = os.cpu_count() or 1
+llm = Llama(path, n_ctx=int(sys.argv[2]), logits_all=True, flash_attn=True, n_threads=n, n_threads_batch=n,
+            verbose=False)
 def score(ctx, cont):
     toks = ctx + cont
     llm.reset(); llm.eval(toks)
