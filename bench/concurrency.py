@@ -37,6 +37,22 @@ from openzoo.services import Services  # noqa: E402
 from support.server import free_port, start_server, stop_server  # noqa: E402
 
 LEVELS = (1, 2, 4, 8)
+THREADS = str(os.cpu_count() or 1)
+
+#: llama-cpp-python's server with ggml's extra (AMX) weight buffers off, as openzoo's engine runs: their
+#: kernels crash in llama_decode on virtual machines that report AMX without enabling it.
+_LCP_SERVER = r"""
+import runpy, sys
+import llama_cpp.llama_cpp as low
+_default = low.llama_model_default_params
+def _params():
+    mp = _default()
+    mp.use_extra_bufts = False
+    return mp
+low.llama_model_default_params = _params
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
 
 
 def stream_one(url: str, model: str, prompt: str, tokens: int) -> tuple[float, int, float]:
@@ -121,8 +137,9 @@ def main() -> None:
         port = free_port()
         try:
             results["llama-cpp-python server"] = external(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                 "--port", str(port), "--n_ctx", "4096", "--interrupt_requests", "False"],
+                [sys.executable, "-c", _LCP_SERVER, "--model", str(gguf), "--host", "127.0.0.1",
+                 "--port", str(port), "--n_ctx", "4096", "--interrupt_requests", "False",
+                 "--n_threads", THREADS, "--n_threads_batch", THREADS],
                 port, "gemma", args.tokens, Path(tmp) / "lcp.log")
         except (RuntimeError, OSError, httpx.HTTPError) as exc:
             # On VMs whose CPU reports AMX without enabling it, the high-level Llama (which that server
@@ -132,9 +149,18 @@ def main() -> None:
             port = free_port()
             env_path = str(args.llama_server.parent)
             os.environ["LD_LIBRARY_PATH"] = env_path + ":" + os.environ.get("LD_LIBRARY_PATH", "")
-            results["llama.cpp llama-server -np 8"] = external(
-                [str(args.llama_server), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-                 "-np", "8", "-c", str(8 * 1024)], port, "gemma", args.tokens, Path(tmp) / "cpp.log")
+            cmd = [str(args.llama_server), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+                   "-np", "8", "-c", str(8 * 1024), "-t", THREADS, "-tb", THREADS]
+            try:
+                results["llama.cpp llama-server -np 8"] = external(cmd, port, "gemma", args.tokens,
+                                                                   Path(tmp) / "cpp.log")
+            except (RuntimeError, httpx.HTTPError) as exc:
+                # Weight repacking puts weights in AMX buffers, whose kernels crash on such VMs too.
+                print(f"llama-server failed ({type(exc).__name__}: {exc}); again with --no-repack")
+                port = free_port()
+                cmd[cmd.index("--port") + 1] = str(port)
+                results["llama.cpp llama-server -np 8 -nr"] = external([*cmd, "--no-repack"], port, "gemma",
+                                                                       args.tokens, Path(tmp) / "cpp-nr.log")
     serial = results["openzoo NUM_PARALLEL=1"]
     print(f"{args.tokens} tokens per request, streamed /v1/completions, greedy")
     print(f"{'server':<30}" + "".join(f"{f'{n} client(s)':>22}" for n in LEVELS) + f"{'p95 TTFT @8':>14}")
