@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openzoo import events
 from openzoo.cli.main import cli, local_services
 from openzoo.cli.output import err_console
-from openzoo.errors import NotSupported
+from openzoo.errors import InvalidRequest, NotSupported
 
 
 def _require_extra() -> None:
@@ -85,6 +85,9 @@ def finetune(base: str, data: Path, name: str, eval_data: Path | None, epochs: i
              checkpoint_every: int, seed: int, data_license: str | None, resume: bool, federated: bool, nodes: int,
              rounds: int, dp_noise: float | None, dp_clip: float) -> None:
     """Fine-tune BASE with LoRA on your own data and store the result as a new model."""
+    if dp_noise is not None and not federated:
+        raise InvalidRequest("--dp-noise applies to federated training only",
+                             hint="add --federated, or drop --dp-noise for a local fine-tune")
     _require_extra()
     from openzoo.finetune.lora import LoraSettings
 

@@ -64,3 +64,14 @@ def test_cli_reports_bad_dp_as_one_line(home: Path, tmp_path: Path) -> None:
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("Error: the DP clipping norm must be a positive number")
+
+
+def test_cli_refuses_dp_noise_without_federated(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n{"text": "b"}\n')
+    env = {**os.environ, "OPENZOO_HOME": str(home)}
+    res = subprocess.run([sys.executable, "-m", "openzoo", "finetune", "gemma3:270m", "--data", str(data), "--name",
+                          "me/x", "--dp-noise", "0.1"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr
+    assert "--dp-noise applies to federated training only" in res.stderr.strip().splitlines()[-1]
+    assert not (home / "finetune").exists()
