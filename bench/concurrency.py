@@ -91,15 +91,17 @@ def measure(url: str, model: str, tokens: int) -> dict[int, tuple[float, float]]
 
 
 def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the server answers ``/v1/models`` with 200 (llama-server says 503 while it loads)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            httpx.get(url + "/v1/models", timeout=1)
-            return
+            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     raise RuntimeError("server did not start")
 
 
