@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from openzoo import config
-from openzoo.models import DEFAULT_MODEL
-from openzoo.services import Services
+from support.cli import home_with_default_model
 from support.server import Server, start_server, stop_server
 
 
@@ -22,12 +20,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An OPENZOO_HOME holding the embedded default model, imported once per session."""
-    home = tmp_path_factory.mktemp("model-home")
-    services = Services(config.load({"OPENZOO_HOME": str(home)}))
-    for _ in services.models.pull(DEFAULT_MODEL):
-        pass
-    services.close()
-    return home
+    return home_with_default_model(tmp_path_factory.mktemp("model-home"))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +11,9 @@ import pexpect
 import pytest
 
 from openzoo.models import DEFAULT_MODEL
+from support.cli import openzoo
 from support.gguf_files import write_gguf
 from support.server import Server
-
-
-def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
-            timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with its own home; OPENZOO_HOST points at a closed port unless a server is meant."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
-    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": host, "OPENZOO_CONTEXT_LENGTH": "1024"})
-    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
-                          input=stdin if stdin is not None else "", timeout=timeout)
 
 
 def test_errors_are_one_line_with_next_step(tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ other tests read its result, so the whole module costs one training run plus a s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +29,8 @@ from openzoo.inference import CompletionRequest
 from openzoo.models import DEFAULT_MODEL, CreateSpec
 from openzoo.services import Services
 from openzoo.store import manifests as mt
+from support.cli import home_with_default_model
+from support.cli import openzoo as cli
 from support.gguf_files import write_gguf
 
 # One dequantization of the base (about a minute on an idle 2-core machine, several when it is shared),
@@ -42,21 +41,9 @@ NEW = "me/zoo-keeper:latest"
 STEPS = 24
 
 
-def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
-    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": "127.0.0.1:1", "OPENZOO_CONTEXT_LENGTH": "1024"})
-    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def ft_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("ft-home")
-    services = Services(config.load({"OPENZOO_HOME": str(home)}))
-    for _ in services.models.pull(DEFAULT_MODEL):
-        pass
-    services.close()
-    return home
+    return home_with_default_model(tmp_path_factory.mktemp("ft-home"))
 
 
 @pytest.fixture(scope="module")

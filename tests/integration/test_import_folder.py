@@ -7,9 +7,6 @@ with ``save_pretrained`` in shards (so the index path is exercised), as a person
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,8 @@ from openzoo.inference import CompletionRequest
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 from openzoo.store import manifests as mt
+from support.cli import home_with_default_model
+from support.cli import openzoo as cli
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -33,21 +32,9 @@ TUNED = "me/gemma-st-tuned:latest"
 PROMPTS = ["The capital of France is", "Keeper's log, day 41: Miso the red panda", "def fib(n):\n    "]
 
 
-def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
-    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": "127.0.0.1:1", "OPENZOO_CONTEXT_LENGTH": "1024"})
-    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("import-home")
-    services = Services(config.load({"OPENZOO_HOME": str(home)}))
-    for _ in services.models.pull(DEFAULT_MODEL):
-        pass
-    services.close()
-    return home
+    return home_with_default_model(tmp_path_factory.mktemp("import-home"))
 
 
 @pytest.fixture(scope="module")
