@@ -300,6 +300,41 @@ def test_prompt_logprobs_from_scores_only_the_tail_with_the_same_values(model: L
         model.submit(GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=0, prompt_logprobs_from=0))
 
 
+def test_prompt_logprobs_reusing_a_shared_prefix_equal_a_cold_read(model: LlamaCppModel) -> None:
+    """Consecutive scoring requests share their prefix in the scoring context, bit-exactly.
+
+    Multiple-choice items (a context of more than 64 tokens and one of only a few, so that the
+    continuation is read in a micro-batch of its own and takes the other attention kernel), minimal
+    pairs scored from their first token, and a token-list prompt repeated with more alternatives.
+    """
+    long_ctx = "Question: " + "which of these rivers flows through the old town and then into the sea? " * 4
+    items = [(long_ctx, [" The Rhine", " The Danube", " The Thames, in the end", " None"]),
+             ("Q: 2 + 2 =", [" 4", " 5", " four"])]
+    requests = []
+    for ctx, conts in items:
+        c = prompt(model, ctx)
+        requests += [(c + tuple(model.tokenize(k)), len(c), 1) for k in conts]
+    for a, b in (("The nurse said that she was tired.", "The nurse said that he was tired."),
+                 ("Old people are bad with phones.", "Young people are bad with phones.")):
+        requests += [(prompt(model, a), 1, 0), (prompt(model, b), 1, 0), (prompt(model, b), 1, 3)]
+
+    def score(p: tuple[int, ...], start: int, top: int) -> tuple[Any, ...]:
+        _, done = run(model, GenerationRequest(prompt=p, max_tokens=0, prompt_logprobs=top,
+                                               prompt_logprobs_from=start))
+        return done.prompt_logprobs
+
+    cold = []
+    for p, start, top in requests:
+        model.clear_cache()
+        cold.append(score(p, start, top))
+    model.clear_cache()
+    reused = model.reused_prompt_tokens
+    warm = [score(p, start, top) for p, start, top in requests]
+    assert warm == cold
+    assert model.reused_prompt_tokens - reused >= 3 * (len(prompt(model, long_ctx)) - 1)  # the other choices
+    assert len(prompt(model, long_ctx)) >= 64  # so every choice is read cold by the tiled kernel
+
+
 def test_cancel_frees_the_slot(model: LlamaCppModel) -> None:
     handle = model.submit(GenerationRequest(prompt=prompt(model, "Tell me a long story."), max_tokens=-1))
     events = iter(handle)

@@ -215,7 +215,8 @@ class LlamaCppModel:
         self._eos_ids: frozenset[int] | None = None
         self._logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._embedder = Embedder(model, self._vocab, self._n_ctx, self._threads)
-        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes, lora=self._lora)
+        self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes,
+                                    n_swa=self._n_swa, lora=self._lora)
         self._scratch_seq = self._n_par
         self._scratch_token = max(0, int(L.llama_vocab_bos(self._vocab)))
         self._memory = int(L.llama_model_size(model)) + self._kv_bytes()
@@ -387,7 +388,7 @@ class LlamaCppModel:
             )
 
     def clear_cache(self) -> None:
-        """Forget the cached prompt prefixes of idle slots and free their KV cells.
+        """Forget the cached prompt prefixes of idle slots (and the scorer's) and free their KV cells.
 
         For benchmarks and tests that must measure or exercise cold prompt evaluation. The cells are
         freed by the decode thread before it admits the next job; when no slot is busy the whole
@@ -406,6 +407,7 @@ class LlamaCppModel:
         if not self._forget_idle:
             return
         self._forget_idle = False
+        self._scorer.forget()
         if all(slot.job is None for slot in self._slots):
             L.llama_memory_clear(self._mem, True)
             return
@@ -665,6 +667,7 @@ class LlamaCppModel:
         try:
             job.prompt_lps = self._scorer.score(job.prompt, job.request.prompt_logprobs or 0,
                                                 start=job.request.prompt_logprobs_from)
+            self._reused_tokens_total += self._scorer.last_reused
         except EngineError as exc:
             self._release(slot, exc, drop_kv=False)
             return
