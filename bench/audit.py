@@ -13,7 +13,7 @@ task, scored on the default model:
 
 Goal: in-process >= 3x the one-at-a-time figure. Prints items/s for each and the ratios.
 
-    .venv/bin/python bench/audit.py [--items 24] [--parallel 4] [--rounds 3]
+    .venv/bin/python bench/audit.py [--items 24] [--parallel 16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def http_scores(url: str, prompts: list[tuple[list[int], int]], parallel: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=24, help="loglikelihood requests per contender")
-    parser.add_argument("--parallel", type=int, default=4, help="requests in flight (in-process and HTTP)")
+    parser.add_argument("--parallel", type=int, default=16, help="requests in flight (in-process and HTTP)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; each contender's best counts")
     args = parser.parse_args()
     requests = requests_from_bundled(args.items)

@@ -335,6 +335,27 @@ def test_prompt_logprobs_reusing_a_shared_prefix_equal_a_cold_read(model: LlamaC
     assert len(prompt(model, long_ctx)) >= 64  # so every choice is read cold by the tiled kernel
 
 
+def test_short_prompts_scored_together_equal_their_cold_reads(model: LlamaCppModel) -> None:
+    """Scoring requests in flight together share packed decodes; each value is its cold read's, bit for bit."""
+    texts = [f"Sentence {i}: the {w} walked to the market and bought some bread." for i, w in
+             enumerate(["nurse", "doctor", "teacher", "farmer", "pilot", "baker", "judge", "clerk", "cook"])]
+    requests = [GenerationRequest(prompt=prompt(model, t), max_tokens=0, prompt_logprobs=i % 3,
+                                  prompt_logprobs_from=1 + i % 4) for i, t in enumerate(texts)]
+    requests.append(GenerationRequest(prompt=prompt(model, "x " * 80), max_tokens=0, prompt_logprobs=1))  # long
+    cold = []
+    for r in requests:
+        model.clear_cache()
+        cold.append(run(model, r)[1].prompt_logprobs)
+    packed = model._scorer.packed_prompts
+    busy = model.submit(GenerationRequest(prompt=prompt(model, "Count to ten:"), sampling=GREEDY, max_tokens=8))
+    handles = [model.submit(r) for r in requests]  # admitted together at the running batch's next step
+    together = [list(h)[-1] for h in handles]
+    list(busy)
+    assert all(isinstance(d, Done) for d in together)
+    assert [d.prompt_logprobs for d in together if isinstance(d, Done)] == cold
+    assert model._scorer.packed_prompts - packed >= 2
+
+
 def test_cancel_frees_the_slot(model: LlamaCppModel) -> None:
     handle = model.submit(GenerationRequest(prompt=prompt(model, "Tell me a long story."), max_tokens=-1))
     events = iter(handle)

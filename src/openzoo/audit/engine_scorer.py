@@ -48,8 +48,9 @@ R = TypeVar("R")
 
 #: Alternatives read per position for ``explain``'s entropy (the engine returns top-k, not whole rows).
 ENTROPY_TOP_K = 200
-#: Concurrent engine requests; the engine queues beyond its parallel slots.
-DEFAULT_PARALLEL = 4
+#: Concurrent engine requests. Scoring requests in flight together are scored together (several
+#: prompts per decode, shared prefixes read once); generation requests queue beyond the engine's slots.
+DEFAULT_PARALLEL = 16
 
 
 def entropy_from_top(top: Sequence[float], n_vocab: int) -> float:

@@ -87,6 +87,8 @@ DEFAULT_PREFILL_CHUNK = 256
 #: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
 #: 64 query rows, so micro-batches stay below that (see the module docstring).
 UBATCH_ROWS = 63
+#: Scoring-only requests taken into one step (scored together, several prompts per decode).
+MAX_SCORING = 32
 #: Reuse another sequence's cached prefix through ``seq_cp`` only when it saves this many tokens.
 MIN_SHARED_PREFIX = 16
 
@@ -136,6 +138,11 @@ class _Job:
     scored: bool = False
     prefill_start_ns: int = 0
     first_token_ns: int = 0
+
+
+def _scoring_only(job: _Job) -> bool:
+    """A request for prompt log-probabilities and nothing generated: it never uses the generation KV."""
+    return job.request.max_tokens == 0 and job.request.prompt_logprobs is not None
 
 
 @dataclass(eq=False, slots=True)
@@ -223,6 +230,7 @@ class LlamaCppModel:
 
         self._slots = [_Slot(seq=i) for i in range(self._n_par)]
         self._pending: deque[_Job] = deque()
+        self._scoring: list[_Job] = []  # scoring-only jobs for the next step (they need no slot)
         self._embed_jobs: deque[_EmbedJob] = deque()
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
@@ -429,9 +437,10 @@ class LlamaCppModel:
             return
         self._thread.join()
         err = EngineError("the model was unloaded before the request finished")
-        for job in list(self._pending):
+        for job in [*self._pending, *self._scoring]:
             self._fail(job, err)
         self._pending.clear()
+        self._scoring.clear()
         for ejob in self._embed_jobs:
             ejob.future.set_exception(EngineError("the model was unloaded before the embedding ran"))
         self._embed_jobs.clear()
@@ -465,6 +474,7 @@ class LlamaCppModel:
                     and not self._pending
                     and not self._embed_jobs
                     and not any(s.job for s in self._slots)
+                    and not self._scoring
                 ):
                     self._cv.wait()
                 if self._closing:
@@ -498,14 +508,27 @@ class LlamaCppModel:
             self._pending = keep
 
     def _admit(self) -> None:
-        """Move queued jobs into idle slots, reusing the longest cached prefix (called under the lock)."""
+        """Move queued jobs into idle slots, reusing the longest cached prefix (called under the lock).
+
+        Scoring-only jobs need no slot (they never touch the generation KV): up to
+        :data:`MAX_SCORING` of them are taken for the next step, where they are scored together.
+        """
+        waiting: deque[_Job] = deque()
         while self._pending:
-            idle = [s for s in self._slots if s.job is None]
-            if not idle:
-                return
             job = self._pending.popleft()
-            slot, keep, source = self._choose_slot(job, idle)
-            self._start(job, slot, keep, source)
+            if _scoring_only(job):
+                if len(self._scoring) < MAX_SCORING:
+                    job.prefill_start_ns = time.perf_counter_ns()
+                    self._scoring.append(job)
+                    continue
+            else:
+                idle = [s for s in self._slots if s.job is None]
+                if idle:
+                    slot, keep, source = self._choose_slot(job, idle)
+                    self._start(job, slot, keep, source)
+                    continue
+            waiting.append(job)
+        self._pending = waiting
 
     def _choose_slot(self, job: _Job, idle: list[_Slot]) -> tuple[_Slot, int, _Slot | None]:
         """Pick a slot and how many cached prompt tokens to keep (and from which sequence)."""
@@ -577,8 +600,17 @@ class LlamaCppModel:
                 continue
             if job.handle.cancelled:
                 self._release(slot, ClientClosed("the request was cancelled"), drop_kv=True)
-            elif job.request.prompt_logprobs is not None and not job.scored:
-                self._score(slot, job)
+        to_score: list[tuple[_Slot | None, _Job]] = [
+            (s, s.job) for s in self._slots
+            if s.job is not None and s.job.request.prompt_logprobs is not None and not s.job.scored]
+        for job in self._scoring:
+            if job.handle.cancelled:
+                self._fail(job, ClientClosed("the request was cancelled"))
+            else:
+                to_score.append((None, job))
+        self._scoring = []
+        if to_score:
+            self._score(to_score)
         decoding = [s for s in self._slots if s.job is not None and s.job.next_token is not None]
         budget = self._n_batch - len(decoding)
         plan: list[list[Any]] = []  # [slot, rows]: prompt chunks, oldest admission first
@@ -662,19 +694,30 @@ class LlamaCppModel:
         batch.seq_id[i][0] = seq
         batch.logits[i] = logits
 
-    def _score(self, slot: _Slot, job: _Job) -> None:
-        """Compute ``prompt_logprobs`` in the scoring context; a scoring-only request ends here."""
+    def _score(self, work: list[tuple[_Slot | None, _Job]]) -> None:
+        """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.
+
+        A scoring-only request (no slot) ends here; one that also generates goes on to its prefill.
+        """
+        before = self._scorer.reused_tokens
         try:
-            job.prompt_lps = self._scorer.score(job.prompt, job.request.prompt_logprobs or 0,
-                                                start=job.request.prompt_logprobs_from)
-            self._reused_tokens_total += self._scorer.last_reused
+            results = self._scorer.score_many(
+                [(job.prompt, job.request.prompt_logprobs or 0, job.request.prompt_logprobs_from) for _, job in work])
         except EngineError as exc:
-            self._release(slot, exc, drop_kv=False)
+            for slot, job in work:
+                if slot is None:
+                    self._fail(job, exc)
+                else:
+                    self._release(slot, exc, drop_kv=False)
             return
-        job.scored = True
-        if job.request.max_tokens == 0:
-            job.first_token_ns = time.perf_counter_ns()
-            self._finish(slot, "length")
+        self._reused_tokens_total += self._scorer.reused_tokens - before
+        now = time.perf_counter_ns()
+        for (slot, job), lps in zip(work, results, strict=True):
+            job.prompt_lps = lps
+            job.scored = True
+            if job.request.max_tokens == 0:
+                job.first_token_ns = now
+                self._complete(job, "length", slot)
 
     def _sample(self, slot: _Slot, job: _Job, index: int) -> None:
         req = job.request
@@ -713,9 +756,13 @@ class LlamaCppModel:
         job.pending_lps.clear()
 
     def _finish(self, slot: _Slot, reason: str, *, flush: bool = True) -> None:
-        """End a job normally; its KV stays cached for prefix reuse by later requests."""
+        """End a slot's job normally; its KV stays cached for prefix reuse by later requests."""
         job = slot.job
         assert job is not None
+        self._complete(job, reason, slot, flush=flush)
+
+    def _complete(self, job: _Job, reason: str, slot: _Slot | None, *, flush: bool = True) -> None:
+        """Send a job's ``Done`` and free its slot, if it has one."""
         if flush:
             tail = job.utf8.flush()
             if job.stops is not None:
@@ -742,7 +789,8 @@ class LlamaCppModel:
         with self._lock:
             self._prompt_tokens_total += len(job.prompt)
             self._completion_tokens_total += len(job.generated)
-            slot.job = None
+            if slot is not None:
+                slot.job = None
         job.sampler.free()
         job.handle._put(done)
 
@@ -765,6 +813,9 @@ class LlamaCppModel:
         for slot in self._slots:
             if slot.job is not None:
                 self._release(slot, error, drop_kv=True)
+        for job in self._scoring:
+            self._fail(job, error)
+        self._scoring = []
 
     # ------------------------------------------------------------------ setup and teardown
 

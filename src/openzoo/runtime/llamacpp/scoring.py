@@ -22,12 +22,19 @@ after a reused prefix is padded to 64 rows with throw-away tokens after the prom
 every real row, removed right after), so that it takes the kernel its cold read would. Either way the
 numbers are the ones a cold read gives (tested bit for bit).
 
+Several short prompts (under 64 tokens) that arrive together are read in one decode of at most 63
+rows, each as a sequence of its own: the weights, above all the 262k-row output matrix, are read
+from memory once for all of them instead of once each, which is what a small prompt's decode costs.
+The per-row attention kernel skips the cells of other sequences, and each prompt's cells lie in
+position order, so its values are again those of a cold read.
+
 The context is created on first use. Its logits buffer grows to one row per prompt token of the
 largest micro-batch seen (1 MiB per token for a 262k vocabulary), as ``Llama(logits_all=True)``'s does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from openzoo.errors import EngineError
@@ -35,13 +42,19 @@ from openzoo.events import TokenLogprob
 from openzoo.runtime.llamacpp.logprobs import LogprobReader, PieceFn
 from openzoo.runtime.llamacpp.native import L
 
-__all__ = ["SCORE_BATCH", "PromptScorer"]
+__all__ = ["SCORE_BATCH", "PromptScorer", "ScoreRequest"]
+
+#: (prompt, alternatives per position, first position scored), as in ``GenerationRequest``.
+ScoreRequest = tuple[tuple[int, ...], int, int]
 
 #: Micro-batch of the scoring context: llama-cpp-python's default ``n_batch``.
 SCORE_BATCH = 512
 #: Query rows per micro-batch from which ggml's CPU flash attention takes its tiled kernel
 #: (``GGML_FA_TILE_Q``); below it a per-row kernel that rounds differently.
 FA_TILED_ROWS = 64
+#: Rows of one packed read of short prompts: below FA_TILED_ROWS, so every row takes the per-row kernel
+#: that a cold read of a prompt this short takes too.
+PACK_ROWS = FA_TILED_ROWS - 1
 #: Logits rows normalised per numpy pass (each pass makes temporaries of this many rows).
 _ROWS_PER_PASS = 32
 
@@ -74,7 +87,8 @@ class PromptScorer:
         self._rows: list[TokenLogprob | None] = []
         self._top = 0
         self._tiled = False
-        self.last_reused = 0  # prompt tokens the last score() took from the cache (for metrics)
+        self.reused_tokens = 0  # prompt tokens taken from the cache so far (for metrics)
+        self.packed_prompts = 0  # prompts read in packed decodes so far (for tests and benchmarks)
         # Longest prompt that may reuse a prefix: one micro-batch, inside the sliding window, and room
         # after it for the padding rows.
         self._reuse_limit = min(SCORE_BATCH, n_swa if n_swa > 0 else SCORE_BATCH, n_ctx - FA_TILED_ROWS)
@@ -86,7 +100,8 @@ class PromptScorer:
         cp.n_ctx = self._n_ctx
         cp.n_batch = SCORE_BATCH
         cp.n_ubatch = SCORE_BATCH
-        cp.n_seq_max = 1
+        cp.n_seq_max = PACK_ROWS // 2  # a packed read holds at most this many prompts (2+ tokens each)
+        cp.kv_unified = True  # one buffer: a long prompt may use all of n_ctx
         cp.n_threads = self._n_threads
         cp.n_threads_batch = self._n_threads
         cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
@@ -116,7 +131,7 @@ class PromptScorer:
         out: list[TokenLogprob | None] = [None] * n
         tiled = n >= FA_TILED_ROWS  # the kernel a cold read of this prompt takes (n <= SCORE_BATCH)
         keep = self._reusable(prompt, top, start, out, tiled)
-        self.last_reused = keep
+        self.reused_tokens += keep
         L.llama_memory_seq_rm(L.llama_get_memory(ctx), 0, keep, -1)
         self._tokens, self._rows = list(prompt[:keep]), []  # no stale rows if this read fails
         for begin in range(keep, n, SCORE_BATCH):
@@ -158,6 +173,127 @@ class PromptScorer:
         self._rows, self._top, self._tiled = list(out), top, tiled
         return out
 
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[list[TokenLogprob | None]]:
+        """:meth:`score` for several requests, in whichever way reads the fewest rows.
+
+        Prompts that share most of themselves with another one (the choices of one question) are read
+        in sorted order: the first one whole (or reusing the cache), then the others' differing tails
+        together, each as a sequence sharing the first one's cells. Other short prompts are packed
+        together; the rest are read one by one.
+        """
+        results: list[list[TokenLogprob | None] | None] = [None] * len(requests)
+        prompts = [prompt for prompt, _, _ in requests]
+        short = [i for i, prompt in enumerate(prompts) if 2 <= len(prompt) < FA_TILED_ROWS]
+        alone = [i for i in short if not self._shares(prompts[i], [p for j, p in enumerate(prompts) if j != i])]
+        if len(alone) >= 2:
+            for i, out in zip(alone, self._score_packed([requests[i] for i in alone]), strict=True):
+                results[i] = out
+        order = sorted((i for i in range(len(requests)) if results[i] is None), key=lambda i: prompts[i])
+        k = 0
+        while k < len(order):
+            anchor = order[k]
+            prompt, top, start = requests[anchor]
+            results[anchor] = self.score(prompt, top, start=start)
+            k += 1
+            followers: list[int] = []
+            while (k < len(order) and len(prompt) < FA_TILED_ROWS and len(prompts[order[k]]) < FA_TILED_ROWS
+                   and _common_prefix(prompts[order[k]], prompt) >= max(4, len(prompts[order[k]]) // 2)):
+                followers.append(order[k])
+                k += 1
+            if followers:
+                for i, out in zip(followers, self._score_tails([requests[i] for i in followers]), strict=True):
+                    results[i] = out
+        return [out for out in results if out is not None]
+
+    def _shares(self, prompt: tuple[int, ...], others: Sequence[tuple[int, ...]]) -> bool:
+        """Whether most of ``prompt`` is a prefix shared with the cache or another prompt (worth reusing)."""
+        need = max(4, len(prompt) // 2)
+        return any(_common_prefix(prompt, other) >= need for other in (tuple(self._tokens), *others))
+
+    def _score_tails(self, requests: Sequence[ScoreRequest]) -> list[list[TokenLogprob | None]]:
+        """Short prompts sharing a prefix with the cached one (sequence 0, read by the per-row kernel).
+
+        Each becomes a sequence that shares the cached prefix's cells (``seq_cp``) and adds its own
+        tail after them, several tails per decode. The per-row kernel skips other sequences' cells, so
+        each sees its prefix and tail in position order, as in a cold read.
+        """
+        reader = self._ensure()
+        ctx, batch = self._ctx, self._batch
+        mem = L.llama_get_memory(ctx)
+        outs: list[list[TokenLogprob | None]] = [[None] * len(prompt) for prompt, _, _ in requests]
+        i = 0
+        while i < len(requests):
+            members: list[tuple[int, int, int]] = []  # (request index, batch index of its tail, kept prefix)
+            n = 0
+            while i < len(requests) and len(members) + 1 < PACK_ROWS // 2:
+                prompt, _, start = requests[i]
+                keep = min(_common_prefix(prompt, self._tokens), max(1, start) - 1, len(prompt) - 1)
+                if n + len(prompt) - keep > PACK_ROWS:
+                    break
+                seq = len(members) + 1
+                L.llama_memory_seq_cp(mem, 0, seq, 0, keep)
+                members.append((i, n, keep))
+                for pos in range(keep, len(prompt)):
+                    batch.token[n] = prompt[pos]
+                    batch.pos[n] = pos
+                    batch.n_seq_id[n] = 1
+                    batch.seq_id[n][0] = seq
+                    batch.logits[n] = max(1, start) - 1 <= pos < len(prompt) - 1
+                    n += 1
+                i += 1
+            batch.n_tokens = n
+            rc = L.llama_decode(ctx, batch)
+            for seq in range(1, len(members) + 1):
+                L.llama_memory_seq_rm(mem, seq, -1, -1)
+            if rc != 0:
+                self.forget()
+                raise EngineError(f"prompt scoring failed (llama_decode returned {rc})")
+            for k, base, keep in members:
+                prompt, top, start = requests[k]
+                first, last = max(1, start) - 1, len(prompt) - 1
+                self.reused_tokens += keep
+                if last > first:
+                    rows = reader.rows(base + first - keep, last - first)
+                    outs[k][first + 1 :] = reader.token_logprobs(rows, list(prompt[first + 1 :]), top)
+        return outs
+
+    def _score_packed(self, requests: Sequence[ScoreRequest]) -> list[list[TokenLogprob | None]]:
+        """Short prompts (2..63 tokens), as many per decode as fit in :data:`PACK_ROWS` rows."""
+        reader = self._ensure()
+        ctx, batch = self._ctx, self._batch
+        self.forget()
+        outs: list[list[TokenLogprob | None]] = [[None] * len(prompt) for prompt, _, _ in requests]
+        i = 0
+        while i < len(requests):
+            members: list[tuple[int, int]] = []  # (request index, batch index of its first token)
+            n = 0
+            while i < len(requests) and n + len(requests[i][0]) <= PACK_ROWS:
+                prompt, _, start = requests[i]
+                seq = len(members)
+                members.append((i, n))
+                for pos, token in enumerate(prompt):
+                    batch.token[n] = token
+                    batch.pos[n] = pos
+                    batch.n_seq_id[n] = 1
+                    batch.seq_id[n][0] = seq
+                    batch.logits[n] = max(1, start) - 1 <= pos < len(prompt) - 1
+                    n += 1
+                i += 1
+            batch.n_tokens = n
+            self.packed_prompts += len(members)
+            rc = L.llama_decode(ctx, batch)
+            L.llama_memory_clear(L.llama_get_memory(ctx), True)  # the next pack starts from cell 0
+            if rc != 0:
+                raise EngineError(f"prompt scoring failed (llama_decode returned {rc})")
+            for k, base in members:
+                prompt, top, start = requests[k]
+                first, last = max(1, start) - 1, len(prompt) - 1
+                if last > first:
+                    # Rows of one prompt are consecutive batch rows with logits: contiguous outputs.
+                    rows = reader.rows(base + first, last - first)
+                    outs[k][first + 1 :] = reader.token_logprobs(rows, list(prompt[first + 1 :]), top)
+        return outs
+
     def forget(self) -> None:
         """Drop the cached prompt, so that the next one is read from its first token."""
         if self._ctx is not None:
@@ -177,11 +313,7 @@ class PromptScorer:
         if n > self._reuse_limit or not self._tokens or tiled != self._tiled:
             self.forget()
             return 0
-        common = 0
-        for a, b in zip(self._tokens, prompt, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = _common_prefix(self._tokens, prompt)
         keep = min(common, n - 1)
         for i in range(start, n):
             if i < common and self._top == top and i < len(self._rows) and self._rows[i] is not None:
@@ -201,3 +333,13 @@ class PromptScorer:
             self._ctx = None
         self._reader = None
         self._tokens, self._rows = [], []
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
