@@ -345,6 +345,19 @@ class Inference:
             vectors = [_renormalize(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
         return Embeddings(spec.name.display, vectors, count, time.perf_counter_ns() - started, load_ns)
 
+    def cold_batch(self, model: str) -> int:
+        """Forget ``model``'s cached prefixes and return how many requests it decodes together.
+
+        Up to that many requests submitted now, with nothing else running, start from a cold cache
+        and each gives exactly the tokens it gives alone (greedy); later ones would reuse slots whose
+        freed cells running sequences can refill out of order (see the engine's "Limits"). Audits
+        generate in such waves so that a report can be reproduced token for token.
+        """
+        spec = self.models.resolve(model)
+        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+            loaded.clear_cache()
+            return loaded.stats().total_slots
+
     def tokenize(self, model: str, text: str, *, add_special: bool = False) -> list[int]:
         spec = self.models.resolve(model)
         with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):

@@ -310,3 +310,21 @@ def test_scores_agree_with_lm_eval_local_completions(audit_server: Server, tmp_p
     diffs += [abs(a - b) for a, b in zip(ours_ppl, theirs_ppl, strict=True)]
     assert max(diffs) < 1e-4, diffs
     assert [a[1] for a in ours] == theirs_greedy
+
+
+def test_generated_replies_are_reproducible_token_for_token(model_home: Path) -> None:
+    """Audit generation runs in cold waves: a reply is the same in any run, and the same as alone."""
+    services = Services(config.load({"OPENZOO_HOME": str(model_home), "OPENZOO_NUM_PARALLEL": "4"}))
+    try:
+        scorer = EngineScorer.open(services.inference, DEFAULT_MODEL, parallel=16)
+        prompts = [[{"role": "user", "content": f"Write one sentence about the number {i}."}] for i in range(7)]
+        first = scorer.generate(prompts, 24, 7)
+        # Warm the engine with unrelated traffic that leaves cached prefixes and freed cells behind.
+        scorer.generate([[{"role": "user", "content": "Say something long about rivers " * (i + 1)}]
+                         for i in range(5)], 16, 1)
+        second = scorer.generate(list(reversed(prompts)), 24, 7)
+        alone = [scorer.generate([p], 24, 7)[0] for p in prompts[:3]]
+    finally:
+        services.close()
+    assert all(first) and first == list(reversed(second))
+    assert alone == first[:3]

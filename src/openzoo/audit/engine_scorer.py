@@ -240,7 +240,11 @@ class EngineScorer:
         return sums
 
     def generate(self, prompts: Sequence[list[dict[str, str]]], max_tokens: int, seed: int) -> list[str]:
-        """Greedy, seeded replies through the model's chat template, several requests in flight."""
+        """Greedy, seeded replies through the model's chat template, in waves of the engine's slots.
+
+        Each wave starts from a cold cache (:meth:`Inference.cold_batch`), so every reply is the one
+        the prompt gets alone, token for token, and a report's responses can be reproduced exactly.
+        """
 
         def one(messages: list[dict[str, str]]) -> str:
             generation = self.inference.chat(ChatRequest(
@@ -255,7 +259,13 @@ class EngineScorer:
                     raise event.error
             return "".join(parts)
 
-        return self._map(one, list(prompts))
+        replies: list[str] = []
+        rest = list(prompts)
+        while rest:
+            wave = max(1, min(self.parallel, self.inference.cold_batch(self.model)))
+            replies += self._map(one, rest[:wave])
+            rest = rest[wave:]
+        return replies
 
     def next_token_distribution(self, text: str, top_k: int) -> TokenDistribution:
         """Surprisal inputs, entropy and top-k alternatives at every token of ``text``, and for the next one.

@@ -145,6 +145,10 @@ class LoadedModel(Protocol):
 
     def stats(self) -> EngineStats: ...
 
+    def clear_cache(self) -> None:
+        """Forget cached prompt prefixes: requests submitted next start from a cold cache."""
+        ...
+
     def close(self) -> None:
         """Stop the decode loop, fail running requests and free all memory."""
         ...
