@@ -131,7 +131,9 @@ class EngineScorer:
         except Exception:  # pragma: no cover - metadata missing in odd installs
             llama = "unknown"
         return {"name": "llama.cpp", "llama_cpp_python": llama, "openzoo": __version__,
-                "n_ctx": str(self.facts.n_ctx), "scoring": "prompt_logprobs, 512-token micro-batches"}
+                "n_ctx": str(self.facts.n_ctx),
+                "scoring": "prompt_logprobs; values of a cold read in 512-token micro-batches",
+                "generation": "greedy, seeded, in cold waves of the engine's slots"}
 
     # ------------------------------------------------------------------ engine access
 
