@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from openzoo.errors import EngineError, InvalidRequest
-from openzoo.runtime.llamacpp.native import L, tokenize
+from openzoo.runtime.llamacpp.native import L, batch_put, tokenize
 
 __all__ = ["Embedder"]
 
@@ -86,11 +86,7 @@ class Embedder:
         ctx, batch = self._ctx, self._batch
         L.llama_memory_clear(L.llama_get_memory(ctx), True)
         for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 1
+            batch_put(batch, i, token, i, 0, True)
         batch.n_tokens = len(tokens)
         rc = L.llama_decode(ctx, batch)
         if rc != 0:

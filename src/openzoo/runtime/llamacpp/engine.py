@@ -75,7 +75,7 @@ from openzoo.events import Done, Event, Failure, TextChunk, TokenLogprob
 from openzoo.runtime.base import EngineStats, GenerationRequest, LoadOptions
 from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
-from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, batch_put, detokenize, ensure_backend, token_piece, tokenize
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.stops import StopMatcher, Utf8Assembler
@@ -641,17 +641,17 @@ class LlamaCppModel:
         for slot in decoding:
             job = slot.job
             assert job is not None and job.next_token is not None
-            self._put(batch, i, job.next_token, len(slot.cache), slot.seq, True)
+            batch_put(batch, i, job.next_token, len(slot.cache), slot.seq, True)
             i += 1
         for slot, rows in plan:
             job = slot.job
             assert job is not None
             start, last = job.n_done, len(job.prompt) - 1
             for j in range(start, start + rows):
-                self._put(batch, i, job.prompt[j], j, slot.seq, j == last)
+                batch_put(batch, i, job.prompt[j], j, slot.seq, j == last)
                 i += 1
         if scratch:
-            self._put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
+            batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
             i += 1
         batch.n_tokens = i
         rc = L.llama_decode(self._ctx, batch)
@@ -685,14 +685,6 @@ class LlamaCppModel:
                     self._finish(slot, "length")
                 else:
                     self._sample(slot, job, index - 1)
-
-    @staticmethod
-    def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
-        batch.token[i] = token
-        batch.pos[i] = pos
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq
-        batch.logits[i] = logits
 
     def _score(self, work: list[tuple[_Slot | None, _Job]]) -> None:
         """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.

@@ -13,8 +13,8 @@ Everything here happens once per process, before the first model loads:
   attention on; without flash attention they differ too). The variable is read lazily by ggml, at the
   first matrix product, so setting it here is in time.
 
-It also holds small helpers over the vocabulary (tokenize, pieces) shared by the engine and the
-embedding context.
+It also holds small helpers over the vocabulary (tokenize, pieces) and ``llama_batch`` rows, shared
+by the engine and the embedding and scoring contexts.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as L
 
-__all__ = ["L", "detokenize", "ensure_backend", "token_piece", "tokenize"]
+__all__ = ["L", "batch_put", "detokenize", "ensure_backend", "token_piece", "tokenize"]
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -51,6 +51,15 @@ def ensure_backend() -> None:
             L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
         _initialised = True
+
+
+def batch_put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+    """Row ``i`` of a ``llama_batch``: one token of one sequence, at ``pos``, with logits or not."""
+    batch.token[i] = token
+    batch.pos[i] = pos
+    batch.n_seq_id[i] = 1
+    batch.seq_id[i][0] = seq
+    batch.logits[i] = logits
 
 
 def tokenize(vocab: Any, text: str, *, add_special: bool, parse_special: bool) -> list[int]:

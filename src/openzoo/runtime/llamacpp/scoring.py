@@ -40,7 +40,7 @@ from typing import Any
 from openzoo.errors import EngineError
 from openzoo.events import TokenLogprob
 from openzoo.runtime.llamacpp.logprobs import LogprobReader, PieceFn
-from openzoo.runtime.llamacpp.native import L
+from openzoo.runtime.llamacpp.native import L, batch_put
 
 __all__ = ["SCORE_BATCH", "PromptScorer", "ScoreRequest"]
 
@@ -141,18 +141,10 @@ class PromptScorer:
             first = min(max(0, start - 1 - begin), len(chunk))
             last = min(len(chunk), n - 1 - begin)
             for j, token in enumerate(chunk):
-                batch.token[j] = token
-                batch.pos[j] = begin + j
-                batch.n_seq_id[j] = 1
-                batch.seq_id[j][0] = 0
-                batch.logits[j] = first <= j < last
+                batch_put(batch, j, token, begin + j, 0, first <= j < last)
             pad = FA_TILED_ROWS - len(chunk) if keep > 0 and tiled and len(chunk) < FA_TILED_ROWS else 0
             for j in range(len(chunk), len(chunk) + pad):
-                batch.token[j] = prompt[-1]
-                batch.pos[j] = begin + j
-                batch.n_seq_id[j] = 1
-                batch.seq_id[j][0] = 0
-                batch.logits[j] = False
+                batch_put(batch, j, prompt[-1], begin + j, 0, False)
             batch.n_tokens = len(chunk) + pad
             rc = L.llama_decode(ctx, batch)
             if pad:
@@ -234,11 +226,7 @@ class PromptScorer:
                 L.llama_memory_seq_cp(mem, 0, seq, 0, keep)
                 members.append((i, n, keep))
                 for pos in range(keep, len(prompt)):
-                    batch.token[n] = prompt[pos]
-                    batch.pos[n] = pos
-                    batch.n_seq_id[n] = 1
-                    batch.seq_id[n][0] = seq
-                    batch.logits[n] = max(1, start) - 1 <= pos < len(prompt) - 1
+                    batch_put(batch, n, prompt[pos], pos, seq, max(1, start) - 1 <= pos < len(prompt) - 1)
                     n += 1
                 i += 1
             batch.n_tokens = n
@@ -272,11 +260,7 @@ class PromptScorer:
                 seq = len(members)
                 members.append((i, n))
                 for pos, token in enumerate(prompt):
-                    batch.token[n] = token
-                    batch.pos[n] = pos
-                    batch.n_seq_id[n] = 1
-                    batch.seq_id[n][0] = seq
-                    batch.logits[n] = max(1, start) - 1 <= pos < len(prompt) - 1
+                    batch_put(batch, n, token, pos, seq, max(1, start) - 1 <= pos < len(prompt) - 1)
                     n += 1
                 i += 1
             batch.n_tokens = n
