@@ -55,6 +55,11 @@ class FakeInference:
         self.logprobs = logprobs
         self.prompts: list[list[int]] = []
         self.chats: list[ChatRequest] = []
+        self.waves: list[int] = []  # requests made before each cold_batch() call
+
+    def cold_batch(self, model: str) -> int:
+        self.waves.append(len(self.chats))
+        return 2
 
     def tokenizer_info(self, model: str) -> dict[str, Any]:
         return {"bos_token_id": BOS, "eos_token_id": 1, "context_length": 8, "vocab_size": VOCAB}
@@ -138,6 +143,14 @@ def test_generate_uses_chat_greedy_and_seeded() -> None:
     out = scorer.generate([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "yo"}]], 12, 5)
     assert out == ["echo: hi", "echo: yo"]
     assert all(r.options == {"temperature": 0, "seed": 5, "num_predict": 12} for r in inference.chats)
+
+
+def test_generate_runs_in_cold_waves_of_the_engine_slots() -> None:
+    scorer, inference = open_fake()
+    words = ["a", "b", "c", "d", "e"]
+    out = scorer.generate([[{"role": "user", "content": w}] for w in words], 4, 1)
+    assert out == [f"echo: {w}" for w in words]  # input order kept across waves
+    assert inference.waves == [0, 2, 4]  # a cold start before every wave of (at most) 2 slots
 
 
 def test_model_without_logprobs_is_a_clear_error() -> None:
