@@ -2,14 +2,16 @@
 
 Why a second context: ggml's CPU flash attention picks its kernel by the number of query rows in a
 micro-batch. Under 64 rows it rounds Q and the V accumulator to f16; from 64 rows on it tiles the
-work and accumulates in f32. The two differ by up to several units in a logit (measured on the
-default model), so a prompt's log-probabilities depend on how it was cut into micro-batches.
+work and accumulates in f32. The two differ by up to half a nat per token on the default model
+(measured over 80 to 500 tokens of text), so a prompt's log-probabilities depend on how it was cut
+into micro-batches.
 
 Scoring (lm-eval's loglikelihood) must give the numbers llama-cpp-python's high-level
 ``Llama(logits_all=True)`` gives, and that evaluates a prompt in micro-batches of 512 tokens. The
 generation context cannot: it uses micro-batches of at most 63 rows so that a request's tokens do not
-depend on what else is in the batch (see ``engine.py``). So a prompt to score is evaluated here, alone
-and in 512-token micro-batches, with logits for every position.
+depend on what else is in the batch (see ``engine.py``). So a prompt to score is evaluated here, with
+the values a cold read of it alone in 512-token micro-batches gives, and logits only for the positions
+asked for.
 
 Consecutive prompts that share a prefix (the choices of one multiple-choice question, the two
 sentences of a minimal pair) reuse it: the context keeps the last prompt's KV cells and its
