@@ -31,9 +31,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from batch import PROMPTS, default_model  # noqa: E402
 
-from openzoo import config  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
-from openzoo.services import Services  # noqa: E402
+from support.cli import home_with_default_model  # noqa: E402
 from support.server import free_port, start_server, stop_server  # noqa: E402
 
 LEVELS = (1, 2, 4, 8)
@@ -125,11 +124,7 @@ def main() -> None:
     gguf = default_model()
     results: dict[str, dict[int, tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        services = Services(config.load({"OPENZOO_HOME": str(home)}))
-        for _ in services.models.pull(DEFAULT_MODEL):
-            pass
-        services.close()
+        home = home_with_default_model(Path(tmp) / "home")
         for name, parallel in (("openzoo", "8"), ("openzoo NUM_PARALLEL=1", "1")):
             server = start_server(home, Path(tmp) / f"{parallel}.log", {"OPENZOO_NUM_PARALLEL": parallel})
             try:

@@ -33,6 +33,7 @@ from openzoo.events import TextChunk  # noqa: E402
 from openzoo.inference import CompletionRequest  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from openzoo.services import Services  # noqa: E402
+from support.cli import home_with_default_model  # noqa: E402
 from support.server import start_server, stop_server  # noqa: E402
 
 # Greedy counting never reaches end-of-text, so every run decodes exactly --tokens tokens.
@@ -90,11 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     gguf = default_model()
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        services = Services(config.load({"OPENZOO_HOME": str(home)}))
-        for _ in services.models.pull(DEFAULT_MODEL):
-            pass
-        services.close()
+        home = home_with_default_model(Path(tmp) / "home")
 
         raw = raw_loop(gguf, args.tokens, os.cpu_count() or 2, args.runs)
         server = start_server(home, Path(tmp) / "server.log")

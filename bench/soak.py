@@ -25,9 +25,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from openzoo import config  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
-from openzoo.services import Services  # noqa: E402
+from support.cli import home_with_default_model  # noqa: E402
 from support.server import start_server, stop_server  # noqa: E402
 
 
@@ -75,11 +74,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        services = Services(config.load({"OPENZOO_HOME": str(home)}))
-        for _ in services.models.pull(DEFAULT_MODEL):
-            pass
-        services.close()
+        home = home_with_default_model(Path(tmp) / "home")
         server = start_server(home, Path(tmp) / "server.log", {"OPENZOO_MAX_QUEUE": "4"})
         outcomes: Counter[str] = Counter()
         samples: list[tuple[float, int]] = []
