@@ -33,7 +33,7 @@ from batch import PROMPTS, default_model  # noqa: E402
 
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
-from support.server import free_port, start_server, stop_server  # noqa: E402
+from support.server import free_port, start_server, stop_server, wait_ready  # noqa: E402
 
 LEVELS = (1, 2, 4, 8)
 THREADS = str(os.cpu_count() or 1)
@@ -89,27 +89,18 @@ def measure(url: str, model: str, tokens: int) -> dict[int, tuple[float, float]]
     return out
 
 
-def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Wait until the server answers ``/v1/models`` with 200 (llama-server says 503 while it loads)."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("server did not start")
-
-
 def external(cmd: list[str], port: int, model: str, tokens: int, log: Path) -> dict[int, tuple[float, float]]:
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(url, process)
+        # /v1/models answers 200 once the model is loaded (llama-server says 503 while it loads).
+        try:
+            ready = wait_ready(process, url + "/v1/models", 180)
+        except RuntimeError as exc:
+            raise RuntimeError(f"server {exc}") from None
+        if not ready:
+            raise RuntimeError("server did not start")
         return measure(url, model, tokens)
     finally:
         process.terminate()

@@ -41,17 +41,29 @@ def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None)
     process = subprocess.Popen([sys.executable, "-m", "openzoo", "serve"], env=env, stdout=out,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"openzoo serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/", timeout=1).status_code == 200:
-                return Server(url, home, process, log)
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    try:
+        ready = wait_ready(process, url + "/", 120)
+    except RuntimeError as exc:
+        raise RuntimeError(f"openzoo serve {exc}:\n{log.read_text()}") from None
+    if ready:
+        return Server(url, home, process, log)
     process.kill()
     raise RuntimeError(f"openzoo serve did not answer in time:\n{log.read_text()}")
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, seconds: float) -> bool:
+    """Poll ``url`` until it answers 200 (True) or ``seconds`` pass (False); raise if the process exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def stop_server(server: Server) -> None:
