@@ -345,6 +345,10 @@ class Inference:
             vectors = [_renormalize(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
         return Embeddings(spec.name.display, vectors, count, time.perf_counter_ns() - started, load_ns)
 
+    def _resident(self, spec: ModelSpec) -> contextlib.AbstractContextManager[tuple[LoadedModel, int]]:
+        """``spec`` loaded with its own parameters, for calls that ask the model, not run a request."""
+        return self.scheduler.use(self._load_spec(spec, parse(spec.parameters)))
+
     def cold_batch(self, model: str) -> int:
         """Forget ``model``'s cached prefixes and return how many requests it decodes together.
 
@@ -354,20 +358,20 @@ class Inference:
         generate in such waves so that a report can be reproduced token for token.
         """
         spec = self.models.resolve(model)
-        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+        with self._resident(spec) as (loaded, _):
             loaded.clear_cache()
             return loaded.stats().total_slots
 
     def tokenize(self, model: str, text: str, *, add_special: bool = False) -> list[int]:
         spec = self.models.resolve(model)
-        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+        with self._resident(spec) as (loaded, _):
             return loaded.tokenize(text, add_special=add_special, parse_special=True)
 
     def tokenizer_info(self, model: str) -> dict[str, Any]:
         """Special tokens and chat template, in the shape lm-eval's tokenizer probe reads."""
         spec = self.models.resolve(model)
         template = self.models.template_for(spec)
-        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+        with self._resident(spec) as (loaded, _):
             def text(token: int | None) -> str | None:
                 return None if token is None else loaded.token_bytes(token).decode("utf-8", "replace")
 
@@ -379,7 +383,7 @@ class Inference:
 
     def detokenize(self, model: str, tokens: Sequence[int]) -> str:
         spec = self.models.resolve(model)
-        with self.scheduler.use(self._load_spec(spec, parse(spec.parameters))) as (loaded, _):
+        with self._resident(spec) as (loaded, _):
             return loaded.detokenize(tokens)
 
 
