@@ -23,6 +23,7 @@ from openzoo.errors import InvalidModelFile, NotFound, NotSupported
 from openzoo.formats.gguf import validate_gguf
 from openzoo.formats.safetensors_folder import SAFETENSORS_WEIGHTS, inspect_folder
 from openzoo.formats.safetensors_gguf import convert_folder, permute_qk
+from openzoo.runtime.llamacpp.native import ensure_backend
 from openzoo.services import Services
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -275,6 +276,9 @@ def test_llama_cpp_computes_what_transformers_computes(tmp_path: Path, arch: str
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     llama_cpp = pytest.importorskip("llama_cpp")
+    # llama.cpp is set up for the whole process as openzoo's engine needs it (native.py): ggml reads its
+    # kernel settings at the first matrix product, so a bare Llama here would fix them for later tests.
+    ensure_backend()
     folder, _ = make_folder(tmp_path / "m", arch)
     out = tmp_path / "m.gguf"
     convert_folder(inspect_folder(folder), out, name="x")
@@ -332,6 +336,9 @@ def test_lora_adapter_on_a_converted_base_matches_peft(tmp_path: Path, arch: str
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
     llama_cpp = pytest.importorskip("llama_cpp")
+    # llama.cpp is set up for the whole process as openzoo's engine needs it (native.py): ggml reads its
+    # kernel settings at the first matrix product, so a bare Llama here would fix them for later tests.
+    ensure_backend()
     from openzoo.finetune.export import qk_heads_for, write_lora_gguf
 
     folder, _ = make_folder(tmp_path / "m", arch)
