@@ -79,9 +79,9 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
 
     def read(cert: Certification) -> dict[str, Any]:
         bundle = cert.seal_bundle(name)
-        from openzoo.certify.service import _predicate
+        from openzoo.certify.requests import seal_predicate
 
-        index = _predicate(bundle).get("log", {}).get("index")
+        index = seal_predicate(bundle).get("log", {}).get("index")
         head = cert.head()
         receipt = cert.log.receipt(int(index), head).to_json() if isinstance(index, int) else bundle["receipt"]
         return {"model": names.parse(name).display, "bundle": bundle, "receipt": receipt,

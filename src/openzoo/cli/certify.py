@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from openzoo.certify.service import Certification, VerifyResult, certification
+from openzoo.certify.service import Certification, certification
+from openzoo.certify.verification import VerifyResult
 from openzoo.cli.main import cli, load_config
 from openzoo.errors import InvalidRequest
 from openzoo.store.store import Store
@@ -42,7 +43,7 @@ def _print_result(result: VerifyResult) -> None:
 
 
 def _ask_passphrase(svc: Certification, key_names: list[str]) -> None:
-    from openzoo.certify.service import PASSPHRASE_ENV
+    from openzoo.certify.core import PASSPHRASE_ENV
 
     if any(svc.key_is_encrypted(n) for n in key_names) and not os.environ.get(PASSPHRASE_ENV):
         os.environ[PASSPHRASE_ENV] = click.prompt("key passphrase", hide_input=True)

@@ -25,7 +25,9 @@ from openzoo.certify.canonical import b64decode, sha256_digest
 from openzoo.certify.checkpoint import verify_checkpoint
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.merkle import verify_consistency
-from openzoo.certify.service import certification, check_logged_approvals
+from openzoo.certify.requests import seal_predicate
+from openzoo.certify.service import certification
+from openzoo.certify.verification import check_logged_approvals
 from openzoo.errors import (
     DigestMismatch,
     Forbidden,
@@ -90,9 +92,7 @@ class RegistryClient:
 
     def approval_receipts(self, bundle: dict[str, Any], size: int) -> list[LogReceipt]:
         """Inclusion receipts, under the tree of ``size``, of the logged approvals of the sealed request."""
-        from openzoo.certify.service import _predicate
-
-        request_id = _predicate(bundle).get("requestId")
+        request_id = seal_predicate(bundle).get("requestId")
         entries = self._get("/zoo/log/entries", params={"kind": "approval", "limit": 1000}).json()["entries"]
         out = []
         for entry in entries:

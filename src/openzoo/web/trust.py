@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from openzoo.certify.card import render_html
+from openzoo.certify.core import layer_label, sealed_digest
 from openzoo.certify.dsse import Envelope, parse_statement
 from openzoo.certify.licenses import UNKNOWN_ID, LicenseFacts
 from openzoo.certify.log import verify_receipt
-from openzoo.certify.service import Certification, CertifyRequest, certification, layer_label, sealed_digest
+from openzoo.certify.requests import CertifyRequest
+from openzoo.certify.service import Certification, certification
 from openzoo.errors import OpenzooError
 from openzoo.models import ModelSpec
 from openzoo.services import Services

@@ -10,7 +10,9 @@ import pytest
 
 from openzoo import config, names
 from openzoo.certify.card import parse_card
-from openzoo.certify.service import Certification, ScanBlocked, sealed_manifest
+from openzoo.certify.core import sealed_manifest
+from openzoo.certify.requests import ScanBlocked
+from openzoo.certify.service import Certification
 from openzoo.errors import Conflict, VerificationFailed
 from openzoo.models import Models
 from openzoo.store import manifests as mt
@@ -199,8 +201,8 @@ def test_registry_routes(cert: Certification, store: Store, tmp_path: Path) -> N
 
 def test_default_card_body_is_unchanged() -> None:
     """The default model's drafted card is sealed by digest: its text must stay byte for byte."""
+    from openzoo.certify.evidence import _default_body
     from openzoo.certify.licenses import describe, lookup
-    from openzoo.certify.service import _default_body
 
     assert _default_body({"general.parameter_count": 268098176}, "gemma") == (
         "# Gemma 3 270M\n\nGemma 3 270M **base model** (pretrained, not instruction-tuned) by Google DeepMind, "

@@ -1,0 +1,299 @@
+"""Certification's storage core: the zoo's keyring, its transparency log and the reviewer policy.
+
+Why a core of its own: every certification step (evidence, requests and seals, verification) signs with
+the zoo key, appends to the one log and reads the policy, and each lives in its own module on top of this
+(:mod:`openzoo.certify.evidence`, :mod:`openzoo.certify.requests`, :mod:`openzoo.certify.verification`);
+:class:`openzoo.certify.service.Certification` is the assembled whole.
+
+* the zoo's keyring under ``OPENZOO_HOME/keys`` (the zoo key ``zoo`` is made on first use; peers trusted
+  with ``keys trust`` are zoo keys unless marked as reviewers, recorded in ``keys/trust.json``);
+* one :class:`TransparencyLog` in the catalog database, written only inside catalog transactions, with a
+  signed tree head after every change;
+* tables ``certify_requests``, ``certify_policies``, ``certify_pulled`` and ``certify_monitor``
+  (migration 100).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
+from openzoo.certify.checkpoint import Checkpoint, parse_note
+from openzoo.certify.keys import Keyring, PublicKey, SigningKey
+from openzoo.certify.log import TransparencyLog
+from openzoo.certify.policy import (
+    Policy,
+    create_policy,
+    rotate_policy,
+    sign_policy,
+)
+from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.store import manifests as mt
+from openzoo.store import migrations
+from openzoo.store.manifests import Manifest
+from openzoo.store.store import Store
+
+ZOO_KEY = "zoo"
+PASSPHRASE_ENV = "OPENZOO_KEY_PASSPHRASE"
+ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
+
+
+@migrations.migration(100, "certification requests, policies, pulled models and monitor heads")
+def _m100(conn: sqlite3.Connection) -> None:
+    migrations.run_script(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS certify_requests (
+            id TEXT PRIMARY KEY,
+            model_key TEXT NOT NULL,
+            model TEXT NOT NULL,
+            manifest_digest TEXT NOT NULL,
+            status TEXT NOT NULL,
+            evidence TEXT NOT NULL,
+            seal TEXT,
+            log_index INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS certify_requests_model ON certify_requests(model_key, created_at);
+        CREATE TABLE IF NOT EXISTS certify_policies (
+            version INTEGER PRIMARY KEY,
+            policy TEXT NOT NULL,
+            envelope TEXT,
+            log_index INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS certify_pulled (
+            model_key TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            zoo TEXT,
+            certified INTEGER NOT NULL,
+            manifest_digest TEXT NOT NULL,
+            receipt TEXT,
+            revocations TEXT NOT NULL,
+            head TEXT,
+            pulled_at REAL NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS certify_monitor (
+            origin TEXT PRIMARY KEY,
+            checkpoint TEXT NOT NULL,
+            seen_at REAL NOT NULL
+        )
+        """,
+    )
+
+
+LABELS = {
+    mt.MODEL: "weights",
+    mt.CARD: "card",
+    mt.SEAL: "seal",
+    mt.LICENSE: "license",
+    mt.LICENSE_FACTS: "license facts",
+    mt.TEMPLATE: "template",
+    mt.SYSTEM: "system prompt",
+    mt.PARAMS: "parameters",
+    mt.MESSAGES: "messages",
+    mt.ADAPTER: "adapter",
+    mt.AUDIT: "audit report",
+    mt.LINEAGE: "lineage",
+    mt.CONFIG_MEDIA_TYPE: "config",
+}
+
+
+def layer_label(media_type: str) -> str:
+    """A person's word for a layer type (``weights``, ``card``, ``seal``…)."""
+    return LABELS.get(media_type, media_type)
+
+
+def sealed_manifest(manifest: Manifest) -> Manifest:
+    """The manifest a seal covers: the model's manifest without its SEAL layer."""
+    return manifest.replace_layers(mt.SEAL, [])
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def sealed_digest(manifest: Manifest) -> str:
+    return sha256_digest(sealed_manifest(manifest).to_bytes())
+
+
+def _passphrase(env: str = PASSPHRASE_ENV) -> bytes | None:
+    value = os.environ.get(env)
+    return value.encode() if value else None
+
+
+class CertificationCore:
+    """Keys, log and policy of one store's certification."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.catalog = store.catalog
+        self.conn = store.catalog.connection
+        migrations.apply(self.conn)
+        self.keys_dir = Path(store.home) / "keys"
+        self._keyring: Keyring | None = None
+        self._log: TransparencyLog | None = None
+
+    # -- keys ------------------------------------------------------------------------------------
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = Keyring(self.keys_dir)
+        return self._keyring
+
+    def zoo_key(self) -> SigningKey:
+        """The zoo's own signing key, made on first use."""
+        return self.keyring.ensure(ZOO_KEY, _passphrase(ZOO_PASSPHRASE_ENV))
+
+    def zoo_public(self) -> PublicKey:
+        if not self.keyring.has_private(ZOO_KEY):
+            self.zoo_key()
+        return self.keyring.load(ZOO_KEY)
+
+    def _trust_file(self) -> Path:
+        return self.keys_dir / "trust.json"
+
+    def trust_kinds(self) -> dict[str, str]:
+        path = self._trust_file()
+        if not path.exists():
+            return {}
+        data = parse_json(path.read_bytes(), "keys/trust.json")
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def trust(self, name: str, pem: bytes, kind: str = "zoo") -> PublicKey:
+        """Trust a peer zoo's (or a remote reviewer's) public key; logged."""
+        if kind not in ("zoo", "reviewer"):
+            raise InvalidRequest("a trusted key is a zoo key or a reviewer key")
+        if name == ZOO_KEY:
+            raise Conflict("the name 'zoo' is this zoo's own key", hint="trust the peer under another name")
+        key = self.keyring.trust(name, pem)
+        kinds = self.trust_kinds()
+        kinds[name] = kind
+        tmp = self._trust_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(kinds, indent=1, sort_keys=True))
+        os.replace(tmp, self._trust_file())
+        self.log_event("key", {"action": "trust", "name": name, "kind": kind, "key_id": key.key_id})
+        return key
+
+    def generate_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:
+        key = self.keyring.generate(name, passphrase)
+        self.log_event("key", {"action": "generate", "name": name, "key_id": key.key_id})
+        return key
+
+    def revoke_key(self, name: str) -> str:
+        info = self.keyring.revoke(name)
+        self.log_event("key", {"action": "revoke", "name": name, "key_id": info.key_id})
+        return info.key_id
+
+    def zoo_keys(self) -> list[PublicKey]:
+        """Keys whose seals and tree heads this zoo trusts: its own and every trusted peer zoo."""
+        keys = [self.zoo_public()]
+        for name, kind in self.trust_kinds().items():
+            if kind == "zoo":
+                try:
+                    keys.append(self.keyring.load(name))
+                except NotFound:
+                    continue  # revoked
+        return keys
+
+    def key_name(self, key: PublicKey) -> str:
+        return "this zoo" if key.name == ZOO_KEY else key.name
+
+    # -- log -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A catalog transaction, with the log's tables made first (their DDL would commit it)."""
+        _ = self.log
+        with self.catalog.transaction() as conn:
+            yield conn
+
+    @property
+    def log(self) -> TransparencyLog:
+        if self._log is None:
+            origin = f"openzoo/{self.zoo_public().key_id[:16]}"
+            self._log = TransparencyLog(self.conn, origin=origin)
+        return self._log
+
+    def log_event(self, kind: str, body: Any, *, expected_index: int | None = None) -> int:
+        """Append one entry and sign the new head, in one catalog transaction."""
+        key = self.zoo_key()
+        with self._tx():
+            index = self.log.append(kind, body, expected_index=expected_index)
+            self.log.sign_head(key)
+        return index
+
+    def head(self) -> str:
+        """The latest signed tree head, signing one if the log grew past it (or has none)."""
+        size = self.log.size()
+        try:
+            note = self.log.checkpoint()
+            if Checkpoint.parse_body(parse_note(note).text).size == size:
+                return note
+        except NotFound:
+            pass
+        with self._tx():
+            return self.log.sign_head(self.zoo_key())
+
+    # -- policy ----------------------------------------------------------------------------------
+    def policies(self) -> list[Policy]:
+        rows = self.conn.execute("SELECT policy FROM certify_policies ORDER BY version").fetchall()
+        return [Policy.from_json(parse_json(r[0], "policy")) for r in rows]
+
+    def policy(self) -> Policy:
+        found = self.policies()
+        if not found:
+            raise NotFound(
+                "no certification policy yet",
+                hint="run 'openzoo certify policy --reviewers alice,bob,carol --threshold 2'",
+            )
+        return found[-1]
+
+    def key_is_encrypted(self, name: str) -> bool:
+        path = self.keys_dir / f"{name}.key"
+        return path.is_file() and b"ENCRYPTED" in path.read_bytes()[:64]
+
+    def reviewer_signing_key(self, name: str) -> SigningKey:
+        """A reviewer's private key; an encrypted one is opened with ``OPENZOO_KEY_PASSPHRASE``."""
+        return self.keyring.signing_key(name, _passphrase() if self.key_is_encrypted(name) else None)
+
+    def reviewer_key(self, name: str) -> PublicKey:
+        return self.keyring.load(name)
+
+    def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = ()) -> Policy:
+        """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers."""
+        keys = [self.reviewer_key(n.strip()) for n in reviewers if n.strip()]
+        current = self.policies()
+        if not current:
+            policy = create_policy(keys, threshold, version=1)
+            envelope_json: str | None = None
+        else:
+            new = create_policy(keys, threshold, version=current[-1].version + 1)
+            if not signers:
+                raise VerificationFailed(
+                    f"a new policy must be signed by {current[-1].threshold} reviewers of policy "
+                    f"v{current[-1].version}",
+                    hint="add --sign-with alice,bob",
+                )
+            envelope = sign_policy(new, [self.reviewer_signing_key(s) for s in signers])
+            policy = rotate_policy(current[-1], envelope)
+            policy = Policy(policy.version, policy.threshold, new.reviewers)
+            envelope_json = envelope.to_bytes().decode()
+        body = {"version": policy.version, "digest": policy.digest(), "policy": policy.to_json()}
+        if envelope_json:
+            body["envelope"] = parse_json(envelope_json)
+        key = self.zoo_key()
+        with self._tx():
+            index = self.log.append("policy", body)
+            self.log.sign_head(key)
+            self.conn.execute(
+                "INSERT INTO certify_policies(version, policy, envelope, log_index, created_at) VALUES (?,?,?,?,?)",
+                (policy.version, canonical_json(policy.to_json()).decode(), envelope_json, index, time.time()),
+            )
+        return policy
