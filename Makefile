@@ -17,7 +17,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,finetune]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,finetune,scale]'
 	touch $(STAMP)
 
 $(JS_STAMP): $(JS_DIR)/package.json
