@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from openzoo.errors import InvalidRequest
+from openzoo.store.db import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 
 DEFAULT_PORT = 11434
 
@@ -32,6 +33,11 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("HOME", "~/.openzoo", "Where the store (blobs, catalog, keys, log) lives.", "home"),
+    Setting("CATALOG_URL", "",
+            "Where the catalog (names, manifests' blob lists, certification log, audit jobs) lives: empty "
+            "for the embedded SQLite file OPENZOO_HOME/catalog.sqlite, sqlite:///PATH, or "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE for one catalog shared by several servers "
+            "(they must share OPENZOO_HOME too; see docs/deployment.md).", "catalog_url"),
     Setting("HOST", "127.0.0.1:11434",
             "Address to serve on and for the CLI to reach: [scheme://]host[:port].", "host"),
     Setting("KEEP_ALIVE", "5m",
@@ -60,6 +66,7 @@ class Config:
     """The settings openzoo runs with, parsed and validated."""
 
     home: Path
+    catalog_url: str = field(repr=False)  # may hold a password: never in a repr or a log line
     host: str
     port: int
     scheme: str
@@ -74,6 +81,11 @@ class Config:
     max_body_bytes: int
     debug: bool
     noprune: bool
+
+    @property
+    def catalog(self) -> str:
+        """The catalog's URL, the SQLite file under ``home`` when none was set."""
+        return self.catalog_url or f"{SQLITE_PREFIX}{self.home / 'catalog.sqlite'}"
 
     @property
     def base_url(self) -> str:
@@ -163,6 +175,17 @@ def _int(name: str, text: str) -> int:
         raise InvalidRequest(f"OPENZOO_{name} must be an integer, not {text!r}") from exc
 
 
+def parse_catalog_url(text: str) -> str:
+    """Check ``OPENZOO_CATALOG_URL``: empty (the default file), ``sqlite:///PATH`` or ``postgresql://...``."""
+    url = text.strip()
+    if url and not url.startswith((SQLITE_PREFIX, *POSTGRES_SCHEMES)):
+        raise InvalidRequest(f"OPENZOO_CATALOG_URL {redact_url(url)!r} is neither sqlite:///PATH nor postgresql://...",
+                             hint="leave it empty for the SQLite catalog under OPENZOO_HOME")
+    if url.startswith(SQLITE_PREFIX):
+        url = SQLITE_PREFIX + os.path.expanduser(url[len(SQLITE_PREFIX):])
+    return url
+
+
 def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -174,6 +197,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     scheme, host, port = parse_host(raw["host"])
     return Config(
         home=Path(os.path.expanduser(raw["home"])),
+        catalog_url=parse_catalog_url(raw["catalog_url"]),
         host=host,
         port=port,
         scheme=scheme,

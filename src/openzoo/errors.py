@@ -26,6 +26,8 @@ else converts exceptions to text, so a message reads the same everywhere.
     ├── ServerBusy (503 server_busy)
     ├── EngineError (500 engine_error)
     ├── StoreCorrupt (500 store_corrupt)
+    ├── CatalogError (500 catalog_error)
+    │   └── CatalogUnavailable (503 catalog_unavailable)
     └── VerificationFailed (422 verification_failed)
 """
 
@@ -156,6 +158,22 @@ class StoreCorrupt(OpenzooError):
     code = "store_corrupt"
     http_status = 500
     hint = "run 'openzoo verify --store' to find and report damaged files"
+
+
+class CatalogError(OpenzooError):
+    """The catalog database refused a statement (a constraint, the log's append-only rule, a bad URL)."""
+
+    code = "catalog_error"
+    http_status = 500
+    hint = "run 'openzoo verify --store' to check the catalog"
+
+
+class CatalogUnavailable(CatalogError):
+    """The catalog database cannot be reached or stayed busy: nothing was written, try again."""
+
+    code = "catalog_unavailable"
+    http_status = 503
+    hint = "check OPENZOO_CATALOG_URL and that the database is running, then try again"
 
 
 class VerificationFailed(OpenzooError):

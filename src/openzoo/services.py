@@ -28,7 +28,7 @@ class Services:
 
     @cached_property
     def store(self) -> Store:
-        store = Store(self.config.home)
+        store = Store(self.config.home, self.config.catalog)
         removed = store.recover()
         if removed:
             log.info("removed %d leftover file(s) from an interrupted write", len(removed))

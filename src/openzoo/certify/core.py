@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from openzoo.certify.policy import (
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
+from openzoo.store.db import Database
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
@@ -46,7 +46,7 @@ ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
 
 
 @migrations.migration(100, "certification requests, policies, pulled models and monitor heads")
-def _m100(conn: sqlite3.Connection) -> None:
+def _m100(conn: Database) -> None:
     migrations.run_script(
         conn,
         """
@@ -208,9 +208,8 @@ class CertificationCore:
 
     # -- log -------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A catalog transaction, with the log's tables made first (their DDL would commit it)."""
-        _ = self.log
+    def _tx(self) -> Iterator[Database]:
+        """A catalog transaction (the log's appends and head signatures nest in it as savepoints)."""
         with self.catalog.transaction() as conn:
             yield conn
 

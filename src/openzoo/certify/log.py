@@ -1,4 +1,4 @@
-"""The zoo's append-only transparency log: RFC 9162 Merkle tree over certification events in SQLite.
+"""The zoo's append-only transparency log: RFC 9162 Merkle tree over certification events in the catalog.
 
 Why: a seal alone proves the zoo signed something; the log makes the zoo's whole history public and
 tamper-evident, so a zoo cannot show different histories to different people (a monitor holding an old
@@ -9,15 +9,20 @@ Each entry is ``(index, kind, body, timestamp)``; its Merkle leaf is the RFC 916
 holding an entry can recompute its leaf. Tables (prefixed ``log_`` so the log can share the catalog's
 database) refuse UPDATE and DELETE through triggers; complete subtree hashes are cached in
 ``log_nodes`` so proofs for 1M entries take O(log n) reads.
+
+The tables are made by catalog migration 5, the same schema on SQLite and PostgreSQL: the triggers are
+SQLite triggers there, plpgsql trigger functions here (which also refuse TRUNCATE). Several servers
+may share one PostgreSQL catalog and append to one log: appends run in the catalog's writer
+transaction, which serializes writers across servers, and the in-memory frontier is keyed by the
+log's size *and* last leaf, so it is rebuilt whenever anyone else appended (or an append was rolled
+back), never reused for a different tree of the same size.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +38,8 @@ from openzoo.certify.checkpoint import (
 )
 from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import Conflict, InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
+from openzoo.store import migrations
+from openzoo.store.db import Database, open_database
 
 __all__ = [
     "KINDS",
@@ -79,6 +86,45 @@ _APPEND_ONLY = "\n".join(
     for table in ("log_entries", "log_nodes", "log_heads")
     for op in ("UPDATE", "DELETE")
 )
+_TABLES = ("log_entries", "log_nodes", "log_heads")
+_PG_FUNCTIONS = (
+    """CREATE OR REPLACE FUNCTION log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the transparency log is append-only'; END $$""",
+    """CREATE OR REPLACE FUNCTION log_entries_contiguous() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.idx <> (SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries) THEN
+        RAISE EXCEPTION 'log entries are appended in index order';
+    END IF;
+    RETURN NEW;
+END $$""",
+    "CREATE TRIGGER log_entries_contiguous BEFORE INSERT ON log_entries FOR EACH ROW "
+    "EXECUTE FUNCTION log_entries_contiguous()",
+    *(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} FOR EACH ROW "
+      "EXECUTE FUNCTION log_append_only()" for table in _TABLES for op in ("UPDATE", "DELETE")),
+    *(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT "
+      "EXECUTE FUNCTION log_append_only()" for table in _TABLES),
+)
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script whose trigger bodies hold ``;`` (each statement starts a line)."""
+    return [part.strip() for part in re.split(r";\s*\n(?=CREATE )", script) if part.strip()]
+
+
+@migrations.migration(5, "transparency log: entries, tree nodes, signed heads, append-only triggers")
+def _m005(db: Database) -> None:
+    """The log's tables and triggers.
+
+    Catalogs made before this migration already hold them (the log used to make them itself, with the
+    same statements): ``IF NOT EXISTS`` leaves those as they are, so their schema does not change.
+    """
+    if db.dialect == "sqlite":
+        for statement in _statements(_SCHEMA + _APPEND_ONLY):
+            db.execute(statement)
+        return
+    tables = _SCHEMA[: _SCHEMA.index("CREATE TRIGGER")].replace(") WITHOUT ROWID;", ");")
+    for statement in [*_statements(tables), *_PG_FUNCTIONS]:
+        db.execute(statement)
 
 
 def entry_bytes(kind: str, body: Any, timestamp: int) -> bytes:
@@ -231,10 +277,10 @@ class VerifyReport:
         return not self.problems
 
 
-class _SqliteNodes:
+class _StoredNodes:
     """:class:`merkle.NodeStore` over the log tables: level 0 from ``log_entries``, others ``log_nodes``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
 
     def node(self, level: int, index: int) -> bytes:
@@ -252,62 +298,49 @@ def _now_ms() -> int:
 
 
 class TransparencyLog:
-    """The append-only log in SQLite. Pass a path (opened in WAL mode) or an open connection.
+    """The append-only log in the catalog database. Pass the catalog's database, or a path / URL to open.
 
-    Appends run in a SAVEPOINT, so they work inside or outside a caller's transaction; the in-memory
-    frontier is re-read whenever another connection has appended since.
+    Appends run in a catalog transaction (a savepoint inside the caller's, if any); the in-memory
+    frontier is rebuilt whenever the log's size or last leaf differs from the ones it was built for.
     """
 
     def __init__(
         self,
-        conn_or_path: sqlite3.Connection | str | Path,
+        db: Database | str | Path,
         *,
         origin: str = DEFAULT_ORIGIN,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
-        if isinstance(conn_or_path, sqlite3.Connection):
-            self.conn = conn_or_path
-        else:
-            self.conn = sqlite3.connect(str(conn_or_path), isolation_level=None, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+        if not isinstance(db, Database):
+            db = open_database(str(db))
+        migrations.apply(db)  # a database opened just for the log, or a catalog opened before import
+        self.conn = db
         self.origin = origin
         self.clock = clock
-        self.conn.executescript(_SCHEMA + _APPEND_ONLY)
-        self._nodes = _SqliteNodes(self.conn)
-        self._size = -1
-        self._frontier: list[bytes | None] = []
-        self._lock = threading.RLock()
-
-    @contextmanager
-    def _write(self, name: str) -> Iterator[None]:
-        """One atomic write: a SAVEPOINT (nested in the caller's transaction if any) under a lock.
-
-        On any error the savepoint is rolled back and the cached frontier is dropped.
-        """
-        with self._lock:
-            self.conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield
-                self.conn.execute(f"RELEASE {name}")
-            except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
-                self._size = -1
-                raise
+        self._nodes = _StoredNodes(db)
+        # (size, last leaf) -> frontier; replaced as a whole, never changed in place, so threads
+        # reading it need no lock.
+        self._cached: tuple[tuple[int, bytes], list[bytes | None]] = ((-1, b""), [])
 
     # -- writing ---------------------------------------------------------------------------------
     def size(self) -> int:
         """Number of entries."""
         row = self.conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries").fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
 
-    def _sync_frontier(self) -> int:
-        size = self.size()
-        if size != self._size:
-            self._frontier = merkle.frontier_for(self._nodes, size)
-            self._size = size
-        return size
+    def _tip(self) -> tuple[int, bytes]:
+        """The log's size and its last leaf: together they name one tree (the log is append-only)."""
+        row = self.conn.execute("SELECT idx, leaf FROM log_entries ORDER BY idx DESC LIMIT 1").fetchone()
+        return (0, b"") if row is None else (int(row[0]) + 1, bytes(row[1]))
+
+    def _frontier(self) -> tuple[int, list[bytes | None]]:
+        """The current size and a private copy of its frontier, from the cache when it still fits."""
+        tip = self._tip()
+        cached_tip, frontier = self._cached
+        if cached_tip != tip:
+            frontier = merkle.frontier_for(self._nodes, tip[0])
+            self._cached = (tip, frontier)
+        return tip[0], list(frontier)
 
     def append(self, kind: str, body: Any, *, expected_index: int | None = None) -> int:
         """Append one entry and return its index.
@@ -326,8 +359,8 @@ class TransparencyLog:
             prepared.append((kind, canonical_json(body)))
         if not prepared:
             return []
-        with self._write("log_append"):
-            start = self._sync_frontier()
+        with self.conn.transaction():
+            start, frontier = self._frontier()
             if expected_index is not None and expected_index != start:
                 raise Conflict(f"log index {expected_index} was taken; the log now has {start} entries")
             rows, nodes = [], []
@@ -336,10 +369,10 @@ class TransparencyLog:
                 leaf = merkle.leaf_hash(_entry_bytes_from_json(kind, body_json, ts))
                 index = start + offset
                 rows.append((index, kind, body_json.decode("utf-8"), ts, leaf))
-                nodes.extend(merkle.append_to_frontier(self._frontier, index, leaf))
+                nodes.extend(merkle.append_to_frontier(frontier, index, leaf))
             self.conn.executemany("INSERT INTO log_entries (idx, kind, body, ts, leaf) VALUES (?,?,?,?,?)", rows)
             self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?,?,?)", nodes)
-            self._size = start + len(prepared)
+            self._cached = ((start + len(prepared), rows[-1][4]), frontier)
         return list(range(start, start + len(prepared)))
 
     # -- reading ---------------------------------------------------------------------------------
@@ -362,8 +395,8 @@ class TransparencyLog:
 
     def head(self) -> LogHead:
         """Current size and root hash (unsigned; see :meth:`sign_head`)."""
-        size = self._sync_frontier()
-        return LogHead(size, merkle.root_from_frontier(self._frontier))
+        size, frontier = self._frontier()
+        return LogHead(size, merkle.root_from_frontier(frontier))
 
     def root(self, size: int) -> bytes:
         """Root hash of the tree as it was at ``size`` entries."""
@@ -396,12 +429,14 @@ class TransparencyLog:
         """
         head = self.head()
         note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root_hash, tuple(extensions)), key)
-        with self._write("log_head"):
+        with self.conn.transaction():
             self.conn.execute(
-                "INSERT OR IGNORE INTO log_heads (size, note, ts) VALUES (?, ?, ?)",
+                "INSERT INTO log_heads (size, note, ts) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING",
                 (head.size, note, self.clock()),
             )
             row = self.conn.execute("SELECT note FROM log_heads WHERE size = ?", (head.size,)).fetchone()
+        if row is None:  # pragma: no cover - the row was just written in this transaction
+            raise StoreCorrupt(f"the signed tree head at size {head.size} was not stored")
         return str(row[0])
 
     def checkpoint(self, size: int | None = None) -> str:

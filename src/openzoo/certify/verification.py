@@ -112,8 +112,11 @@ class CertificationVerification(CertificationRequests):
                     receipt: LogReceipt | None, revocations: Sequence[Mapping[str, Any]], head: str | None) -> None:
         with self._tx():
             self.conn.execute(
-                "INSERT OR REPLACE INTO certify_pulled(model_key, source, zoo, certified, manifest_digest, receipt, "
-                "revocations, head, pulled_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO certify_pulled(model_key, source, zoo, certified, manifest_digest, receipt, "
+                "revocations, head, pulled_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (model_key) DO UPDATE SET "
+                "source = excluded.source, zoo = excluded.zoo, certified = excluded.certified, "
+                "manifest_digest = excluded.manifest_digest, receipt = excluded.receipt, "
+                "revocations = excluded.revocations, head = excluded.head, pulled_at = excluded.pulled_at",
                 (name.key, source, zoo, int(certified), manifest_digest,
                  canonical_json(receipt.to_json()).decode() if receipt else None,
                  canonical_json(list(revocations)).decode(), head, time.time()),

@@ -25,7 +25,8 @@ _STORE: list[Store] = []
 
 def store() -> Store:
     if not _STORE:
-        _STORE.append(Store(load_config().home))
+        cfg = load_config()
+        _STORE.append(Store(cfg.home, cfg.catalog))
     return _STORE[0]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import tarfile
 import tempfile
 import time
@@ -30,6 +29,7 @@ from openzoo.events import Progress
 from openzoo.models import ModelSpec
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
+from openzoo.store.db import Database
 from openzoo.store.migrations import migration, run_script
 from openzoo.store.store import Store
 
@@ -39,7 +39,7 @@ PIN_PREFIX = "pin:finetune-dequant:"
 
 
 @migration(300, "finetune: dequantized weights cache")
-def _m300(conn: sqlite3.Connection) -> None:
+def _m300(conn: Database) -> None:
     run_script(
         conn,
         """
@@ -93,10 +93,13 @@ def forget(store: Store, digest: str) -> None:
 def _pin(store: Store, digest: str, weights: tuple[str, int], files: tuple[str, int]) -> None:
     with store.catalog.transaction() as conn:
         for blob, size in (weights, files):
-            conn.execute("INSERT OR IGNORE INTO blobs(digest, size) VALUES (?, ?)", (blob, size))
-            conn.execute("INSERT OR IGNORE INTO manifest_refs VALUES (?, ?)", (PIN_PREFIX + digest, blob))
-        conn.execute("INSERT OR REPLACE INTO finetune_dequant VALUES (?, ?, ?, ?)",
-                     (digest, weights[0], files[0], time.time()))
+            conn.execute("INSERT INTO blobs(digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                         (blob, size))
+            conn.execute("INSERT INTO manifest_refs VALUES (?, ?) ON CONFLICT (manifest_digest, blob_digest) "
+                         "DO NOTHING", (PIN_PREFIX + digest, blob))
+        conn.execute("INSERT INTO finetune_dequant VALUES (?, ?, ?, ?) ON CONFLICT (gguf_digest) DO UPDATE SET "
+                     "weights_digest = excluded.weights_digest, files_digest = excluded.files_digest, "
+                     "created_at = excluded.created_at", (digest, weights[0], files[0], time.time()))
 
 
 def _tar_folder(folder: Path, names: list[str]) -> bytes:

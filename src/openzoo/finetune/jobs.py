@@ -9,7 +9,6 @@ when the server stopped is marked ``interrupted`` (its checkpoint allows ``--res
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -20,13 +19,14 @@ from typing import Any
 from openzoo.errors import NotFound, OpenzooError
 from openzoo.events import Progress
 from openzoo.store import migrations
+from openzoo.store.db import Database
 from openzoo.store.migrations import migration, run_script
 
 __all__ = ["Job", "Jobs"]
 
 
 @migration(301, "finetune: jobs")
-def _m301(conn: sqlite3.Connection) -> None:
+def _m301(conn: Database) -> None:
     run_script(
         conn,
         """
@@ -84,7 +84,7 @@ class Job:
 class Jobs:
     """The jobs of one server; ``run`` takes a factory of the progress stream (it must honour ``should_stop``)."""
 
-    def __init__(self, conn: sqlite3.Connection, transaction: Callable[[], Any]) -> None:
+    def __init__(self, conn: Database, transaction: Callable[[], Any]) -> None:
         self._conn = conn
         self._transaction = transaction
         self._jobs: dict[str, Job] = {}

@@ -3,6 +3,10 @@
 A blob is streamed through sha256 into a temp file in the same directory, fsynced, renamed onto its
 final name and the directory fsynced; so a file under a blob name always holds exactly the bytes its
 name promises, and a crash leaves at most a ``.partial`` temp file, removed at the next start.
+
+Temp files are named ``.tmp-<pid>-<n>@<host>.partial``: servers on several hosts may share one blob
+directory (one ``OPENZOO_HOME`` on shared storage, see ``docs/deployment.md``), and a start-up sweep
+must only judge the process ids of its own host.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from typing import BinaryIO
 
 from openzoo.errors import BlobNotFound, DigestMismatch, StoreCorrupt
 from openzoo.names import normalize_digest
+from openzoo.store.owners import host_name, pid_alive
 
 CHUNK = 1 << 20
 PARTIAL_SUFFIX = ".partial"
+#: A temp file of another host is only removed once it is this old (its writer cannot be asked).
+FOREIGN_PARTIAL_SECONDS = 24 * 3600.0
 
 ProgressCallback = Callable[[int], None]
 
@@ -37,16 +44,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class BlobStore:
@@ -111,16 +108,25 @@ class BlobStore:
                 yield "sha256:" + entry.name[7:]
 
     def remove_partials(self) -> list[Path]:
-        """Remove temp files left by crashed writers (those whose process is gone)."""
+        """Remove temp files left by crashed writers (those whose process is gone).
+
+        A temp file of another host (named by it) is left to that host's own sweep, unless it is a
+        day old.
+        """
         removed = []
+        here, now = host_name(), time.time()
         for entry in self.root.glob(f".tmp-*{PARTIAL_SUFFIX}"):
+            stem, _, host = entry.name[: -len(PARTIAL_SUFFIX)].partition("@")
             try:
-                pid = int(entry.name.split("-")[1])
+                pid = int(stem.split("-")[1])
             except (IndexError, ValueError):
                 pid = -1
-            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            try:
+                if host and host != here and now - entry.stat().st_mtime < FOREIGN_PARTIAL_SECONDS:
+                    continue
+            except FileNotFoundError:
                 continue
-            if pid == os.getpid():
+            if host in ("", here) and (pid == os.getpid() or pid_alive(pid)):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
@@ -154,7 +160,7 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
-        self._tmp = store.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}"
+        self._tmp = store.root / f".tmp-{os.getpid()}-{time.monotonic_ns()}@{host_name()}{PARTIAL_SUFFIX}"
         self._file: BinaryIO | None = None
         self._hasher = hashlib.sha256()
         self.size = 0

@@ -1,23 +1,23 @@
-"""The SQLite catalog: model names → manifest digests, and which blobs each manifest needs.
+"""The catalog: model names → manifest digests, and which blobs each manifest needs.
 
 The catalog owns reference counts, so garbage collection is a query, not a scan of every manifest.
-All writes go through one lock and ``BEGIN IMMEDIATE`` transactions (WAL mode lets readers in other
-processes carry on); a crash at any point leaves either the old or the new state, never a mix.
+It lives in a :class:`~openzoo.store.db.Database`: the embedded SQLite file by default, or PostgreSQL
+when several servers share one catalog (``OPENZOO_CATALOG_URL``). Every write is one serialized
+transaction (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory writer lock); a crash at any point
+leaves either the old or the new state, never a mix.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 
 from openzoo.errors import Conflict, ModelNotFound
 from openzoo.names import ModelName
 from openzoo.store import migrations
+from openzoo.store.db import Database, open_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,53 +30,44 @@ class CatalogEntry:
 
 
 class Catalog:
-    """One catalog file; safe to share between threads (writes are serialized)."""
+    """One catalog database; safe to share between threads (writes are serialized)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            migrations.apply(self._conn)
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        migrations.apply(db)
+
+    @classmethod
+    def open(cls, url: str) -> Catalog:
+        """The catalog at ``sqlite:///PATH`` (or a plain path) or ``postgresql://...``."""
+        return cls(open_database(url))
 
     @property
-    def connection(self) -> sqlite3.Connection:
-        """The shared connection, for domain packages that keep their own tables in the catalog.
+    def connection(self) -> Database:
+        """The database, for domain packages that keep their own tables in the catalog.
 
         Read through it freely; write only inside :meth:`transaction`.
         """
-        return self._conn
+        return self._db
+
+    @property
+    def location(self) -> str:
+        """Where the catalog is, fit to print (no password)."""
+        return self._db.location
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """The one way to write: a serialized ``BEGIN IMMEDIATE`` transaction."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Database]:
+        """The one way to write: a serialized transaction (a savepoint inside another one)."""
+        return self._db.transaction()
 
     # names
 
     def get(self, name: ModelName) -> CatalogEntry:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT key, display, manifest_digest, created_at, modified_at FROM models WHERE key = ?",
-                (name.key,),
-            ).fetchone()
+        row = self._db.execute(
+            "SELECT key, display, manifest_digest, created_at, modified_at FROM models WHERE key = ?",
+            (name.key,),
+        ).fetchone()
         if row is None:
             raise ModelNotFound(name.display)
         return CatalogEntry(*row)
@@ -89,11 +80,10 @@ class Catalog:
 
     def entries(self) -> list[CatalogEntry]:
         """Every model, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, display, manifest_digest, created_at, modified_at FROM models "
-                "ORDER BY modified_at DESC, key"
-            ).fetchall()
+        rows = self._db.execute(
+            "SELECT key, display, manifest_digest, created_at, modified_at FROM models "
+            "ORDER BY modified_at DESC, key"
+        ).fetchall()
         return [CatalogEntry(*row) for row in rows]
 
     def tag(self, name: ModelName, manifest_digest: str, blobs: Sequence[tuple[str, int]], *,
@@ -108,12 +98,15 @@ class Catalog:
         with self.transaction() as conn:
             if keep_history:
                 conn.execute(
-                    "INSERT OR IGNORE INTO model_history(key, manifest_digest, replaced_at) "
-                    "SELECT key, manifest_digest, ? FROM models WHERE key = ? AND manifest_digest != ?",
+                    "INSERT INTO model_history(key, manifest_digest, replaced_at) "
+                    "SELECT key, manifest_digest, ? FROM models WHERE key = ? AND manifest_digest != ? "
+                    "ON CONFLICT (key, manifest_digest) DO NOTHING",
                     (now, name.key, manifest_digest))
             for digest, size in blobs:
-                conn.execute("INSERT OR IGNORE INTO blobs(digest, size) VALUES (?, ?)", (digest, size))
-                conn.execute("INSERT OR IGNORE INTO manifest_refs VALUES (?, ?)", (manifest_digest, digest))
+                conn.execute("INSERT INTO blobs(digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                             (digest, size))
+                conn.execute("INSERT INTO manifest_refs VALUES (?, ?) "
+                             "ON CONFLICT (manifest_digest, blob_digest) DO NOTHING", (manifest_digest, digest))
             conn.execute(
                 "INSERT INTO models(key, display, manifest_digest, created_at, modified_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
@@ -149,7 +142,7 @@ class Catalog:
             conn.execute("DELETE FROM model_history WHERE key = ?", (name.key,))
             return self._forget_unreferenced(conn)
 
-    def _forget_unreferenced(self, conn: sqlite3.Connection) -> list[str]:
+    def _forget_unreferenced(self, conn: Database) -> list[str]:
         conn.execute(
             "DELETE FROM manifest_refs WHERE manifest_digest NOT IN (SELECT manifest_digest FROM models) "
             "AND manifest_digest NOT IN (SELECT manifest_digest FROM model_history) "
@@ -163,29 +156,25 @@ class Catalog:
 
     def history(self, name: ModelName) -> list[tuple[str, float]]:
         """Earlier manifests of a name (newest first) with when each was replaced."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT manifest_digest, replaced_at FROM model_history WHERE key = ? ORDER BY replaced_at DESC",
-                (name.key,)).fetchall()
+        rows = self._db.execute(
+            "SELECT manifest_digest, replaced_at FROM model_history WHERE key = ? ORDER BY replaced_at DESC",
+            (name.key,)).fetchall()
         return [(str(d), float(t)) for d, t in rows]
 
     # blobs
 
     def referenced_blobs(self) -> set[str]:
-        with self._lock:
-            return {row[0] for row in self._conn.execute("SELECT digest FROM blobs")}
+        return {row[0] for row in self._db.execute("SELECT digest FROM blobs")}
 
     def blob_refcount(self, digest: str) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM manifest_refs r JOIN models m ON m.manifest_digest = r.manifest_digest "
-                "WHERE r.blob_digest = ?", (digest,)
-            ).fetchone()
-        return int(row[0])
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM manifest_refs r JOIN models m ON m.manifest_digest = r.manifest_digest "
+            "WHERE r.blob_digest = ?", (digest,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def verified_at(self, digest: str) -> float | None:
-        with self._lock:
-            row = self._conn.execute("SELECT verified_at FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        row = self._db.execute("SELECT verified_at FROM blobs WHERE digest = ?", (digest,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def mark_verified(self, digest: str, when: float | None) -> None:
@@ -193,7 +182,20 @@ class Catalog:
             conn.execute("UPDATE blobs SET verified_at = ? WHERE digest = ?", (when, digest))
 
     def integrity_check(self) -> list[str]:
-        """SQLite's own consistency check; an empty list means the file is sound."""
-        with self._lock:
-            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
-        return [] if rows == [("ok",)] else [str(r[0]) for r in rows]
+        """The database's own consistency check, then the catalog's rules; an empty list means sound.
+
+        The rules hold on both databases: every model's manifest is among the manifests whose blobs are
+        recorded, every recorded blob reference names a known blob, every migration this code knows
+        is recorded as applied.
+        """
+        problems = self._db.integrity_check()
+        problems += [f"model {key} points at manifest {digest}, whose blobs are not recorded"
+                     for key, digest in self._db.execute(
+                         "SELECT key, manifest_digest FROM models WHERE manifest_digest NOT IN "
+                         "(SELECT manifest_digest FROM manifest_refs)")]
+        problems += [f"manifest {manifest} refers to blob {blob}, which the catalog does not know"
+                     for manifest, blob in self._db.execute(
+                         "SELECT manifest_digest, blob_digest FROM manifest_refs WHERE blob_digest NOT IN "
+                         "(SELECT digest FROM blobs)")]
+        problems += [f"migration {n} is not applied" for n in migrations.missing(self._db)]
+        return problems

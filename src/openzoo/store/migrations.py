@@ -1,16 +1,23 @@
 """Numbered, append-only catalog migrations, applied once each and recorded in ``_migrations``.
 
 Never edit a migration that has shipped: add a new one. Other packages (certify, audit, finetune) add
-their tables here too, so one catalog file holds one consistent schema history.
+their tables here too, so one catalog holds one consistent schema history.
+
+The list is the same for SQLite and PostgreSQL: a migration writes the portable subset (see
+:mod:`openzoo.store.db`) and gets the schema's types translated; where DDL truly differs (the
+transparency log's append-only triggers) it branches on ``db.dialect`` and makes the same schema.
+Migrations run under the writer lock, so servers starting together on one PostgreSQL catalog apply
+each migration once.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
-Migration = Callable[[sqlite3.Connection], None]
+from openzoo.store.db import Database
+
+Migration = Callable[[Database], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = []
 
 
@@ -25,15 +32,15 @@ def migration(number: int, name: str) -> Callable[[Migration], Migration]:
     return register
 
 
-def run_script(conn: sqlite3.Connection, script: str) -> None:
-    """Run ``;``-separated DDL inside the caller's transaction (``executescript`` would commit it)."""
+def run_script(conn: Database, script: str) -> None:
+    """Run ``;``-separated DDL inside the caller's transaction (no ``;`` inside a statement)."""
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
 
 
 @migration(1, "models and blob references")
-def _m001(conn: sqlite3.Connection) -> None:
+def _m001(conn: Database) -> None:
     run_script(
         conn,
         """
@@ -61,7 +68,7 @@ def _m001(conn: sqlite3.Connection) -> None:
 
 
 @migration(2, "manifest history per model name")
-def _m002(conn: sqlite3.Connection) -> None:
+def _m002(conn: Database) -> None:
     run_script(
         conn,
         """
@@ -75,27 +82,39 @@ def _m002(conn: sqlite3.Connection) -> None:
     )
 
 
-def apply(conn: sqlite3.Connection) -> list[int]:
-    """Apply every migration not yet recorded, each in its own transaction; return those applied."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-        "applied_at REAL NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT id FROM _migrations")}
-    applied = []
-    for number, name, fn in MIGRATIONS:
-        if number in done:
+_TABLE = ("CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+          "applied_at REAL NOT NULL)")
+
+
+def applied(db: Database) -> set[int]:
+    """The migrations recorded in the catalog."""
+    if not db.table_exists("_migrations"):
+        return set()
+    return {int(row[0]) for row in db.execute("SELECT id FROM _migrations")}
+
+
+def missing(db: Database) -> list[int]:
+    """Registered migrations the catalog has not applied (a module imported after the catalog opened)."""
+    done = applied(db)
+    return [number for number, _, _ in MIGRATIONS if number not in done]
+
+
+def apply(db: Database) -> list[int]:
+    """Apply every migration not yet recorded, each in its own transaction; return those applied.
+
+    Cheap when there is nothing to do (one read, no lock), so modules that register migrations call it
+    when they start using the catalog.
+    """
+    pending = set(missing(db))
+    done = []
+    for number, name, fn in list(MIGRATIONS):
+        if number not in pending:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM _migrations WHERE id = ?", (number,)).fetchone():
-                conn.execute("ROLLBACK")
-                continue
-            fn(conn)
-            conn.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (number, name, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(number)
-    return applied
+        with db.transaction() as tx:
+            tx.execute(_TABLE)
+            if tx.execute("SELECT 1 FROM _migrations WHERE id = ?", (number,)).fetchone():
+                continue  # another process applied it first
+            fn(tx)
+            tx.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (number, name, time.time()))
+        done.append(number)
+    return done

@@ -44,11 +44,16 @@ class BlobCheck:
 class Store:
     """Everything openzoo keeps on disk, opened once per process."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, catalog_url: str | None = None) -> None:
+        """Open the store under ``home``; its catalog is ``catalog_url`` (default ``home/catalog.sqlite``).
+
+        Servers sharing a PostgreSQL catalog must share ``home`` too (blobs and keys; see
+        ``docs/deployment.md``): a catalog row is only as good as the files it names.
+        """
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(home / "blobs")
-        self.catalog = Catalog(home / "catalog.sqlite")
+        self.catalog = Catalog.open(catalog_url or str(home / "catalog.sqlite"))
 
     def close(self) -> None:
         self.catalog.close()

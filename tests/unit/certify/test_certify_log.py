@@ -1,8 +1,12 @@
-"""Transparency log: append-only storage, proofs, signed heads, tamper detection and the monitor."""
+"""Transparency log: append-only storage, proofs, signed heads, tamper detection and the monitor.
+
+Every test that stores a log runs on both catalogs (SQLite and PostgreSQL): ``where(name)`` gives a
+fresh database per name, and opening the same name twice gives two connections to one log.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +21,35 @@ from openzoo.certify.checkpoint import (
 )
 from openzoo.certify.keys import SigningKey
 from openzoo.certify.log import LogReceipt, TransparencyLog, entry_bytes, monitor, verify_receipt
-from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.errors import CatalogError, Conflict, InvalidRequest, NotFound, VerificationFailed
+from support.postgres import PostgresServer
+
+Where = Callable[[str], str]
 
 
 @pytest.fixture()
-def log(tmp_path: Path) -> TransparencyLog:
+def where(tmp_path: Path, catalog_url: str | None, request: pytest.FixtureRequest) -> Iterator[Where]:
+    """Name -> database location: a SQLite file, or a fresh PostgreSQL database per name."""
+    if catalog_url is None:
+        yield lambda name: str(tmp_path / name)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    made: dict[str, str] = {}
+
+    def locate(name: str) -> str:
+        if name not in made:
+            made[name] = server.create_database()
+        return server.url(made[name])
+
+    yield locate
+    for database in made.values():
+        server.drop_database(database)
+
+
+@pytest.fixture()
+def log(where: Where) -> TransparencyLog:
     clock = iter(range(1_700_000_000_000, 1_800_000_000_000))
-    return TransparencyLog(tmp_path / "log.db", clock=lambda: next(clock))
+    return TransparencyLog(where("log.db"), clock=lambda: next(clock))
 
 
 def test_append_and_proofs_match_memory_tree(log: TransparencyLog) -> None:
@@ -47,11 +73,11 @@ def test_append_and_proofs_match_memory_tree(log: TransparencyLog) -> None:
             assert log.consistency_proof(m, n) == tree.consistency_proof(m, n)
 
 
-def test_reopen_continues(tmp_path: Path) -> None:
-    first = TransparencyLog(tmp_path / "l.db")
+def test_reopen_continues(where: Where) -> None:
+    first = TransparencyLog(where("l.db"))
     first.append_many([("key", {"n": i}) for i in range(13)])
     root13 = first.head().root_hash
-    second = TransparencyLog(tmp_path / "l.db")
+    second = TransparencyLog(where("l.db"))
     second.append("key", {"n": 13})
     first.append("key", {"n": 14})  # stale frontier must be refreshed
     assert first.head() == second.head()
@@ -63,16 +89,20 @@ def test_reopen_continues(tmp_path: Path) -> None:
 def test_append_only_triggers(log: TransparencyLog, zoo_key: SigningKey) -> None:
     log.append_many([("seal", {"a": 1}), ("seal", {"a": 2})])
     log.sign_head(zoo_key)
-    for sql in (
-        "UPDATE log_entries SET body = '{}'",
-        "DELETE FROM log_entries",
-        "UPDATE log_nodes SET hash = x'00'",
-        "DELETE FROM log_heads",
+    for sql, args in (
+        ("UPDATE log_entries SET body = '{}'", ()),
+        ("DELETE FROM log_entries", ()),
+        ("UPDATE log_nodes SET hash = ?", (b"\x00",)),
+        ("DELETE FROM log_heads", ()),
     ):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            log.conn.execute(sql)
-    with pytest.raises(sqlite3.DatabaseError):
-        log.conn.execute("INSERT INTO log_entries VALUES (5, 'seal', '{}', 0, zeroblob(32))")
+        with pytest.raises(CatalogError, match="append-only"):
+            log.conn.execute(sql, args)
+    with pytest.raises(CatalogError, match="index order"):
+        log.conn.execute("INSERT INTO log_entries VALUES (5, 'seal', '{}', 0, ?)", (bytes(32),))
+    if log.conn.dialect == "postgresql":
+        with pytest.raises(CatalogError, match="append-only"):
+            log.conn.execute("TRUNCATE log_entries, log_nodes, log_heads")
+    assert log.size() == 2
 
 
 def test_bad_input(log: TransparencyLog) -> None:
@@ -136,9 +166,10 @@ def test_sign_head_receipt_and_verify_log(log: TransparencyLog, zoo_key: Signing
 
 
 def _tamper(log: TransparencyLog, sql: str, *args: object) -> None:
-    """Bypass the triggers the way an attacker with file access would."""
-    log.conn.execute("DROP TRIGGER log_entries_no_update")
-    log.conn.execute("DROP TRIGGER log_heads_no_update")
+    """Bypass the triggers the way an attacker with access to the database would."""
+    on = {"sqlite": "", "postgresql": " ON {}"}[log.conn.dialect]
+    for table in ("log_entries", "log_heads"):
+        log.conn.execute(f"DROP TRIGGER {table}_no_update" + on.format(table))
     log.conn.execute(sql, args)
 
 
@@ -148,7 +179,7 @@ def _tamper(log: TransparencyLog, sql: str, *args: object) -> None:
         ("UPDATE log_entries SET body = '{\"n\":99}' WHERE idx = 3", "entry 3: stored leaf hash"),
         ("UPDATE log_entries SET body = '{ \"n\":3}' WHERE idx = 3", "entry 3: body is not canonical"),
         ("UPDATE log_entries SET ts = ts + 1 WHERE idx = 7", "entry 7: stored leaf hash"),
-        ("UPDATE log_entries SET leaf = zeroblob(32) WHERE idx = 9", "entry 9: stored leaf hash"),
+        ("UPDATE log_entries SET leaf = ? WHERE idx = 9", "entry 9: stored leaf hash"),
         (
             "UPDATE log_heads SET note = replace(note, 'log\n12\n', 'log\n12\n ') WHERE size = 12",
             "signed tree head at size 12",
@@ -158,34 +189,34 @@ def _tamper(log: TransparencyLog, sql: str, *args: object) -> None:
 def test_verify_log_detects_tampering(log: TransparencyLog, zoo_key: SigningKey, sql: str, expect: str) -> None:
     log.append_many([("request", {"n": i}) for i in range(12)])
     log.sign_head(zoo_key)
-    _tamper(log, sql)
+    _tamper(log, sql, *((bytes(32),) if "?" in sql else ()))
     report = log.verify_log([zoo_key.public])
     assert not report.ok
     assert any(expect in p for p in report.problems), report.problems
 
 
-def test_verify_log_detects_rewritten_history(tmp_path: Path, zoo_key: SigningKey) -> None:
-    log = TransparencyLog(tmp_path / "a.db", clock=lambda: 1)
+def test_verify_log_detects_rewritten_history(where: Where, zoo_key: SigningKey) -> None:
+    log = TransparencyLog(where("a.db"), clock=lambda: 1)
     log.append_many([("request", {"n": i}) for i in range(8)])
     old = log.sign_head(zoo_key)
-    evil = TransparencyLog(tmp_path / "b.db", clock=lambda: 1)
+    evil = TransparencyLog(where("b.db"), clock=lambda: 1)
     evil.append_many([("request", {"n": i if i != 2 else 42}) for i in range(9)])
     evil.conn.execute("INSERT INTO log_heads VALUES (8, ?, 0)", (old,))
     report = evil.verify_log([zoo_key.public])
     assert any("does not match the recomputed root" in p for p in report.problems)
     assert any("no signed" not in p for p in report.problems)
-    assert not TransparencyLog(tmp_path / "c.db").verify_log([zoo_key.public]).ok  # no head at all
+    assert not TransparencyLog(where("c.db")).verify_log([zoo_key.public]).ok  # no head at all
 
 
-def test_monitor_ok_and_fork(tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]) -> None:
-    log = TransparencyLog(tmp_path / "m.db", clock=lambda: 1)
+def test_monitor_ok_and_fork(where: Where, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]) -> None:
+    log = TransparencyLog(where("m.db"), clock=lambda: 1)
     log.append_many([("key", {"n": i}) for i in range(5)])
     old = log.sign_head(zoo_key)
     log.append_many([("key", {"n": i}) for i in range(5, 12)])
     new = log.sign_head(zoo_key)
     result = monitor(old, new, log.consistency_proof(5, 12), [zoo_key.public])
     assert result.ok and result.checkpoint.size == 12
-    fork_log = TransparencyLog(tmp_path / "f.db", clock=lambda: 1)
+    fork_log = TransparencyLog(where("f.db"), clock=lambda: 1)
     fork_log.append_many([("key", {"n": i if i != 1 else -1}) for i in range(12)])
     forked = fork_log.sign_head(zoo_key)
     bad = monitor(old, forked, fork_log.consistency_proof(5, 12), [zoo_key.public])
@@ -196,14 +227,13 @@ def test_monitor_ok_and_fork(tmp_path: Path, zoo_key: SigningKey, reviewer_keys:
         monitor(old, new, log.consistency_proof(5, 12), [reviewer_keys["bob"].public])
 
 
-def test_inside_caller_transaction() -> None:
-    conn = sqlite3.connect(":memory:")
-    log = TransparencyLog(conn)
+def test_inside_caller_transaction(log: TransparencyLog) -> None:
     log.append("key", {"n": 0})
-    conn.execute("BEGIN")
-    log.append("key", {"n": 1})
-    assert log.size() == 2
-    conn.rollback()  # the caller's transaction wins: the nested append is undone
+    with pytest.raises(RuntimeError), log.conn.transaction():
+        log.append("key", {"n": 1})
+        assert log.size() == 2 and log.head().size == 2
+        raise RuntimeError("the caller's transaction fails")
+    # the caller's transaction wins: the nested append is undone, and the frontier built for it unused
     assert log.size() == 1 and log.head().size == 1
     assert log.append("key", {"n": 1}) == 1
     tree = merkle.MerkleTree()

@@ -23,8 +23,8 @@ NAME = "tiny:1"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "home")
+def store(tmp_path: Path, catalog_url: str | None) -> Iterator[Store]:
+    store = Store(tmp_path / "home", catalog_url)
     gguf = write_gguf(tmp_path / "tiny.gguf", chat_template="{% for m in messages %}{{ m.content }}{% endfor %}")
     for _ in Models(store).import_gguf(gguf, NAME, license_text="Apache 2.0", license_id="Apache-2.0"):
         pass
@@ -113,8 +113,8 @@ def test_policy_rotation_needs_k_current_reviewers(cert: Certification) -> None:
     assert new.version == 2 and cert.policy().threshold == 1
 
 
-def test_critical_scan_finding_blocks(tmp_path: Path) -> None:
-    store = Store(tmp_path / "home")
+def test_critical_scan_finding_blocks(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path / "home", catalog_url)
     bad = write_gguf(tmp_path / "bad.gguf", chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
     for _ in Models(store).import_gguf(bad, "bad:1", license_id="Apache-2.0"):
         pass
@@ -168,7 +168,7 @@ def test_sealed_manifest_drops_only_the_seal(cert: Certification, store: Store) 
     assert len(base.layers) == len(manifest.layers) - 1
 
 
-def test_registry_routes(cert: Certification, store: Store, tmp_path: Path) -> None:
+def test_registry_routes(cert: Certification, store: Store, tmp_path: Path, catalog_url: str | None) -> None:
     from fastapi.testclient import TestClient
 
     from openzoo.api.app import create_app
@@ -177,7 +177,7 @@ def test_registry_routes(cert: Certification, store: Store, tmp_path: Path) -> N
     _seal(cert)
     home = store.home
     store.close()
-    app = create_app(Services(config.load({"OPENZOO_HOME": str(home)})))
+    app = create_app(Services(config.load({"OPENZOO_HOME": str(home), "OPENZOO_CATALOG_URL": catalog_url or ""})))
     with TestClient(app, base_url="http://127.0.0.1:11434") as client:
         manifest = client.get("/v2/library/tiny/manifests/1")
         assert manifest.status_code == 200

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from openzoo.errors import BlobNotFound, DigestMismatch
-from openzoo.store.blobs import BlobStore
+from openzoo.store.blobs import FOREIGN_PARTIAL_SECONDS, BlobStore
+from openzoo.store.owners import host_name
 
 
 def digest_of(data: bytes) -> str:
@@ -53,11 +56,28 @@ def test_failure_mid_stream_leaves_no_temp_file(tmp_path: Path) -> None:
 
 def test_remove_partials_only_of_dead_processes(tmp_path: Path) -> None:
     blobs = BlobStore(tmp_path)
-    dead = tmp_path / ".tmp-999999999-1.partial"
-    dead.write_bytes(b"half")
-    removed = blobs.remove_partials()
-    assert removed == [dead]
-    assert not dead.exists()
+    here = host_name()
+    dead = tmp_path / ".tmp-999999999-1.partial"  # the name before temp files carried their host
+    dead_here = tmp_path / f".tmp-999999999-2@{here}.partial"
+    live_here = tmp_path / f".tmp-{os.getppid()}-3@{here}.partial"
+    elsewhere = tmp_path / ".tmp-999999999-4@another-host.partial"  # its pid means nothing here
+    old_elsewhere = tmp_path / ".tmp-999999999-5@another-host.partial"
+    for path in (dead, dead_here, live_here, elsewhere, old_elsewhere):
+        path.write_bytes(b"half")
+    day_ago = time.time() - FOREIGN_PARTIAL_SECONDS - 60
+    os.utime(old_elsewhere, (day_ago, day_ago))
+    assert sorted(blobs.remove_partials()) == sorted([dead, dead_here, old_elsewhere])
+    assert live_here.exists() and elsewhere.exists()
+
+
+def test_temp_files_name_their_host(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    with blobs.writer() as writer:
+        writer.write(b"in flight")
+        [partial] = tmp_path.glob("*.partial")
+        assert partial.name.endswith(f"@{host_name()}.partial")
+        assert blobs.remove_partials() == []  # this process's own
+        writer.commit()
 
 
 def test_check_detects_damage(tmp_path: Path) -> None:

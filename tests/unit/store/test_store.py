@@ -22,8 +22,8 @@ def make_model(store: Store, payload: bytes, name: str) -> Manifest:
     return manifest
 
 
-def test_tag_resolve_list(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_tag_resolve_list(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     manifest = make_model(store, b"weights-a", "a:1")
     stored = store.resolve(names.parse("A:1"))  # names match case-insensitively
     assert stored.manifest == manifest
@@ -40,8 +40,8 @@ def test_manifest_round_trip_is_canonical() -> None:
         Manifest.from_bytes(b"{not json")
 
 
-def test_delete_collects_only_unshared_blobs(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_delete_collects_only_unshared_blobs(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     a = make_model(store, b"shared-weights", "a")
     store.catalog.copy(names.parse("a"), names.parse("b"))
     make_model(store, b"other", "c")
@@ -56,23 +56,23 @@ def test_delete_collects_only_unshared_blobs(tmp_path: Path) -> None:
         store.delete(names.parse("b"))
 
 
-def test_copy_to_itself_is_refused(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_copy_to_itself_is_refused(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     make_model(store, b"w", "a")
     with pytest.raises(Conflict):
         store.catalog.copy(names.parse("a"), names.parse("a:latest"))
 
 
-def test_tag_refuses_missing_blobs(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_tag_refuses_missing_blobs(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     manifest = Manifest(Layer(mt.CONFIG_MEDIA_TYPE, "sha256:" + "0" * 64, 2), ())
     with pytest.raises(StoreCorrupt, match="missing"):
         store.tag(names.parse("x"), manifest)
     assert store.catalog.entries() == []
 
 
-def test_recover_sweeps_old_unreferenced_blobs_and_partials(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_recover_sweeps_old_unreferenced_blobs_and_partials(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     make_model(store, b"kept", "kept")
     orphan = store.blobs.put_bytes(b"orphan from a crashed import")
     partial = store.blobs.root / ".tmp-999999999-5.partial"
@@ -87,24 +87,24 @@ def test_recover_sweeps_old_unreferenced_blobs_and_partials(tmp_path: Path) -> N
     assert [c.ok for c in store.verify()] == [True, True, True]
 
 
-def test_verify_reports_damaged_blob(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_verify_reports_damaged_blob(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     manifest = make_model(store, b"weights", "m")
     store.blobs.path(manifest.layers[0].digest).write_bytes(b"weightz")
     failures = [c for c in store.verify() if not c.ok]
     assert [c.digest for c in failures] == [manifest.layers[0].digest]
 
 
-def test_migrations_recorded_once(tmp_path: Path) -> None:
-    Store(tmp_path).close()
-    store = Store(tmp_path)
+def test_migrations_recorded_once(tmp_path: Path, catalog_url: str | None) -> None:
+    Store(tmp_path, catalog_url).close()
+    store = Store(tmp_path, catalog_url)
     rows = store.catalog.connection.execute("SELECT id FROM _migrations").fetchall()
     assert rows == sorted(set(rows))
     assert (1,) in rows
 
 
-def test_history_keeps_replaced_manifests_until_removal(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_history_keeps_replaced_manifests_until_removal(tmp_path: Path, catalog_url: str | None) -> None:
+    store = Store(tmp_path, catalog_url)
     first = make_model(store, b"weights", "m")
     card = store.blobs.put_bytes(b"# card v1")
     second = first.replace_layers(mt.CARD, [Layer(mt.CARD, card.digest, card.size)])
