@@ -11,6 +11,9 @@ JS_STAMP := $(JS_DIR)/node_modules/.openzoo-installed
 # The web UI's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 CHROMIUM_STAMP := $(VENV)/.chromium-installed
+# The catalog tests run against a real PostgreSQL 15 (Debian's server binaries; tests/support/postgres.py).
+POSTGRES := /usr/lib/postgresql/15/bin/postgres
+POSTGRES_STAMP := $(VENV)/.postgres-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: run test lint typecheck docs bench clean
@@ -28,10 +31,14 @@ $(CHROMIUM_STAMP): $(STAMP)
 	test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $(CHROMIUM_STAMP)
 
+$(POSTGRES_STAMP): $(STAMP)
+	test -x $(POSTGRES) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+	touch $(POSTGRES_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

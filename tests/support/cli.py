@@ -13,14 +13,16 @@ from openzoo.services import Services
 
 
 def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+            timeout: float = 900, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the CLI with ``home`` as OPENZOO_HOME; OPENZOO_HOST points at a closed port unless a server is meant.
 
     The caller's own OPENZOO_*/OLLAMA_* settings are dropped so that a developer's environment cannot
-    change what a test sees; the context is 1024 tokens to keep the model's memory small.
+    change what a test sees; the context is 1024 tokens to keep the model's memory small. ``extra_env``
+    adds settings (e.g. OPENZOO_CATALOG_URL).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
     env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": host, "OPENZOO_CONTEXT_LENGTH": "1024"})
+    env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
                           input=stdin if stdin is not None else "", timeout=timeout)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,14 +155,24 @@ class KeyInfo:
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` exclusively with ``mode`` from the start, so a secret is never world-readable."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    """Create ``path`` exclusively with ``mode`` from the start, so a secret is never world-readable.
+
+    The file appears whole or not at all (written aside, then hard-linked into place, which fails with
+    FileExistsError if it exists): servers sharing one ``keys`` directory may make the zoo key at the
+    same moment, and the loser must read the winner's complete key, never half of it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.link(tmp, path)
     finally:
-        os.close(fd)
-    os.chmod(path, mode)
+        tmp.unlink(missing_ok=True)
 
 
 class Keyring:
@@ -191,7 +202,10 @@ class Keyring:
         """Load own key ``name``, generating it on first use (how the zoo key comes to be)."""
         if self.has_private(name):
             return self.signing_key(name, passphrase)
-        return self.generate(name, passphrase)
+        try:
+            return self.generate(name, passphrase)
+        except FileExistsError:  # another process (a server sharing this home) made it first
+            return self.signing_key(name, passphrase)
 
     def signing_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:
         """Load an own private key; NotFound if we do not hold it."""

@@ -86,3 +86,24 @@ def test_rejects_non_p256() -> None:
         load_public_pem(pem, "ed")
     with pytest.raises(InvalidRequest):
         load_public_pem(b"not a key", "x")
+
+
+def test_processes_making_the_zoo_key_at_once_agree_on_one(tmp_path: Path) -> None:
+    """Servers sharing a home may make the zoo key together: one wins, every one gets the winner's key."""
+    import threading
+
+    start = threading.Barrier(8)
+    ids: list[str] = []
+
+    def ensure() -> None:
+        start.wait()
+        ids.append(Keyring(tmp_path / "keys").ensure("zoo").public.key_id)
+
+    threads = [threading.Thread(target=ensure) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 8 and len(set(ids)) == 1
+    assert Keyring(tmp_path / "keys").load("zoo").key_id == ids[0]
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["zoo.key", "zoo.pub"]  # no temp files left
