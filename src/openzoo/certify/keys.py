@@ -204,7 +204,7 @@ class Keyring:
             return self.signing_key(name, passphrase)
         try:
             return self.generate(name, passphrase)
-        except FileExistsError:  # another process (a server sharing this home) made it first
+        except (FileExistsError, Conflict):  # another process (a server sharing this home) made it first
             return self.signing_key(name, passphrase)
 
     def signing_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:

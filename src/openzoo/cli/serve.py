@@ -35,6 +35,7 @@ def serve(no_default_model: bool) -> None:
     if not no_default_model:
         render_progress(services.ensure_default_model())
     app = create_app(services)
-    click.echo(f"openzoo serving on {cfg.base_url} (home {cfg.home})", err=True)
+    click.echo(f"openzoo serving on {cfg.base_url} (home {cfg.home}, catalog {services.store.catalog.location})",
+               err=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info" if cfg.debug else "warning",
                 timeout_graceful_shutdown=5)

@@ -188,7 +188,7 @@ class PostgresDatabase(Database):
     def _scrub(self, exc: BaseException) -> str:
         """The driver's message without the password, should it quote the connection string."""
         diag = getattr(exc, "diag", None)
-        text = ((diag.message_primary if diag is not None else None) or str(exc)).strip()
+        text = " ".join(((diag.message_primary if diag is not None else None) or str(exc)).split())  # one line
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
