@@ -15,6 +15,7 @@ never a path on the server: a client must not be able to make the server read it
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,18 @@ def _runner(services: Services) -> Callable[[AuditJob, Path | None, Callable[[Pr
     return run
 
 
+_OPENING = threading.Lock()
+
+
 def jobs_of(request: Request) -> AuditJobs:
-    """The app's audit jobs, opened on first use and kept on ``app.state``."""
+    """The app's audit jobs, opened once on first use (off the event loop: it reads the catalog)."""
     state = request.app.state
-    jobs: AuditJobs | None = getattr(state, "audit_jobs", None)
-    if jobs is None:
-        services = services_of(request)
-        jobs = AuditJobs(services.store.catalog, _runner(services))
-        state.audit_jobs = jobs
+    with _OPENING:
+        jobs: AuditJobs | None = getattr(state, "audit_jobs", None)
+        if jobs is None:
+            services = services_of(request)
+            jobs = AuditJobs(services.store.catalog, _runner(services))
+            state.audit_jobs = jobs
     return jobs
 
 

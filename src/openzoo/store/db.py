@@ -85,9 +85,9 @@ class Database(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement written in the portable subset; write only inside :meth:`transaction`."""
 
+    @abc.abstractmethod
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement per parameter row; return the rows changed in all."""
-        return sum(max(0, self.execute(sql, params).rowcount) for params in rows)
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Database]:
@@ -121,20 +121,22 @@ def open_database(url: str) -> Database:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``: URLs end up in logs and error messages."""
+    """The URL with its password (in the user part or a ``password=`` option) replaced by ``***``.
+
+    URLs end up in logs and error messages; passwords must not.
+    """
     try:
         parts = urllib.parse.urlsplit(url)
+        password, port = parts.password, parts.port
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = urllib.parse.quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if password is not None:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{urllib.parse.quote(parts.username or '', safe='')}:***@{host}" + (f":{port}" if port else "")
+        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    base, mark, query = url.partition("?")
+    return base + mark + re.sub(r"(?i)(^|&)(password=)[^&#]*", r"\1\2***", query)
 
 
 _LITERAL = re.compile(r"('(?:[^']|'')*')")

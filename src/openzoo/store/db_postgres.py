@@ -195,11 +195,11 @@ class PostgresDatabase(Database):
 
 
 def _secrets(url: str) -> list[str]:
-    """The URL's password as written and decoded (longest first, so neither leaves a piece behind)."""
+    """The URL's passwords (user part, ``password=`` option) as written and decoded, longest first."""
     try:
-        password = urllib.parse.urlsplit(url).password
+        parts = urllib.parse.urlsplit(url)
+        found = [parts.password or "", *urllib.parse.parse_qs(parts.query).get("password", [])]
     except ValueError:
         return []
-    if not password:
-        return []
-    return sorted({password, urllib.parse.unquote(password)}, key=len, reverse=True)
+    secrets = {s for p in found if p for s in (p, urllib.parse.unquote(p), urllib.parse.quote(p, safe=""))}
+    return sorted(secrets, key=len, reverse=True)

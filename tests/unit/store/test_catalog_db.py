@@ -185,6 +185,8 @@ def test_catalog_url_setting() -> None:
     cfg = config.load({"OPENZOO_HOME": str(home), "OPENZOO_CATALOG_URL": url})
     assert cfg.catalog == url and "hunter2" not in repr(cfg)
     assert redact_url(url) == "postgresql://zoo:***@db.example:5432/zoo?sslmode=require&password=***"
+    assert redact_url("postgresql:///zoo?host=/run/pg&password=hunter2") == "postgresql:///zoo?host=/run/pg&password=***"
+    assert redact_url("postgresql://zoo@db/zoo") == "postgresql://zoo@db/zoo"
     with pytest.raises(InvalidRequest, match="neither sqlite") as caught:
         config.load({"OPENZOO_CATALOG_URL": "mysql://zoo:hunter2@db/zoo"})
     assert "hunter2" not in str(caught.value)
