@@ -13,7 +13,7 @@ import pytest
 
 from openzoo import config
 from support.gguf_files import write_gguf
-from support.postgres import catalog_url, postgres, postgres_url  # noqa: F401  (fixtures for every test)
+from support.postgres import catalog_url, postgres, postgres_catalogs, postgres_url  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -29,21 +29,22 @@ Where = Callable[[str], str]
 
 @pytest.fixture()
 def where(tmp_path: Path, catalog_url: str | None, request: pytest.FixtureRequest) -> Iterator[Where]:
-    """Name -> database location: a SQLite file, or a fresh PostgreSQL database per name."""
+    """Name -> database location: a SQLite file, or a fresh PostgreSQL catalog (schema) per name."""
     if catalog_url is None:
         yield lambda name: str(tmp_path / name)
         return
     server: PostgresServer = request.getfixturevalue("postgres")
+    database: str = request.getfixturevalue("postgres_catalogs")
     made: dict[str, str] = {}
 
     def locate(name: str) -> str:
         if name not in made:
-            made[name] = server.create_database()
-        return server.url(made[name])
+            made[name] = server.create_schema(database)
+        return made[name]
 
     yield locate
-    for database in made.values():
-        server.drop_database(database)
+    for url in made.values():
+        server.drop_schema(url)
 
 
 @pytest.fixture()
