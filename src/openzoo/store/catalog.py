@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from openzoo.errors import Conflict, ModelNotFound
+from openzoo.errors import Conflict, ModelNotFound, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store import migrations
 from openzoo.store.db import Database, open_database
@@ -53,6 +53,13 @@ class Catalog:
     def location(self) -> str:
         """Where the catalog is, fit to print (no password)."""
         return self._db.location
+
+    def identity(self) -> str:
+        """The catalog's own random id (migration 6): a home records it to tell its catalog from others."""
+        row = self._db.execute("SELECT value FROM catalog_meta WHERE key = 'catalog_id'").fetchone()
+        if row is None:
+            raise StoreCorrupt("the catalog has no identity (catalog_meta)")
+        return str(row[0])
 
     def close(self) -> None:
         self._db.close()

@@ -13,6 +13,7 @@ each migration once.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 from openzoo.store.db import Database
@@ -80,6 +81,12 @@ def _m002(conn: Database) -> None:
         );
         """,
     )
+
+
+@migration(6, "catalog identity (which home's blobs it names)")
+def _m006(conn: Database) -> None:
+    conn.execute("CREATE TABLE catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO catalog_meta VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
 
 
 _TABLE = ("CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "

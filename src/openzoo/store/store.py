@@ -6,12 +6,13 @@ transaction). A reader that finds a name in the catalog therefore always finds e
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from openzoo.errors import StoreCorrupt
+from openzoo.errors import Conflict, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store.blobs import BlobInfo, BlobStore
 from openzoo.store.catalog import Catalog, CatalogEntry
@@ -53,7 +54,46 @@ class Store:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(home / "blobs")
-        self.catalog = Catalog.open(catalog_url or str(home / "catalog.sqlite"))
+        own = home / "catalog.sqlite"
+        had_own = own.exists()
+        if catalog_url is None and not had_own and (home / "catalog.id").exists():
+            raise Conflict(f"OPENZOO_HOME {home} belongs to a catalog elsewhere (see catalog.id)",
+                           hint="set OPENZOO_CATALOG_URL to the catalog this home is used with (docs/deployment.md)")
+        self.catalog = Catalog.open(catalog_url or str(own))
+        try:
+            self._bind(own if catalog_url is None else None, had_own)
+        except BaseException:
+            self.catalog.close()
+            raise
+
+    def _bind(self, own: Path | None, had_own: bool) -> None:
+        """Hold this home to one catalog (its id in ``home/catalog.id``); refuse any other.
+
+        Why: blobs are swept when no catalog row names them, so a home opened with the wrong catalog
+        (a shared home without OPENZOO_CATALOG_URL, or a home with its own SQLite catalog pointed at an
+        empty PostgreSQL one) would see every model's files as garbage. Refusing to open is the only
+        safe answer, and it comes before any sweep (and, for a shared home opened without its URL,
+        before a stray SQLite catalog is made in it).
+        """
+        marker = self.home / "catalog.id"
+        identity = self.catalog.identity()
+        try:
+            bound: str | None = marker.read_text().strip()
+        except FileNotFoundError:
+            bound = None
+        if bound == identity:
+            return
+        if bound is not None:
+            raise Conflict(f"OPENZOO_HOME {self.home} belongs to another catalog than {self.catalog.location}",
+                           hint="set OPENZOO_CATALOG_URL to the catalog this home is used with "
+                                "(docs/deployment.md), or use another OPENZOO_HOME")
+        if own is None and had_own:
+            raise Conflict(f"OPENZOO_HOME {self.home} has a catalog of its own (catalog.sqlite), not "
+                           f"{self.catalog.location}",
+                           hint="unset OPENZOO_CATALOG_URL, or give the shared catalog a home of its own")
+        tmp = marker.with_name(f".catalog.id.{os.getpid()}.tmp")
+        tmp.write_text(identity + "\n")
+        os.replace(tmp, marker)
 
     def close(self) -> None:
         self.catalog.close()

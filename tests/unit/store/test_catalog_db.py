@@ -22,10 +22,11 @@ import openzoo.finetune.jobs  # noqa: F401  (their migrations belong to every ca
 from openzoo import config
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
-from openzoo.errors import CatalogError, CatalogUnavailable, InvalidRequest
+from openzoo.errors import CatalogError, CatalogUnavailable, Conflict, InvalidRequest
 from openzoo.store import migrations
 from openzoo.store.db import Database, open_database, redact_url, to_postgres
 from openzoo.store.store import Store
+from support.postgres import PostgresServer
 
 OLD_HOME = Path(__file__).parent / "data" / "home-7c609fd"
 Connect = Callable[[], Database]
@@ -229,10 +230,11 @@ def test_a_catalog_made_before_the_seam_opens_and_keeps_its_schema(tmp_path: Pat
 
     after = _schema(home / "catalog.sqlite")
     assert {name: after[name] for name in before} == before  # nothing that existed changed
-    assert {n for n in after if n not in before} == {"audit_jobs", "audit_jobs_created", "audit_jobs_model",
-                                                    "audit_jobs_owner", "audit_job_events"}
+    assert {n for n in after if n not in before} == {"catalog_meta", "audit_jobs", "audit_jobs_created",
+                                                    "audit_jobs_model", "audit_jobs_owner", "audit_job_events"}
     applied = {r[0] for r in sqlite3.connect(home / "catalog.sqlite").execute("SELECT id FROM _migrations")}
-    assert {1, 2, 5, 100, 200, 300, 301} <= applied
+    assert {1, 2, 5, 6, 100, 200, 300, 301} <= applied
+    assert (home / "catalog.id").read_text().strip() == Store(home).catalog.identity()  # the home is now bound
 
 
 def test_a_new_sqlite_catalog_has_the_schema_old_ones_have(tmp_path: Path) -> None:
@@ -243,3 +245,27 @@ def test_a_new_sqlite_catalog_has_the_schema_old_ones_have(tmp_path: Path) -> No
     old = _schema(OLD_HOME / "catalog.sqlite")
     new = _schema(tmp_path / "catalog.sqlite")
     assert {name: new.get(name) for name in old} == old
+
+
+def test_a_home_serves_one_catalog(tmp_path: Path, postgres: PostgresServer, postgres_catalogs: str) -> None:
+    """A home opened with another catalog than its own is refused before anything could be swept."""
+    shared, first, second = tmp_path / "shared", postgres.create_schema(postgres_catalogs), \
+        postgres.create_schema(postgres_catalogs)
+    Store(shared, first).close()
+    blobs = Store(shared, first)
+    kept = blobs.blobs.put_bytes(b"a blob only the shared catalog knows")
+    blobs.close()
+    with pytest.raises(Conflict, match="belongs to a catalog elsewhere"):
+        Store(shared)  # a shared home opened without OPENZOO_CATALOG_URL
+    assert not (shared / "catalog.sqlite").exists()
+    with pytest.raises(Conflict, match="belongs to another catalog"):
+        Store(shared, second)
+    assert Store(shared, first).blobs.exists(kept.digest)
+
+    own = tmp_path / "own"
+    Store(own).close()
+    (own / "catalog.id").unlink()  # as a home made before homes were bound
+    with pytest.raises(Conflict, match="has a catalog of its own"):
+        Store(own, second)
+    for url in (first, second):
+        postgres.drop_schema(url)
