@@ -220,3 +220,14 @@ def test_card_or_draft_tells_a_stored_card_from_a_draft(cert: Certification) -> 
     assert cert.ensure_card(NAME) == draft
     card, stored = cert.card_or_draft(NAME)
     assert stored and card == draft
+
+
+def test_a_second_pull_replaces_the_pull_record(cert: Certification) -> None:
+    name = names.parse("peer.example/library/x:1")
+    cert.record_pull(name, source="a.example", zoo=None, certified=False, manifest_digest="sha256:1", receipt=None,
+                     revocations=[], head=None)
+    cert.record_pull(name, source="b.example", zoo="zoo-b", certified=True, manifest_digest="sha256:2",
+                     receipt=None, revocations=[{"reason": "r"}], head="h")
+    assert cert.pulled(name) == {"source": "b.example", "zoo": "zoo-b", "certified": True,
+                                 "manifest_digest": "sha256:2", "receipt": None, "revocations": [{"reason": "r"}],
+                                 "head": "h"}
