@@ -10,7 +10,8 @@ the zoo key, appends to the one log and reads the policy, and each lives in its 
 * one :class:`TransparencyLog` in the catalog database, written only inside catalog transactions, with a
   signed tree head after every change;
 * tables ``certify_requests``, ``certify_policies``, ``certify_pulled`` and ``certify_monitor``
-  (migration 100).
+  (migration 100; ``certify_monitor``'s one head per log is folded into :mod:`.gossip_store` by the
+  monitor, which keeps every head it sees).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.checkpoint import Checkpoint, parse_note
+from openzoo.certify.gossip import origin_for
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.policy import (
@@ -217,8 +219,7 @@ class CertificationCore:
     @property
     def log(self) -> TransparencyLog:
         if self._log is None:
-            origin = f"openzoo/{self.zoo_public().key_id[:16]}"
-            self._log = TransparencyLog(self.conn, origin=origin)
+            self._log = TransparencyLog(self.conn, origin=origin_for(self.zoo_public()))
         return self._log
 
     def log_event(self, kind: str, body: Any, *, expected_index: int | None = None) -> int:
