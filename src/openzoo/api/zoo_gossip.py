@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
 from openzoo.certify.canonical import b64encode
-from openzoo.certify.gossip_store import GossipStore, gossip_store
+from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.service import certification
 from openzoo.registry.client import LEAVES_PER_PAGE
 from openzoo.services import Services
@@ -29,7 +29,7 @@ MAX_HEADS = 256  # consistent heads per log in one answer (plus its forked heads
 
 
 def _store(request: Request) -> GossipStore:
-    return gossip_store(services_of(request).store.catalog)
+    return certification(services_of(request).store).gossip
 
 
 @router.get("/zoo/gossip/heads")

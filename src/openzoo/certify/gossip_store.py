@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,7 +30,7 @@ from openzoo.errors import Conflict, InvalidRequest
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 
-__all__ = ["GossipStore", "LogView", "StoredFork", "StoredHead", "gossip_store"]
+__all__ = ["GossipStore", "LogView", "StoredFork", "StoredHead"]
 
 HeadStatus = Literal["consistent", "forked"]
 
@@ -145,8 +144,8 @@ def _head(row: Sequence[Any]) -> StoredHead:
 
 
 class GossipStore:
-    """The ``gossip_*`` tables of one catalog. Reads use the shared connection; each write is one
-    catalog transaction."""
+    """The ``gossip_*`` tables of one catalog (one per store: ``Certification.gossip``). Reads use the shared
+    connection; each write is one catalog transaction."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -309,14 +308,3 @@ class GossipStore:
                      "VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (origin, size, root, source) DO UPDATE SET "
                      "last_seen = excluded.last_seen, times = gossip_sightings.times + 1",
                      (head.origin, head.size, head.root, source, now, now))
-
-
-_STORES: weakref.WeakKeyDictionary[Catalog, GossipStore] = weakref.WeakKeyDictionary()
-
-
-def gossip_store(catalog: Catalog) -> GossipStore:
-    """The one :class:`GossipStore` of a catalog (migrations applied once)."""
-    found = _STORES.get(catalog)
-    if found is None:
-        found = _STORES[catalog] = GossipStore(catalog)
-    return found

@@ -19,11 +19,11 @@ import click
 
 from openzoo.certify.canonical import parse_json
 from openzoo.certify.gossip import MAX_EVIDENCE_BYTES, evidence_from_json, origin_for, pinned_key, verify_evidence
-from openzoo.certify.gossip_store import StoredFork, gossip_store
+from openzoo.certify.gossip_store import StoredFork
 from openzoo.certify.keys import PublicKey, load_public_pem
 from openzoo.cli.certify import service
 from openzoo.cli.main import cli
-from openzoo.errors import InvalidRequest
+from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.registry.monitor import Monitor, MonitorReport
 
 EXIT_FORK = 1
@@ -108,7 +108,7 @@ def check(url: str, as_json: bool, evidence_dir: Path | None) -> None:
 def status() -> None:
     """The logs this zoo watches: entries copied, heads seen (and from where), forks on record."""
     svc = service()
-    store = gossip_store(svc.catalog)
+    store = svc.gossip
     names = {origin_for(key): svc.key_name(key) for key in svc.zoo_keys()}
     views = store.logs()
     if not views:
@@ -132,7 +132,7 @@ def status() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the evidence as JSON.")
 def forks(origin: str | None, directory: Path | None, as_json: bool) -> None:
     """List the fork evidence on record (found here or received by gossip and checked)."""
-    found = gossip_store(service().catalog).forks(origin, limit=10_000)
+    found = service().gossip.forks(origin, limit=10_000)
     if as_json:
         click.echo(json.dumps([f.to_json() for f in found], indent=2))
     for fork in found:
@@ -146,18 +146,22 @@ def forks(origin: str | None, directory: Path | None, as_json: bool) -> None:
 
 
 @monitor.command("verify-evidence")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--key", "key", required=True,
               help="The log's public key: a PEM file ('openzoo keys export zoo' on that zoo), or a trusted key's name.")
-def verify_evidence_cmd(file: Path, key: str) -> None:
-    """Check fork evidence offline with nothing but the log's public key; exit 0 only if it proves a fork."""
-    if file.stat().st_size > MAX_EVIDENCE_BYTES:
-        raise InvalidRequest(f"{file} is larger than {MAX_EVIDENCE_BYTES} bytes: not fork evidence")
-    data = parse_json(file.read_bytes(), str(file))
-    if isinstance(data, dict) and "evidence" in data and "type" not in data:
-        data = data["evidence"]  # one item of /zoo/gossip/forks or 'monitor forks --json'
-    evidence = evidence_from_json(data)
+def verify_evidence_cmd(files: tuple[Path, ...], key: str) -> None:
+    """Check fork evidence offline with nothing but the log's public key; exit 0 only if every FILE proves a
+    fork (each is evidence as written by 'monitor forks --write', or one item of /zoo/gossip/forks)."""
     path = Path(key)
     public = load_public_pem(path.read_bytes(), "key") if path.is_file() else service().keyring.load(key)
-    fork = verify_evidence(evidence, public)
-    click.echo(f"valid fork evidence ({fork.kind}, key {public.key_id[:16]}…): {fork.explain()}")
+    for file in files:
+        if file.stat().st_size > MAX_EVIDENCE_BYTES:
+            raise InvalidRequest(f"{file} is larger than {MAX_EVIDENCE_BYTES} bytes: not fork evidence")
+        data = parse_json(file.read_bytes(), str(file))
+        if isinstance(data, dict) and "evidence" in data and "type" not in data:
+            data = data["evidence"]
+        try:
+            fork = verify_evidence(evidence_from_json(data), public)
+        except OpenzooError as exc:
+            raise type(exc)(f"{file}: {exc.message}", hint=exc.hint) from exc
+        click.echo(f"{file}: valid fork evidence ({fork.kind}, key {public.key_id[:16]}…): {fork.explain()}")

@@ -39,7 +39,7 @@ from openzoo.certify.gossip import (
     verify_evidence,
     verify_head,
 )
-from openzoo.certify.gossip_store import GossipStore, StoredFork, StoredHead, gossip_store
+from openzoo.certify.gossip_store import GossipStore, StoredFork, StoredHead
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
@@ -182,7 +182,7 @@ class Monitor:
     def __init__(self, cert: Certification, keys: Sequence[PublicKey] | None = None, *,
                  stop: threading.Event | None = None, timeout: float = TIMEOUT) -> None:
         self.cert = cert
-        self.store: GossipStore = gossip_store(cert.catalog)
+        self.store: GossipStore = cert.gossip
         self.keys = list(keys) if keys is not None else cert.zoo_keys()
         self.stop = stop or threading.Event()
         self.timeout = timeout
@@ -383,7 +383,9 @@ class Monitor:
             origin = order(note)[0]
             sources: list[LeafSource] = []
             log_url = self.store.url(origin) if origin else None
-            if log_url is not None and log_url != url:
+            if origin == self.cert.log.origin:  # what the peer saw of this zoo's own log
+                sources.append(LocalLog(self.cert.log))
+            elif log_url is not None and log_url != url:
                 sources.append(RemoteLog(client(log_url)))
             sources.append(PeerMirror(zoo, origin))
             report.observations.append(self.observe(note, source, sources))

@@ -155,10 +155,13 @@ def test_split_view_through_gossip(cert: Certification, key_c: SigningKey) -> No
 def test_evidence_from_peers_is_checked_before_it_is_stored(tmp_path: Path, cert: Certification,
                                                             key_c: SigningKey) -> None:
     x, y = new_log(key_c), new_log(key_c)
-    finder = Certification(Store(tmp_path / "finder"))
-    found = Monitor(finder, [key_c.public])
-    found.observe(grow(x, key_c, 9, "x"), "direct", [LocalLog(x)])
-    evidence = found.observe(grow(y, key_c, 9, "y"), "direct", [LocalLog(y)]).evidence
+    finder_store = Store(tmp_path / "finder")
+    try:
+        found = Monitor(Certification(finder_store), [key_c.public])
+        found.observe(grow(x, key_c, 9, "x"), "direct", [LocalLog(x)])
+        evidence = found.observe(grow(y, key_c, 9, "y"), "direct", [LocalLog(y)]).evidence
+    finally:
+        finder_store.close()
     assert evidence is not None
     other = generate_key("zoo-d")
     monitor = Monitor(cert, [key_c.public])
