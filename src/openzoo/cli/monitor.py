@@ -3,8 +3,8 @@
 Thin over :mod:`openzoo.registry.monitor` (the rounds) and :mod:`openzoo.certify.gossip` (the evidence).
 ``openzoo monitor ZOO_URL`` is ``openzoo monitor check ZOO_URL``; ``openzoo log monitor [URL]`` and
 ``openzoo log verify`` run the same rounds. Exit status of a round: 0 all consistent, 1 a fork is on
-record for a log it involved, 3 no fork but something could not be checked (unreachable, refused,
-unverified).
+record for a log it involved, 3 no fork but something could not be checked or a zoo hides entries it
+signed before (unreachable, refused, unverified, stale).
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ class RegistryClient:
 
     def __init__(self, host: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.base = host if host.startswith(("http://", "https://")) else f"http://{host}"
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.base, headers=headers,
                                  timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
@@ -105,7 +106,9 @@ class RegistryClient:
         return data
 
     def _get_limited(self, path: str, limit: int, params: dict[str, Any] | None = None) -> bytes:
-        """GET ``path`` reading at most ``limit`` bytes of the answer (BadAnswer beyond that)."""
+        """GET ``path`` reading at most ``limit`` bytes of the answer (BadAnswer beyond that) within the
+        client's timeout in all (TransferFailed after it), so a zoo that trickles bytes cannot hold a monitor."""
+        deadline = time.monotonic() + self.timeout
         try:
             with self.http.stream("GET", path, params=params) as resp:
                 if resp.status_code >= 400:
@@ -116,6 +119,8 @@ class RegistryClient:
                     body += chunk
                     if len(body) > limit:
                         raise BadAnswer(f"{self.base}{path} answered more than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise TransferFailed(f"{self.base}{path} took more than {self.timeout:g}s to answer")
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise TransferFailed(f"cannot reach the zoo at {self.base}: {exc}") from exc

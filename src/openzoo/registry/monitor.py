@@ -21,6 +21,7 @@ source can back with leaves is *unverified*: none of these is a fork, and none s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -53,8 +54,8 @@ MAX_MIRROR_SIZE = 1 << 22  # entries of one log a monitor copies (128 MiB of lea
 MAX_GOSSIP_HEADS = 1000  # heads taken from one zoo's gossip per round
 TIMEOUT = 15.0  # seconds per request to another zoo
 
-Status = Literal["ok", "known", "fork", "unverified", "rejected", "skipped", "unreachable"]
-PROBLEMS = ("unverified", "rejected", "unreachable")
+Status = Literal["ok", "known", "fork", "stale", "unverified", "rejected", "skipped", "unreachable"]
+PROBLEMS = ("stale", "unverified", "rejected", "unreachable")
 
 
 class LeafSource(Protocol):
@@ -144,7 +145,8 @@ class MonitorReport:
         return [o for o in self.observations if o.status in PROBLEMS]
 
     def origins(self) -> list[str]:
-        return sorted({o.origin for o in self.observations if o.origin and o.status != "skipped"})
+        """The logs this round learned something about (refused heads only claim an origin)."""
+        return sorted({o.origin for o in self.observations if o.origin and o.status not in ("skipped", "rejected")})
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "forked": self.forked, "names": self.names,
@@ -339,6 +341,7 @@ class Monitor:
     def _direct(self, report: MonitorReport, zoo: RegistryClient, url: str) -> str | None:
         """The zoo's own head; returns its origin when the zoo answered with a head of a pinned log."""
         source = f"direct:{url}"
+        asked_at = time.time()
         try:
             note = zoo.log_head()
         except TransferFailed as exc:
@@ -352,6 +355,15 @@ class Monitor:
         if found.origin is None or found.status in ("rejected", "skipped"):
             return None
         self.store.set_url(found.origin, url)
+        size = found.size or 0
+        larger = next((h for h in self.store.heads(found.origin, "consistent", MAX_GOSSIP_HEADS)
+                       if h.size > size and h.first_seen < asked_at), None)  # not one signed since we asked
+        if found.status in ("ok", "known") and larger is not None:
+            # Not a fork (the head is a prefix of what was seen), but the zoo hides entries it once signed:
+            # a rollback or a freeze, e.g. to keep a revocation from pullers.
+            report.observations.append(Observation(
+                "stale", source, f"the zoo serves a head of size {found.size}, but it signed one of size "
+                f"{larger.size} before: it is hiding its latest entries", found.origin, found.size))
         return found.origin
 
     def _gossip(self, report: MonitorReport, zoo: RegistryClient, url: str,

@@ -12,6 +12,7 @@ import json
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -250,17 +251,24 @@ class FakeZoo:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
-        routes = self.routes
+        self.trickle = 0.0  # seconds to wait before each 1 KiB of an answer
+        zoo = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                status, body = routes.get(url.path, lambda q: (404, b'{"error": "not found"}'))(query)
+                status, body = zoo.routes.get(url.path, lambda q: (404, b'{"error": "not found"}'))(query)
                 self.send_response(status)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    for at in range(0, len(body), 1024):
+                        time.sleep(zoo.trickle)
+                        self.wfile.write(body[at:at + 1024])
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the monitor gave up on this answer, as it should
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -294,6 +302,7 @@ def _serve_log(zoo: FakeZoo, log: TransparencyLog, note: str) -> None:
 
 def test_misbehaving_zoo_over_http(zoo: FakeZoo, cert: Certification, key_c: SigningKey) -> None:
     log = new_log(key_c)
+    older = grow(log, key_c, 20, "x")
     note = grow(log, key_c, 30, "x")
     monitor = Monitor(cert, [key_c.public])
     before = stored(cert)
@@ -318,6 +327,14 @@ def test_misbehaving_zoo_over_http(zoo: FakeZoo, cert: Certification, key_c: Sig
     assert statuses() == ["known", "rejected", "rejected", "known", "rejected"]
     report = monitor.check_zoo(zoo.url)
     assert not report.forked and monitor.store.url(origin_for(key_c.public)) == zoo.url
+    zoo.routes["/zoo/log/head"] = lambda q: (200, older.encode())  # a rollback: consistent, but hiding 10 entries
+    stale = monitor.check_zoo(zoo.url)
+    assert [o.status for o in stale.observations][:2] == ["ok", "stale"] and not stale.forked
+    assert "signed one of size 30" in stale.observations[1].detail
+    zoo.trickle = 0.2  # a zoo that trickles its answers cannot hold the monitor past its timeout
+    zoo.routes["/zoo/gossip/heads"] = _json({"heads": [{"note": note}] * 40})  # 10 KiB: 2 s at that pace
+    slow = Monitor(cert, [key_c.public], timeout=1).check_zoo(zoo.url).observations
+    assert slow[-1].status == "unreachable" and "took more than 1s" in slow[-1].detail
 
 
 def test_unreachable_zoo_is_not_a_fork(cert: Certification, key_c: SigningKey) -> None:
