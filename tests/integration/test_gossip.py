@@ -14,6 +14,7 @@ zoo's store while its server runs (the server re-reads the log), which keeps the
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -191,6 +192,9 @@ def test_a_forked_zoo_is_caught_and_proven(zoos: dict[str, Any]) -> None:
     append(c, 5, "x")  # history X: 15 entries
     wait_for("A and B to see C at 15", lambda: 15 in sizes(a.heads(c)) and 15 in sizes(b.heads(c)))
     assert openzoo(a.home, "monitor", c.url).returncode == 0
+    wait_for("B's copy of C at 15", lambda: len(b.get("/zoo/gossip/leaves", origin=c.origin)["leaves"]) == 15)
+    assert a.get("/zoo/gossip/leaves", origin=c.origin) == b.get("/zoo/gossip/leaves", origin=c.origin) \
+        == c.get("/zoo/log/leaves")
 
     # C rewrites its history: back to the 5-entry snapshot, then different entries, same key.
     stop(c)
@@ -253,6 +257,46 @@ def test_a_forked_zoo_is_caught_and_proven(zoos: dict[str, Any]) -> None:
     honest = openzoo(a.home, "monitor", "check", b.url, "--json")
     assert all(o["status"] in ("ok", "known") for o in json.loads(honest.stdout)["observations"]
                if o["origin"] == b.origin)
+
+
+def test_a_split_view_is_caught_through_gossip(zoos: dict[str, Any]) -> None:
+    """Zoo S shows A one history and B another (two servers, one key): A alone sees nothing wrong, but
+    comparing with what B was shown proves the fork, with B's copy of the other history (A's server, which
+    gossips with B every second, may be the first to prove it; the CLI then reports the same fork)."""
+    a, b, logs, root = zoos["a"], zoos["b"], zoos["logs"], zoos["root"]
+    s1 = new_zoo("s", root)
+    pin(a, s1)
+    append(s1, 4, "shared")
+    s2 = Zoo("s2", root / "s2", free_port(), s1.origin, s1.pem)
+    s2.home.mkdir()
+    shutil.copytree(s1.home / "keys", s2.home / "keys")
+    copy_db(s1.home / "catalog.sqlite", s2.home / "catalog.sqlite")
+    append(s1, 6, "shown to A")  # 10 entries
+    append(s2, 8, "shown to B")  # 12 entries
+    try:
+        serve(s1, logs)
+        serve(s2, logs)
+        alone = openzoo(a.home, "monitor", s1.url)
+        assert alone.returncode == 0 and "grew from 0 to 10" in alone.stdout, alone.stdout + alone.stderr
+        stop(b)
+        serve(b, logs, s2)  # from now on B watches S, and is shown the other history
+        pin(b, s1)
+        wait_for("B to copy its view of S", lambda: 12 in sizes(b.heads(s1)))
+        compared = openzoo(a.home, "monitor", b.url, "--json")
+        assert compared.returncode == 1, compared.stdout + compared.stderr
+        report = json.loads(compared.stdout)
+        fork = next(o for o in report["observations"] if o["origin"] == s1.origin and o["status"] == "fork")
+        assert fork["size"] == 12 and fork["source"] == f"gossip:{b.url}"
+        assert [f["source"] for f in report["forks"][s1.origin]] == [f"gossip:{b.url}"]  # A's CLI or A's server
+        assert not b.forks(s1)  # B was shown one history only: it cannot know
+        evidence = root / "split.json"
+        evidence.write_text(json.dumps(report["forks"][s1.origin][0]["evidence"]))
+        (root / "s.pub").write_bytes(s1.pem)
+        offline = openzoo(root / "fresh-s", "monitor", "verify-evidence", str(evidence), "--key", str(root / "s.pub"))
+        assert offline.returncode == 0 and "whose first 10 entries" in offline.stdout, offline.stdout + offline.stderr
+    finally:
+        stop(s1)
+        stop(s2)
 
 
 def _write_all(report: dict[str, Any], c: Zoo, folder: Path) -> list[Path]:
