@@ -320,8 +320,8 @@ class Monitor:
 
         zoo = client(url)
         try:
-            own = self._direct(report, zoo, url)
-            if own is not None and not self.stop.is_set():
+            reachable, own = self._direct(report, zoo, url)
+            if reachable and not self.stop.is_set():  # a zoo whose own log we do not watch may still gossip
                 self._gossip(report, zoo, url, client)
             if own is not None:
                 self._legacy(report, [RemoteLog(zoo)], only=own)
@@ -338,22 +338,22 @@ class Monitor:
         self._legacy(report, source, only=self.cert.log.origin)
         return self._finish(report)
 
-    def _direct(self, report: MonitorReport, zoo: RegistryClient, url: str) -> str | None:
-        """The zoo's own head; returns its origin when the zoo answered with a head of a pinned log."""
+    def _direct(self, report: MonitorReport, zoo: RegistryClient, url: str) -> tuple[bool, str | None]:
+        """The zoo's own head: (whether the zoo answered, the origin of its log if we watch it)."""
         source = f"direct:{url}"
         asked_at = time.time()
         try:
             note = zoo.log_head()
         except TransferFailed as exc:
             report.observations.append(Observation("unreachable", source, str(exc)))
-            return None
+            return False, None
         except OpenzooError as exc:
             report.observations.append(Observation("rejected", source, f"no signed head: {exc}"))
-            return None
+            return True, None
         found = self.observe(note, source, [RemoteLog(zoo)])
         report.observations.append(found)
         if found.origin is None or found.status in ("rejected", "skipped"):
-            return None
+            return True, None
         self.store.set_url(found.origin, url)
         size = found.size or 0
         larger = next((h for h in self.store.heads(found.origin, "consistent", MAX_GOSSIP_HEADS)
@@ -364,7 +364,7 @@ class Monitor:
             report.observations.append(Observation(
                 "stale", source, f"the zoo serves a head of size {found.size}, but it signed one of size "
                 f"{larger.size} before: it is hiding its latest entries", found.origin, found.size))
-        return found.origin
+        return True, found.origin
 
     def _gossip(self, report: MonitorReport, zoo: RegistryClient, url: str,
                 client: Callable[[str], RegistryClient]) -> None:
