@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
             "max_body_bytes"),
     Setting("DEBUG", "0", "Show tracebacks in the CLI and verbose engine logs.", "debug"),
     Setting("NOPRUNE", "0", "Keep unused blobs when a model is removed.", "noprune"),
+    Setting("MONITOR_PEERS", "",
+            "Other zoos (base URLs, comma-separated) whose transparency logs `openzoo serve` monitors: their "
+            "heads and the heads they gossip are checked against this zoo's copy of each log, and forks are "
+            "proven (`/zoo/gossip/forks`). Pin each zoo's key first with `openzoo keys trust`.", "monitor_peers"),
+    Setting("MONITOR_INTERVAL", "5m",
+            "How often `openzoo serve` checks the monitored zoos (Go duration or seconds; 0 turns it off).",
+            "monitor_interval"),
 )
 
 
@@ -74,6 +81,8 @@ class Config:
     max_body_bytes: int
     debug: bool
     noprune: bool
+    monitor_peers: tuple[str, ...]
+    monitor_interval: float  # seconds; 0 = no periodic monitoring
 
     @property
     def base_url(self) -> str:
@@ -188,7 +197,19 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),
         debug=_bool(raw["debug"]),
         noprune=_bool(raw["noprune"]),
+        monitor_peers=_peers(raw["monitor_peers"]),
+        monitor_interval=parse_duration(raw["monitor_interval"]) or 0.0,
     )
+
+
+def _peers(text: str) -> tuple[str, ...]:
+    """Comma-separated zoo base URLs (``http://host:port`` or ``host:port``), without trailing slashes."""
+    peers = tuple(p.strip().rstrip("/") for p in text.split(",") if p.strip())
+    for peer in peers:
+        if any(c.isspace() for c in peer) or peer.count("://") > 1:
+            raise InvalidRequest(f"OPENZOO_MONITOR_PEERS: {peer!r} is not a zoo URL",
+                                 hint="use base URLs like http://127.0.0.1:11434, comma-separated")
+    return peers
 
 
 def render_markdown() -> str:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +32,16 @@ class Server:
         return self.url.removeprefix("http://")
 
 
-def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None, *, args: Sequence[str] = (),
+                 port: int | None = None) -> Server:
+    """``openzoo serve [args]`` on ``port`` (default: a free one; pass the old one to restart a zoo in place)."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
     env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": f"127.0.0.1:{port}", "OPENZOO_CONTEXT_LENGTH": "2048",
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra_env or {})
     out = log.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "openzoo", "serve"], env=env, stdout=out,
+    process = subprocess.Popen([sys.executable, "-m", "openzoo", "serve", *args], env=env, stdout=out,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

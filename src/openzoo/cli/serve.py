@@ -31,6 +31,8 @@ def serve(no_default_model: bool) -> None:
                         hint="set OPENZOO_API_KEY, or bind 127.0.0.1")
     logging.basicConfig(level=logging.DEBUG if cfg.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not cfg.debug:  # httpx logs every request at INFO, and the periodic monitor makes several a round
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     services = Services(cfg)
     if not no_default_model:
         render_progress(services.ensure_default_model())

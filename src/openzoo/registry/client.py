@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -43,10 +44,17 @@ from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["RegistryClient", "TransferFailed", "pull_model", "push_model"]
+__all__ = ["BadAnswer", "RegistryClient", "TransferFailed", "pull_model", "push_model", "remote_api_key"]
 
 API_KEY_ENV = "OPENZOO_REMOTE_API_KEY"
 _CHUNK = 1 << 20
+LEAVES_PER_PAGE = 1000  # what /zoo/log/leaves and /zoo/gossip/leaves answer at most per request
+_JSON_LIMIT = 4 << 20  # bytes of any JSON answer a monitor reads (a page of leaves is about 50 KB)
+
+
+def remote_api_key() -> str | None:
+    """The other zoo's API key, from ``OPENZOO_REMOTE_API_KEY`` (a credential, not a setting)."""
+    return os.environ.get(API_KEY_ENV) or None
 
 
 class TransferFailed(OpenzooError):
@@ -57,11 +65,21 @@ class TransferFailed(OpenzooError):
     hint = "run the same pull again: it resumes where it stopped"
 
 
+class BadAnswer(OpenzooError):
+    """The other zoo answered, but with something malformed or larger than a monitor reads: nothing of it
+    is stored."""
+
+    code = "bad_answer"
+    http_status = 502
+    hint = "the other zoo is misbehaving or is not an openzoo zoo; nothing it sent was stored"
+
+
 class RegistryClient:
     """HTTP access to another zoo's ``/v2`` registry and ``/zoo`` certification endpoints."""
 
     def __init__(self, host: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.base = host if host.startswith(("http://", "https://")) else f"http://{host}"
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.base, headers=headers,
                                  timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
@@ -87,8 +105,82 @@ class RegistryClient:
             raise VerificationFailed("the remote seal answer is not an object")
         return data
 
+    def _get_limited(self, path: str, limit: int, params: dict[str, Any] | None = None) -> bytes:
+        """GET ``path`` reading at most ``limit`` bytes of the answer (BadAnswer beyond that) within the
+        client's timeout in all (TransferFailed after it), so a zoo that trickles bytes cannot hold a monitor."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self.http.stream("GET", path, params=params) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp, self.base)
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise BadAnswer(f"{self.base}{path} answered more than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise TransferFailed(f"{self.base}{path} took more than {self.timeout:g}s to answer")
+                return bytes(body)
+        except httpx.HTTPError as exc:
+            raise TransferFailed(f"cannot reach the zoo at {self.base}: {exc}") from exc
+
+    def _json_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            data = json.loads(self._get_limited(path, _JSON_LIMIT, params))
+        except ValueError as exc:
+            raise BadAnswer(f"{self.base}{path} did not answer JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadAnswer(f"{self.base}{path} did not answer a JSON object")
+        return data
+
     def log_head(self) -> str:
-        return self._get("/zoo/log/head").text
+        """The zoo's latest signed tree head (at most :data:`~openzoo.certify.gossip.MAX_NOTE_BYTES`)."""
+        from openzoo.certify.gossip import MAX_NOTE_BYTES
+
+        raw = self._get_limited("/zoo/log/head", MAX_NOTE_BYTES)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadAnswer(f"{self.base}/zoo/log/head is not UTF-8 text") from exc
+
+    def log_leaves(self, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` leaf hashes of the zoo's own log from index ``start``."""
+        return self._leaves("/zoo/log/leaves", start, count)
+
+    def gossip_leaves(self, origin: str, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` leaf hashes of the zoo's copy of the log ``origin`` from ``start``."""
+        return self._leaves("/zoo/gossip/leaves", start, count, origin=origin)
+
+    def _leaves(self, path: str, start: int, count: int, **params: Any) -> list[bytes]:
+        count = min(count, LEAVES_PER_PAGE)
+        data = self._json_object(path, {**params, "start": start, "count": count})
+        leaves = data.get("leaves")
+        if data.get("start") != start or not isinstance(leaves, list) or len(leaves) > count:
+            raise BadAnswer(f"{self.base}{path} answered leaves from another index or too many of them")
+        out = []
+        for leaf in leaves:
+            raw = b64decode(leaf, "leaf hash") if isinstance(leaf, str) else b""
+            if len(raw) != 32:
+                raise BadAnswer(f"{self.base}{path} answered a leaf hash that is not 32 bytes of base64")
+            out.append(raw)
+        return out
+
+    def gossip_heads(self, origin: str | None = None) -> list[object]:
+        """The signed heads this zoo saw of other zoos' logs (notes only: the caller verifies each)."""
+        data = self._json_object("/zoo/gossip/heads", {"origin": origin} if origin else None)
+        heads = data.get("heads")
+        if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
+            raise BadAnswer(f"{self.base}/zoo/gossip/heads did not answer a list of heads")
+        return [h.get("note") for h in heads]
+
+    def gossip_forks(self, origin: str | None = None) -> list[object]:
+        """The fork evidence this zoo holds (raw: the caller verifies each against its pinned keys)."""
+        data = self._json_object("/zoo/gossip/forks", {"origin": origin} if origin else None)
+        forks = data.get("forks")
+        if not isinstance(forks, list) or not all(isinstance(f, dict) for f in forks):
+            raise BadAnswer(f"{self.base}/zoo/gossip/forks did not answer a list of forks")
+        return [f.get("evidence") for f in forks]
 
     def approval_receipts(self, bundle: dict[str, Any], size: int) -> list[LogReceipt]:
         """Inclusion receipts, under the tree of ``size``, of the logged approvals of the sealed request."""
@@ -186,7 +278,7 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
     cert = certification(store)
-    client = RegistryClient(name.host, os.environ.get(API_KEY_ENV) or None)
+    client = RegistryClient(name.host, remote_api_key())
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")
@@ -311,7 +403,7 @@ def push_model(store: Store, model: str, destination: str | None, *, api_key: st
         source = names.parse(f"{source.namespace}/{source.model}:{source.tag}")
     stored = store.resolve(source)
     manifest = stored.manifest
-    client = RegistryClient(target.host, api_key or os.environ.get(API_KEY_ENV) or None)
+    client = RegistryClient(target.host, api_key or remote_api_key())
     try:
         yield Progress("preparing to push")
         for layer in [manifest.config, *manifest.layers]:

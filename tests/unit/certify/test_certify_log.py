@@ -1,4 +1,5 @@
-"""Transparency log: append-only storage, proofs, signed heads, tamper detection and the monitor."""
+"""Transparency log: append-only storage, proofs, signed heads and tamper detection (the monitor is tested
+in tests/unit/registry/test_registry_monitor.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from openzoo.certify.checkpoint import (
     verify_checkpoint,
 )
 from openzoo.certify.keys import SigningKey
-from openzoo.certify.log import LogReceipt, TransparencyLog, entry_bytes, monitor, verify_receipt
+from openzoo.certify.log import LogReceipt, TransparencyLog, entry_bytes, verify_receipt
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
 
 
@@ -175,25 +176,6 @@ def test_verify_log_detects_rewritten_history(tmp_path: Path, zoo_key: SigningKe
     assert any("does not match the recomputed root" in p for p in report.problems)
     assert any("no signed" not in p for p in report.problems)
     assert not TransparencyLog(tmp_path / "c.db").verify_log([zoo_key.public]).ok  # no head at all
-
-
-def test_monitor_ok_and_fork(tmp_path: Path, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]) -> None:
-    log = TransparencyLog(tmp_path / "m.db", clock=lambda: 1)
-    log.append_many([("key", {"n": i}) for i in range(5)])
-    old = log.sign_head(zoo_key)
-    log.append_many([("key", {"n": i}) for i in range(5, 12)])
-    new = log.sign_head(zoo_key)
-    result = monitor(old, new, log.consistency_proof(5, 12), [zoo_key.public])
-    assert result.ok and result.checkpoint.size == 12
-    fork_log = TransparencyLog(tmp_path / "f.db", clock=lambda: 1)
-    fork_log.append_many([("key", {"n": i if i != 1 else -1}) for i in range(12)])
-    forked = fork_log.sign_head(zoo_key)
-    bad = monitor(old, forked, fork_log.consistency_proof(5, 12), [zoo_key.public])
-    assert bad.status == "fork"
-    assert monitor(new, old, [], [zoo_key.public]).status == "fork"  # shrank
-    assert monitor(new, new, [], [zoo_key.public]).ok
-    with pytest.raises(VerificationFailed):
-        monitor(old, new, log.consistency_proof(5, 12), [reviewer_keys["bob"].public])
 
 
 def test_inside_caller_transaction() -> None:
