@@ -52,7 +52,24 @@ SETTINGS: tuple[Setting, ...] = (
             "max_body_bytes"),
     Setting("DEBUG", "0", "Show tracebacks in the CLI and verbose engine logs.", "debug"),
     Setting("NOPRUNE", "0", "Keep unused blobs when a model is removed.", "noprune"),
+    Setting("OCI_CHUNK_BYTES", "16777216",
+            "Bytes per PATCH of a chunked OCI blob upload (`openzoo push NAME oci://...`); a killed push resumes "
+            "after the last whole chunk.", "oci_chunk_bytes"),
+    Setting("OCI_RATE_LIMIT", "0",
+            "Most bytes per second an OCI push or pull moves, paced chunk by chunk (0: no limit); for shared "
+            "links, and for tests that interrupt a transfer.", "oci_rate_limit"),
+    Setting("OCI_PLAIN_HTTP", "",
+            "OCI registries reached over plain http, comma-separated host[:port] ('*': all); loopback hosts "
+            "always are, every other one gets https.", "oci_plain_http"),
+    Setting("OCI_TOKEN", "", "Bearer token sent to OCI registries (a registry access token).", "oci_token"),
+    Setting("OCI_USERNAME", "",
+            "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
+            "oci_username"),
+    Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
 )
+
+# Settings `openzoo config` shows as "(set)" instead of their value.
+SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,12 @@ class Config:
     max_body_bytes: int
     debug: bool
     noprune: bool
+    oci_chunk_bytes: int = 16 << 20
+    oci_rate_limit: int = 0
+    oci_plain_http: tuple[str, ...] = ()
+    oci_token: str = ""
+    oci_username: str = ""
+    oci_password: str = ""
 
     @property
     def base_url(self) -> str:
@@ -188,6 +211,12 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),
         debug=_bool(raw["debug"]),
         noprune=_bool(raw["noprune"]),
+        oci_chunk_bytes=min(1 << 30, max(1 << 16, _int("OCI_CHUNK_BYTES", raw["oci_chunk_bytes"]))),
+        oci_rate_limit=max(0, _int("OCI_RATE_LIMIT", raw["oci_rate_limit"])),
+        oci_plain_http=tuple(h.strip().lower() for h in raw["oci_plain_http"].split(",") if h.strip()),
+        oci_token=raw["oci_token"],
+        oci_username=raw["oci_username"],
+        oci_password=raw["oci_password"],
     )
 
 
