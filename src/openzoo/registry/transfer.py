@@ -102,8 +102,9 @@ def download_blob(store: Store, http: httpx.Client, url: str, digest: str, size:
     actual = "sha256:" + hasher.hexdigest()
     if actual != expected or completed != size:
         part.unlink(missing_ok=True)
-        raise DigestMismatch(f"blob {short}… from {source} does not match its digest (it hashes to {actual[7:19]}…, "
-                             f"{completed} of {size} bytes): refused, nothing stored",
+        why = (f"is {completed} bytes, not the {size} its manifest declares" if completed != size else
+               f"does not match its digest (it hashes to {actual[7:19]}…)")
+        raise DigestMismatch(f"blob {short}… from {source} {why}: refused, nothing stored",
                              hint="the registry's copy is damaged or was tampered with; do not use it")
     os.replace(part, store.blobs.path(expected))
     yield Progress(status, digest=expected, total=size, completed=size)
