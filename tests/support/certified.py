@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from openzoo import config
-from openzoo.certify.service import certification
+from openzoo.certify.service import Certification, certification
 from openzoo.services import Services
 from support.gguf_files import write_gguf
 
@@ -24,6 +24,17 @@ class CertifiedZoo:
     model: str
     weights_file: Path  # the GGUF that was imported (for byte comparisons)
     public_key: Path  # the zoo's public key, for other zoos to trust
+
+
+def seal_with_quorum(cert: Certification, model: str) -> None:
+    """Reviewers alice, bob and carol under a 2-of-3 policy; alice and bob approve ``model``: it is sealed."""
+    for reviewer in ("alice", "bob", "carol"):
+        cert.generate_key(reviewer)
+    cert.set_policy(["alice", "bob", "carol"], 2)
+    cert.request(model)
+    cert.approve(model, "alice")
+    _, seal = cert.approve(model, "bob")
+    assert seal is not None, "the quorum did not seal the model"
 
 
 def certified_zoo(root: Path, *, model: str = "tiny:v1", weight_bytes: int = 4 << 20) -> CertifiedZoo:
@@ -40,13 +51,7 @@ def certified_zoo(root: Path, *, model: str = "tiny:v1", weight_bytes: int = 4 <
         for _ in services.models.import_gguf(weights, model):
             pass
         cert = certification(services.store)
-        for reviewer in ("alice", "bob", "carol"):
-            cert.generate_key(reviewer)
-        cert.set_policy(["alice", "bob", "carol"], 2)
-        cert.request(model)
-        cert.approve(model, "alice")
-        _, seal = cert.approve(model, "bob")
-        assert seal is not None, "the quorum did not seal the model"
+        seal_with_quorum(cert, model)
         public_key = root / "zoo.pub"
         public_key.write_bytes(cert.keyring.export("zoo"))
     finally:

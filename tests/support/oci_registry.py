@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.server import free_port, wait_ready
+from support.server import free_port, stop_process, wait_ready
 
 BINARY = "docker-registry"
 
@@ -68,12 +68,7 @@ def start_registry(root: Path) -> Registry:
 
 
 def stop_registry(registry: Registry) -> None:
-    registry.process.terminate()
-    try:
-        registry.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        registry.process.kill()
-        registry.process.wait()
+    stop_process(registry.process)
 
 
 @pytest.fixture(scope="module")
