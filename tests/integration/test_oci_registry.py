@@ -153,6 +153,12 @@ def test_push_then_verified_pull_into_another_zoo(zoo_a: CertifiedZoo, oci_regis
     assert again.returncode == 0, out(again)
     assert len(referrers(oci_registry, "library/tiny", digest)) == 3  # a second push replaces, never piles up
 
+    relay = openzoo(home_b, "push", MODEL, f"oci://{oci_registry.host}/relay/tiny:v1")  # B passes A's model on
+    assert relay.returncode == 0, out(relay)
+    home_c = zoo_b(tmp_path / "c", zoo_a)
+    pull_c = openzoo(home_c, "pull", f"oci://{oci_registry.host}/relay/tiny:v1")
+    assert pull_c.returncode == 0 and "verified against zoo-a" in pull_c.stderr, out(pull_c)
+
 
 def test_oras_lists_and_fetches_what_openzoo_pushed(zoo_a: CertifiedZoo, oci_registry: Registry,  # noqa: F811
                                                     pushed: subprocess.CompletedProcess[str], tmp_path: Path) -> None:

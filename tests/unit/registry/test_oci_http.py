@@ -140,3 +140,28 @@ def test_upload_state_survives_a_process(tmp_path: Path) -> None:
     state.clear()
     state.clear()
     assert not state.path.exists()
+
+
+def test_referrers_api_is_used_when_it_answers_and_paginates() -> None:
+    subject = "sha256:" + "5" * 64
+
+    def index(n: int) -> dict[str, object]:
+        return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + f"{n}" * 64,
+             "size": 10, "artifactType": "application/vnd.openzoo.seal.v1+json"}]}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept"] == "application/vnd.oci.image.index.v1+json"
+        headers = {"content-type": "application/vnd.oci.image.index.v1+json"}
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json=index(2), headers=headers)
+        return httpx.Response(200, json=index(1), headers={
+            **headers, "link": f'</v2/ns/m/referrers/{subject}?page=2>; rel="next"'})
+
+    found = _client(httpx.MockTransport(handle), OciSettings()).referrers(subject)
+    assert found is not None and [d.digest[7:8] for d in found] == ["1", "2"]
+    assert {d.artifact_type for d in found} == {"application/vnd.openzoo.seal.v1+json"}
+    missing = _client(httpx.MockTransport(lambda r: httpx.Response(404, text="404 page not found")), OciSettings())
+    assert missing.referrers(subject) is None  # no API: the caller falls back to the sha256-<hex> tag
+    other = _client(httpx.MockTransport(lambda r: httpx.Response(200, json={})), OciSettings())
+    assert other.referrers(subject) is None

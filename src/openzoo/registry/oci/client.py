@@ -248,10 +248,11 @@ class OciClient:
         pages = 0
         while url is not None and pages < 20:
             resp = self.send("GET", url, headers={"Accept": OCI_INDEX})
-            if pages == 0 and (resp.status_code in (404, 405, 400)
-                               or resp.headers.get("content-type", "").split(";")[0].strip() != OCI_INDEX):
+            if pages == 0 and resp.status_code in (400, 404, 405):
                 return None
             self.raise_for(resp, f"referrers of {digest[:19]}…")
+            if pages == 0 and resp.headers.get("content-type", "").split(";")[0].strip() != OCI_INDEX:
+                return None  # something answered, but not the referrers API
             found += parse_index(_capped(resp.content, f"the referrers of {digest[:19]}… from {self.base}"),
                                  f"{self.base} referrers of {digest[:19]}…")
             url = _next_link(resp)
