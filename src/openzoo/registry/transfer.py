@@ -127,7 +127,7 @@ def _fetch(http: httpx.Client, url: str, part: Path, hasher: hashlib._Hash, offs
             if offset and resp.status_code != 206:  # the server ignored the range: start again
                 hasher, completed, start, mode = hashlib.sha256(), 0, 0, "wb"
             with part.open(mode) as f:
-                for chunk in resp.iter_bytes(CHUNK):
+                for chunk in resp.iter_bytes():  # as the socket delivers: re-chunking would copy every byte
                     if completed + len(chunk) > size:
                         f.close()
                         part.unlink(missing_ok=True)
