@@ -311,9 +311,12 @@ class OciClient:
         end = _range_end(resp)
         return self._location(resp, location), end + 1 if end >= 0 else offset + len(chunk)
 
-    def finish_upload(self, location: str, digest: str) -> None:
+    def finish_upload(self, location: str, digest: str, body: bytes = b"") -> None:
+        """Close an upload with its digest (the registry re-hashes what it holds); ``body`` is the last bytes
+        (the whole blob, for a single-request upload)."""
         url = httpx.URL(location).copy_merge_params({"digest": digest})  # keep the session's own query (_state)
-        resp = self.send("PUT", str(url), headers={"Content-Length": "0"})
+        headers = {"Content-Length": str(len(body)), "Content-Type": "application/octet-stream"}
+        resp = self.send("PUT", str(url), content=body, headers=headers)
         if resp.status_code in (400, 404) and "BLOB_UPLOAD" in resp.text:
             raise UploadGone(_oci_message(resp))
         self.raise_for(resp, f"blob {digest[:19]}…")

@@ -7,7 +7,8 @@ pacing pause comes after that write. A killed push therefore finds, on its next 
 about: ``GET <location>`` answers with the registry's ``Range``, and the upload continues from the byte
 the *registry* reports (never from a local guess). A registry that has dropped the session — it expired,
 or, like distribution 2.8, it cancels a session whose last chunk was cut off mid-way — gets a fresh one,
-and the push says so. The ``PUT`` names the digest, so the registry re-hashes what it received.
+and the push says so. The ``PUT`` names the digest, so the registry re-hashes what it received. A blob
+of one chunk or less (config, card, seal, proof) travels in that ``PUT``: two requests, nothing to resume.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def upload_blob(client: OciClient, state: UploadState, digest: str, size: int, o
             location, offset = None, 0
     if location is None:
         location = client.start_upload()
+        if size <= chunk_bytes:  # one chunk or less: send it with the closing PUT, nothing to resume
+            with opener() as f:
+                data = f.read(size + 1)
+            if len(data) != size:
+                raise StoreCorrupt(f"blob {digest} is {len(data)} bytes, not {size}",
+                                   hint="run 'openzoo verify --store' and pull or import the model again")
+            try:
+                client.finish_upload(location, digest, data)
+            except UploadGone as exc:
+                raise TransferFailed(f"the registry at {client.base} dropped the upload of {short}…: {exc}") from exc
+            throttle.moved(size)
+            yield Progress(status, digest=digest, total=size, completed=size)
+            return
         state.save(digest, size, location, 0)
     yield Progress(status, digest=digest, total=size, completed=offset)
     recoveries = 0
