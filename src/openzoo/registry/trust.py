@@ -151,7 +151,7 @@ def build_proof(cert: Certification, manifest_digest: str, bundle: Mapping[str, 
         receipt = cert.log.receipt(index, head)
         request_id = pred.get("requestId")
         approvals = [cert.log.receipt(e.index, head) for e in cert.log.entries(0, receipt.size, kind="approval")
-                     if isinstance(e.body, dict) and e.body.get("request_id") == request_id]
+                     if e.index < receipt.size and isinstance(e.body, dict) and e.body.get("request_id") == request_id]
         return {"version": PROOF_VERSION, "receipt": receipt.to_json(), "approvals": [a.to_json() for a in approvals],
                 "revocations": cert.revocations(receipt.size, after=index)}
     migrations.apply(cert.store.catalog.connection)

@@ -94,8 +94,12 @@ def push_oci(store: Store, settings: OciSettings, model: str, destination: str) 
         resp = client.put_manifest(ref.reference, model_manifest.to_bytes(), OCI_MANIFEST)
         _check_digest(resp.headers.get("docker-content-digest"), subject.digest, ref.display)
         yield Progress(f"pushed {ref.display} ({subject.digest})")
-        if not artifacts:
-            yield Progress("WARNING: the model has no card and no seal: pullers must use --insecure")
+        labels = [a.label for a in artifacts]
+        if "seal" not in labels:
+            yield Progress("WARNING: the model has no seal: pullers must use --insecure")
+        elif "proof" not in labels:
+            yield Progress("WARNING: this zoo holds no log receipts for the seal (it was sealed elsewhere and not "
+                           "pulled with them): pullers will refuse it; push it from the zoo that sealed it")
         answered_by_api = False
         for item in artifacts:
             yield Progress(f"attaching the {item.label}")
