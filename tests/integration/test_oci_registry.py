@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -197,6 +198,26 @@ def test_openzoo_pulls_what_oras_pushed_only_insecurely(zoo_a: CertifiedZoo, oci
     assert (home_b / "blobs" / f"sha256-{weights}").read_bytes() == zoo_a.weights_file.read_bytes()
     verify = openzoo(home_b, "verify", "oras/tiny:v1")
     assert verify.returncode == 1 and "uncertified" in verify.stdout, out(verify)
+
+
+@pytest.mark.skipif(shutil.which("oras") is None, reason="the Go oras CLI is not installed (not packaged for Debian)")
+def test_oras_cli_discovers_and_fetches_what_openzoo_pushed(zoo_a: CertifiedZoo, oci_registry: Registry,  # noqa: F811
+                                                           pushed: subprocess.CompletedProcess[str],
+                                                           tmp_path: Path) -> None:
+    target = f"{oci_registry.host}/library/tiny"
+
+    def oras_cli(*args: str) -> str:
+        result = subprocess.run(["oras", *args, "--plain-http"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    assert "v1" in oras_cli("repo", "tags", target).split()
+    discovered = oras_cli("discover", f"{target}:v1")  # a tree of artifact types; follows the sha256-<hex> tag
+    for kind in (mt.CARD, SEAL_TYPE, PROOF_TYPE):
+        assert kind in discovered
+    weights = "sha256:" + hashlib.sha256(zoo_a.weights_file.read_bytes()).hexdigest()
+    oras_cli("blob", "fetch", f"{target}@{weights}", "--output", str(tmp_path / "weights"))
+    assert (tmp_path / "weights").read_bytes() == zoo_a.weights_file.read_bytes()
 
 
 # -- tampering --------------------------------------------------------------------------------------------
