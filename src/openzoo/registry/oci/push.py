@@ -78,7 +78,7 @@ def push_oci(store: Store, settings: OciSettings, model: str, destination: str) 
     sealed = sealed_manifest(full)
     model_manifest = to_oci(sealed)
     subject = model_manifest.descriptor()
-    for digest in sealed.blob_digests():
+    for digest in full.blob_digests():  # the seal bundle too
         problem = cert._check_blob(digest)
         if problem:
             raise StoreCorrupt(f"blob {digest[:19]}… of {model} {problem}: not pushing it")
