@@ -6,9 +6,10 @@ resumable partial file, cut off past its declared size and re-hashed; then the r
 else the ``sha256-<hex>`` tag) for the card, seal and proof artifacts; then verification against the
 pinned zoo keys — seal signature, files, card, policy, quorum, logged approvals and inclusion under a
 signed log head, revocations (:func:`openzoo.registry.trust.verify_sealed`). Only then are the seal
-bundle, the manifest and the tag written. A refusal leaves no new model and no new blob behind (partial
-files stay, so a transfer that merely broke off resumes). ``--insecure`` keeps an unverifiable model,
-recorded as uncertified.
+bundle, the manifest and the tag written. A refusal leaves no new model and no new blob behind. A transfer
+that merely broke off (:class:`~openzoo.registry.transfer.TransferFailed`) keeps its partial file and the
+blobs already complete, so the next run resumes (start-up clean-up sweeps them after an hour if it never
+comes). ``--insecure`` keeps an unverifiable model, recorded as uncertified.
 """
 
 from __future__ import annotations
