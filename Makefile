@@ -11,6 +11,9 @@ JS_STAMP := $(JS_DIR)/node_modules/.openzoo-installed
 # The web UI's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 CHROMIUM_STAMP := $(VENV)/.chromium-installed
+# The OCI push/pull tests run the CNCF distribution server from Debian (its systemd unit is not used).
+REGISTRY := /usr/bin/docker-registry
+REGISTRY_STAMP := $(VENV)/.docker-registry-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: run test lint typecheck docs bench clean
@@ -28,10 +31,14 @@ $(CHROMIUM_STAMP): $(STAMP)
 	test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $(CHROMIUM_STAMP)
 
+$(REGISTRY_STAMP): $(STAMP)
+	test -x $(REGISTRY) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-registry)
+	touch $(REGISTRY_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

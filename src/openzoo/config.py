@@ -59,7 +59,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MONITOR_INTERVAL", "5m",
             "How often `openzoo serve` checks the monitored zoos (Go duration or seconds; 0 turns it off).",
             "monitor_interval"),
+    Setting("OCI_CHUNK_BYTES", "16777216",
+            "Bytes per PATCH of a chunked OCI blob upload (`openzoo push NAME oci://...`); a killed push resumes "
+            "after the last whole chunk.", "oci_chunk_bytes"),
+    Setting("OCI_RATE_LIMIT", "0",
+            "Most bytes per second an OCI push or pull moves, paced chunk by chunk (0: no limit); for shared "
+            "links, and for tests that interrupt a transfer.", "oci_rate_limit"),
+    Setting("OCI_PLAIN_HTTP", "",
+            "OCI registries reached over plain http, comma-separated host[:port] ('*': all); loopback hosts "
+            "always are, every other one gets https.", "oci_plain_http"),
+    Setting("OCI_TOKEN", "", "Bearer token sent to OCI registries (a registry access token).", "oci_token"),
+    Setting("OCI_USERNAME", "",
+            "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
+            "oci_username"),
+    Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
 )
+
+# Settings `openzoo config` shows as "(set)" instead of their value.
+SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +100,12 @@ class Config:
     noprune: bool
     monitor_peers: tuple[str, ...]
     monitor_interval: float  # seconds; 0 = no periodic monitoring
+    oci_chunk_bytes: int = 16 << 20
+    oci_rate_limit: int = 0
+    oci_plain_http: tuple[str, ...] = ()
+    oci_token: str = ""
+    oci_username: str = ""
+    oci_password: str = ""
 
     @property
     def base_url(self) -> str:
@@ -199,6 +222,12 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         noprune=_bool(raw["noprune"]),
         monitor_peers=_peers(raw["monitor_peers"]),
         monitor_interval=parse_duration(raw["monitor_interval"]) or 0.0,
+        oci_chunk_bytes=min(1 << 30, max(1 << 16, _int("OCI_CHUNK_BYTES", raw["oci_chunk_bytes"]))),
+        oci_rate_limit=max(0, _int("OCI_RATE_LIMIT", raw["oci_rate_limit"])),
+        oci_plain_http=tuple(h.strip().lower() for h in raw["oci_plain_http"].split(",") if h.strip()),
+        oci_token=raw["oci_token"],
+        oci_username=raw["oci_username"],
+        oci_password=raw["oci_password"],
     )
 
 

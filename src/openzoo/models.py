@@ -174,7 +174,10 @@ class Models:
         return self._spec(parsed, stored)
 
     def _config(self, manifest: Manifest) -> dict[str, Any]:
-        data = json.loads(self.store.blobs.read(manifest.config.digest))
+        try:
+            data = json.loads(self.store.blobs.read(manifest.config.digest))
+        except ValueError as exc:  # a pulled manifest's config need not be openzoo's JSON
+            raise InvalidModelFile(f"model config is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise InvalidModelFile("model config is not an object")
         return data

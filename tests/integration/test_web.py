@@ -24,6 +24,7 @@ from openzoo.audit.suites.base import SuiteResult
 from openzoo.certify.service import certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
+from support.certified import seal_with_quorum
 from support.gguf_files import write_gguf
 from support.server import Server, start_server, stop_server
 
@@ -80,13 +81,7 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
     _store_audit(services, DEFAULT_MODEL)
     cert = certification(services.store)
-    for reviewer in ("alice", "bob", "carol"):
-        cert.generate_key(reviewer)
-    cert.set_policy(["alice", "bob", "carol"], 2)
-    cert.request(DEFAULT_MODEL)
-    cert.approve(DEFAULT_MODEL, "alice")
-    _, seal = cert.approve(DEFAULT_MODEL, "bob")
-    assert seal is not None
+    seal_with_quorum(cert, DEFAULT_MODEL)
     cert.request("tiny")
     services.close()
     os.chmod(weights, 0o644)

@@ -12,17 +12,23 @@ from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 
 
-def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with ``home`` as OPENZOO_HOME; OPENZOO_HOST points at a closed port unless a server is meant.
+def openzoo_env(home: Path, host: str = "127.0.0.1:1", extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an ``openzoo`` process with ``home`` as OPENZOO_HOME (and ``extra`` settings).
 
     The caller's own OPENZOO_*/OLLAMA_* settings are dropped so that a developer's environment cannot
     change what a test sees; the context is 1024 tokens to keep the model's memory small.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
     env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": host, "OPENZOO_CONTEXT_LENGTH": "1024"})
-    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
-                          input=stdin if stdin is not None else "", timeout=timeout)
+    env.update(extra or {})
+    return env
+
+
+def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
+            timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with ``home`` as OPENZOO_HOME; OPENZOO_HOST points at a closed port unless a server is meant."""
+    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=openzoo_env(home, host, env),
+                          capture_output=True, text=True, input=stdin if stdin is not None else "", timeout=timeout)
 
 
 def home_with_default_model(home: Path) -> Path:

@@ -70,9 +70,14 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, seconds: float) -> bo
 
 
 def stop_server(server: Server) -> None:
-    server.process.terminate()
+    stop_process(server.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL after 15 s: how every server a test started is stopped."""
+    process.terminate()
     try:
-        server.process.wait(timeout=15)
+        process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
