@@ -215,30 +215,22 @@ class Generation:
             self.start()
         assert self._handle is not None
         pieces: list[TextChunk] = []
-        first = True
         try:
-            for event in self._handle:
+            for event in self._metrics.observe(self._handle, self._started):
                 if isinstance(event, TextChunk):
-                    if first:
-                        first = False
-                        self._metrics.first_token((time.perf_counter_ns() - self._started) / 1e9)
                     if self._collect_tools:
                         pieces.append(event)
                         continue
                     yield event
                 elif isinstance(event, Done):
-                    self._metrics.finished(event.prompt_tokens, event.completion_tokens, event.eval_ns / 1e9)
                     yield from self._finish(event, pieces)
                     return
                 else:
-                    self._metrics.failed()
                     yield event
                     return
         except OpenzooError as exc:
-            self._metrics.failed()
             yield Failure(exc)
         except Exception as exc:  # the engine thread must never take a stream down silently
-            self._metrics.failed()
             yield Failure(EngineError(f"generation failed: {exc}"))
         finally:
             self.close()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from openzoo.events import Done, Event, Failure, TextChunk
 from openzoo.runtime.scheduler import LoadedInfo
 
 if TYPE_CHECKING:
@@ -80,6 +82,27 @@ class Metrics:
     def failed(self) -> None:
         with self._lock:
             self.errors += 1
+
+    def observe(self, events: Iterable[Event], started_ns: int) -> Iterator[Event]:
+        """Pass a generation's events through, recording its first token, its tokens or its failure.
+
+        ``started_ns`` is when the request arrived (``time.perf_counter_ns``); an exception raised by
+        ``events`` counts as a failure and propagates. Local and replicated generations both use it.
+        """
+        first = True
+        try:
+            for event in events:
+                if isinstance(event, TextChunk) and first:
+                    first = False
+                    self.first_token((time.perf_counter_ns() - started_ns) / 1e9)
+                elif isinstance(event, Done):
+                    self.finished(event.prompt_tokens, event.completion_tokens, event.eval_ns / 1e9)
+                elif isinstance(event, Failure):
+                    self.failed()
+                yield event
+        except Exception:
+            self.failed()
+            raise
 
     def render(self, loaded: Sequence[LoadedInfo], replicas: Sequence[ReplicaInfo] = ()) -> str:
         """The exposition text: this process's counters, gauges of ``loaded`` models and ``replicas``."""

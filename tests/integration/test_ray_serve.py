@@ -24,16 +24,16 @@ import pytest
 
 pytest.importorskip("ray.serve")
 
-import ollama  # noqa: E402
-import openai  # noqa: E402
+import ollama
+import openai
 
-from openzoo import config  # noqa: E402
-from openzoo.events import TextChunk  # noqa: E402
-from openzoo.inference import CompletionRequest  # noqa: E402
-from openzoo.models import DEFAULT_MODEL as MODEL  # noqa: E402
-from openzoo.services import Services  # noqa: E402
-from support.cli import openzoo  # noqa: E402
-from support.server import Server, alive, start_server, stop_server_tree  # noqa: E402
+from openzoo import config
+from openzoo.events import TextChunk
+from openzoo.inference import CompletionRequest
+from openzoo.models import DEFAULT_MODEL as MODEL
+from openzoo.services import Services
+from support.cli import openzoo
+from support.server import Server, alive, start_server, stop_server_tree
 
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 16}
 ENV = {"OPENZOO_NUM_THREADS": "1", "OPENZOO_CONTEXT_LENGTH": "2048"}

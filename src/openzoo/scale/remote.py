@@ -104,35 +104,27 @@ class RemoteGeneration:
         return self._model
 
     def __iter__(self) -> Iterator[Event]:
-        first = True
         try:
-            for item in self._response:
-                if isinstance(item, TextChunk):
-                    if first:
-                        first = False
-                        self._metrics.first_token((time.perf_counter_ns() - self._started_ns) / 1e9)
-                    yield item
-                elif isinstance(item, Done):
-                    self._finished = True
-                    self._metrics.finished(item.prompt_tokens, item.completion_tokens, item.eval_ns / 1e9)
-                    yield item
-                    return
-                elif isinstance(item, Failure):
-                    self._finished = True
-                    self._metrics.failed()
-                    yield item
-                    return
-            self._finished = True
-            self._metrics.failed()
-            yield Failure(EngineError("the inference replica ended a generation without a result"))
+            for event in self._metrics.observe(self._events(), self._started_ns):
+                self._finished = isinstance(event, Done | Failure)
+                yield event
         except Exception as exc:
             self._finished = True
-            self._metrics.failed()
             if not self._closed:
                 log.warning("generation on replica %s failed mid-stream: %s", self.replica, _first_line(exc))
             yield Failure(replica_error(exc))
         finally:
             self.close()
+
+    def _events(self) -> Iterator[Event]:
+        """The replica's events up to its Done or Failure; a stream that stops short is an error."""
+        for item in self._response:
+            if isinstance(item, TextChunk):
+                yield item
+            elif isinstance(item, Done | Failure):
+                yield item
+                return
+        raise EngineError("the inference replica ended a generation without a result")
 
     def close(self) -> None:
         if self._closed:

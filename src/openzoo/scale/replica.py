@@ -170,7 +170,7 @@ class EngineReplica:
     def __del__(self) -> None:
         """Serve's graceful shutdown: leave the board, stop the threads, unload the engine."""
         stop = getattr(self, "_stop", None)
-        if stop is None:
+        if stop is None or stop.is_set():  # a failed constructor, or already shut down
             return
         stop.set()
         self._wake.set()

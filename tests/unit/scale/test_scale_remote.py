@@ -10,17 +10,17 @@ import pytest
 
 pytest.importorskip("ray.serve")
 
-from ray.exceptions import ActorDiedError, ActorUnavailableError  # noqa: E402
-from ray.serve.exceptions import BackPressureError, RequestCancelledError  # noqa: E402
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
-from openzoo.errors import ClientClosed, EngineError, InvalidRequest, ServerBusy  # noqa: E402
-from openzoo.events import Done, Failure, TextChunk  # noqa: E402
-from openzoo.inference import ReplicaInfo  # noqa: E402
-from openzoo.metrics import Metrics  # noqa: E402
-from openzoo.runtime.base import EngineStats  # noqa: E402
-from openzoo.runtime.scheduler import LoadedInfo, LoadSpec  # noqa: E402
-from openzoo.scale.messages import Outcome, Started, capture  # noqa: E402
-from openzoo.scale.remote import RemoteGeneration, merge_loaded, replica_error, retryable  # noqa: E402
+from openzoo.errors import ClientClosed, EngineError, InvalidRequest, ServerBusy
+from openzoo.events import Done, Failure, TextChunk
+from openzoo.inference import ReplicaInfo
+from openzoo.metrics import Metrics
+from openzoo.runtime.base import EngineStats
+from openzoo.runtime.scheduler import LoadedInfo, LoadSpec
+from openzoo.scale.messages import Outcome, Started, capture
+from openzoo.scale.remote import RemoteGeneration, merge_loaded, replica_error, retryable
 
 
 class Tokens:
