@@ -210,6 +210,7 @@ def test_replica_killed_mid_stream_ollama(replicated: Server, ollama_client: oll
         _kill_mid_stream(replicated, iter(stream))
     after = ollama_client.generate(model=MODEL, prompt="The capital of France is", options=GREEDY)
     assert after.done and after.eval_count == 16
+    until(lambda: len(replicas(replicated)) == 2, 240)  # Serve replaced the dead replica
 
 
 def test_replica_killed_mid_stream_openai(replicated: Server, openai_client: openai.OpenAI) -> None:
