@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,8 +35,9 @@ class Server:
 
 
 def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None, *, args: Sequence[str] = (),
-                 port: int | None = None) -> Server:
-    """``openzoo serve [args]`` on ``port`` (default: a free one; pass the old one to restart a zoo in place)."""
+                 port: int | None = None, ready_seconds: float = 120) -> Server:
+    """``openzoo serve [args]`` on ``port`` (default: a free one; pass the old one to restart a zoo in place),
+    once it answers ``GET /``."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
     env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": f"127.0.0.1:{port}", "OPENZOO_CONTEXT_LENGTH": "2048",
@@ -45,7 +48,7 @@ def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        ready = wait_ready(process, url + "/", 120)
+        ready = wait_ready(process, url + "/", ready_seconds)
     except RuntimeError as exc:
         raise RuntimeError(f"openzoo serve {exc}:\n{log.read_text()}") from None
     if ready:
@@ -81,3 +84,54 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (read from /proc): a server's Ray head, workers and replicas."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop_server_tree(server: Server, seconds: float = 60) -> list[int]:
+    """Stop a server with SIGTERM and wait for it and every process it started to exit.
+
+    Returns the pids that were still alive after ``seconds`` and had to be killed (by pid, never by
+    name: other servers on the machine are not ours), so a test can assert a clean shutdown.
+    """
+    tree = descendants(server.process.pid)
+    server.process.terminate()
+    deadline = time.monotonic() + seconds
+    try:
+        server.process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    while time.monotonic() < deadline and any(alive(pid) for pid in tree):
+        time.sleep(0.2)
+    survivors = [pid for pid in tree if alive(pid)]
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return survivors
