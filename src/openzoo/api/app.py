@@ -32,10 +32,11 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
-    from openzoo.api import zoo_audit, zoo_certify
+    from openzoo.api import zoo_audit, zoo_certify, zoo_datasets
     from openzoo.registry import server as registry
 
     app.include_router(zoo_certify.router)
+    app.include_router(zoo_datasets.router)
     app.include_router(zoo_audit.router)
     app.include_router(registry.router)
     from openzoo.api import zoo_finetune

@@ -250,6 +250,7 @@ def config(markdown: bool) -> None:
 def main() -> None:
     from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
     from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
+    from openzoo.cli import datasets as _datasets  # noqa: F401  (registers dataset)
     from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)

@@ -1,10 +1,11 @@
 """Pull from and push to another zoo.
 
 ``pull HOST:PORT/ns/name:tag``: fetch the manifest, download every missing blob with progress into a
-resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest,
-then fetch the seal's fresh log receipt, the remote log head and its revocations, and verify the seal, the
-quorum and the inclusion proof against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``)
-before tagging. An unverifiable model is refused unless ``insecure``; then it is tagged but recorded as
+resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest
+(and, for a dataset, every row of its data files against its config), then fetch the seal's fresh log
+receipt, the remote log head and its revocations, and verify the seal, the quorum and the inclusion proof
+against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``) before tagging. An
+unverifiable model or dataset is refused unless ``insecure``; then it is tagged but recorded as
 uncertified, and ``openzoo verify`` says so.
 """
 
@@ -28,9 +29,11 @@ from openzoo.certify.merkle import verify_consistency
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
 from openzoo.certify.verification import check_logged_approvals
+from openzoo.datasets.service import check_manifest
 from openzoo.errors import (
     DigestMismatch,
     Forbidden,
+    InvalidData,
     InvalidRequest,
     NotFound,
     OpenzooError,
@@ -206,13 +209,18 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
             yield from _download(store, client, name.repository, digest, size)
             fetched.append(digest)
         yield Progress("verifying sha256 digest")
+        if manifest.kind == "dataset":
+            yield Progress(f"checking every row of {name.display}")
+            try:
+                check_manifest(store, manifest)
+            except InvalidData as exc:
+                _forget(store, fetched)
+                raise VerificationFailed(f"refused {name.display}: {exc.message}") from exc
         yield Progress(f"verifying the seal of {name.display}")
         certified, zoo, reason, receipt, revocations, head = _verify_remote(cert, client, name, manifest)
         if not certified:
             if not insecure:
-                for digest in fetched:
-                    if digest not in store.catalog.referenced_blobs():
-                        store.blobs.delete(digest)
+                _forget(store, fetched)
                 raise VerificationFailed(f"refused {name.display}: {reason}",
                                          hint="pull with --insecure to keep it, marked uncertified")
             yield Progress(f"WARNING: {reason}; keeping it uncertified (--insecure)")
@@ -234,6 +242,14 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         yield Progress("success")
     finally:
         client.close()
+
+
+def _forget(store: Store, fetched: list[str]) -> None:
+    """Remove the blobs a refused pull downloaded (those no stored manifest needs)."""
+    referenced = store.catalog.referenced_blobs()
+    for digest in fetched:
+        if digest not in referenced:
+            store.blobs.delete(digest)
 
 
 def _may_take_short_name(store: Store, cert: Any, short: ModelName, source: str, manifest: Manifest) -> bool:
