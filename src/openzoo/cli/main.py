@@ -103,11 +103,14 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
          verbose: bool, openness: bool, lineage: bool) -> None:
     """Show information about a model."""
     if lineage:
-        from openzoo.finetune.lineage import render_lineage
-        from openzoo.finetune.run import read_lineage
+        from openzoo.finetune.lineage import read_lineage, render_lineage, walk_lineage
 
-        record = read_lineage(local_services().models, model)
-        click.echo(json.dumps(record, indent=2) if verbose else render_lineage(record))
+        services = local_services()
+        record = read_lineage(services.models, model)
+        if verbose:
+            click.echo(json.dumps(record, indent=2))
+            return
+        click.echo(walk_lineage(services.models, services.datasets, model) + "\n\n" + render_lineage(record))
         return
     from openzoo.show import show_model
 

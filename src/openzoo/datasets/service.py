@@ -387,10 +387,10 @@ class Datasets:
         return out
 
     def by_digest(self, digest: str) -> list[StoredDataset]:
-        """Datasets whose manifest (now, or before an edit such as a seal) or data has ``digest``."""
-        earlier = {str(row[0]) for row in self.store.catalog.connection.execute(
-            "SELECT key FROM model_history WHERE manifest_digest = ?", (digest,))}
-        return [d for d in self.list_datasets() if digest in (d.digest, d.config.data_digest) or d.name.key in earlier]
+        """Datasets whose manifest has ``digest`` (now, or before an edit such as a seal), else those whose
+        data has it (the same data imported under another name)."""
+        named = [found for name in self.store.catalog.names_for(digest) if (found := self.find(name)) is not None]
+        return named or [d for d in self.list_datasets() if d.config.data_digest == digest]
 
     def delete(self, name: str) -> list[str]:
         found = self.get(name)
