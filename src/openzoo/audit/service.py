@@ -14,6 +14,7 @@ suite succeeded. The bundled data a stored audit read is stored too, once, as da
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from openzoo.audit.report import Report, write_reports
 from openzoo.audit.runner import parse_suites, run_audit
 from openzoo.audit.scoring import TokenDistribution
 from openzoo.audit.suites.base import ProgressCallback
-from openzoo.errors import InvalidRequest, NotFound
+from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 from openzoo.services import Services
 from openzoo.store.manifests import AUDIT, Layer
 
@@ -35,6 +36,7 @@ __all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "LazyScorer", "ModelJudge", "aud
            "check_request", "list_audits", "read_audit", "store_bundled_datasets"]
 
 ANNOTATION_PREFIX = "org.openzoo.audit."
+log = logging.getLogger("openzoo.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +187,16 @@ def store_bundled_datasets(services: Services, report: Report) -> list[str]:
         body = "\n".join(_demote(p.read_text(encoding="utf-8")) for p in sheets if p.is_file())
         datasheet = (f"---\npretty_name: 'openzoo audit data: {suite}'\nlicense: cc-by-4.0\n---\n\n"
                      f"# openzoo audit data: the {suite} suite\n\n{body}")
-        plan = services.datasets.plan([ds.bundled_path(f) for f in files], name, license="CC-BY-4.0",
-                                      datasheet=datasheet)
-        if plan.data_digest != result.data_digest:
-            raise RuntimeError(f"bundled {suite} data hashes to {plan.data_digest}, not {result.data_digest}")
-        for _ in services.datasets.commit(plan):
-            pass
+        try:
+            plan = services.datasets.plan([ds.bundled_path(f) for f in files], name, license="CC-BY-4.0",
+                                          datasheet=datasheet)
+            if plan.data_digest != result.data_digest:
+                raise RuntimeError(f"bundled {suite} data hashes to {plan.data_digest}, not {result.data_digest}")
+            for _ in services.datasets.commit(plan):
+                pass
+        except OpenzooError as exc:  # e.g. a small OPENZOO_DATASET_MAX_BYTES: the report still cites the digest
+            log.warning("the bundled %s data was not stored as a dataset: %s", suite, exc)
+            continue
         stored.append(name)
     return stored
 
