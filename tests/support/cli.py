@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +15,15 @@ from openzoo.services import Services
 
 
 def openzoo(home: Path, *args: str, host: str = "127.0.0.1:1", stdin: str | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+            timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the CLI with ``home`` as OPENZOO_HOME; OPENZOO_HOST points at a closed port unless a server is meant.
 
     The caller's own OPENZOO_*/OLLAMA_* settings are dropped so that a developer's environment cannot
     change what a test sees; the context is 1024 tokens to keep the model's memory small.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
-    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": host, "OPENZOO_CONTEXT_LENGTH": "1024"})
-    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=env, capture_output=True, text=True,
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
+    full.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": host, "OPENZOO_CONTEXT_LENGTH": "1024", **(env or {})})
+    return subprocess.run([sys.executable, "-m", "openzoo", *args], env=full, capture_output=True, text=True,
                           input=stdin if stdin is not None else "", timeout=timeout)
 
 
@@ -34,3 +36,23 @@ def home_with_default_model(home: Path) -> Path:
     finally:
         services.close()
     return home
+
+
+def clone_home(src: Path, dst: Path) -> Path:
+    """Copy a home cheaply: blobs hard-linked (tamper helpers break the link first), the catalog backed up."""
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name == "blobs":
+            (dst / "blobs").mkdir()
+            for blob in item.iterdir():
+                if blob.name.startswith("sha256-"):
+                    os.link(blob, dst / "blobs" / blob.name)
+        elif item.name.startswith("catalog.sqlite"):
+            continue
+        elif item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+    with sqlite3.connect(src / "catalog.sqlite") as source, sqlite3.connect(dst / "catalog.sqlite") as target:
+        source.backup(target)
+    return dst
