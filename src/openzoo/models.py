@@ -314,10 +314,7 @@ class Models:
             yield Progress("writing manifest")
             self.store.tag(parsed, Manifest(config, tuple(layers)))
         except BaseException:
-            referenced = self.store.catalog.referenced_blobs()
-            for digest in added:
-                if digest not in referenced:
-                    self.store.blobs.delete(digest)
+            self.store.remove_unreferenced(added)
             raise
         yield Progress("success")
 

@@ -335,10 +335,7 @@ class Datasets:
             yield Progress("writing manifest")
             digest = self.store.tag(plan.name, plan.manifest, keep_history=True)
         except BaseException:
-            referenced = self.store.catalog.referenced_blobs()
-            for blob in added:
-                if blob not in referenced:
-                    self.store.blobs.delete(blob)
+            self.store.remove_unreferenced(added)
             raise
         yield Progress("success", digest=digest, detail={"name": plan.name.display, "rows": plan.config.rows,
                                                          "data_digest": plan.data_digest})

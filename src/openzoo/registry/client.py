@@ -214,13 +214,13 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
             try:
                 check_manifest(store, manifest)
             except InvalidData as exc:
-                _forget(store, fetched)
+                store.remove_unreferenced(fetched)
                 raise VerificationFailed(f"refused {name.display}: {exc.message}") from exc
         yield Progress(f"verifying the seal of {name.display}")
         certified, zoo, reason, receipt, revocations, head = _verify_remote(cert, client, name, manifest)
         if not certified:
             if not insecure:
-                _forget(store, fetched)
+                store.remove_unreferenced(fetched)
                 raise VerificationFailed(f"refused {name.display}: {reason}",
                                          hint="pull with --insecure to keep it, marked uncertified")
             yield Progress(f"WARNING: {reason}; keeping it uncertified (--insecure)")
@@ -242,14 +242,6 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         yield Progress("success")
     finally:
         client.close()
-
-
-def _forget(store: Store, fetched: list[str]) -> None:
-    """Remove the blobs a refused pull downloaded (those no stored manifest needs)."""
-    referenced = store.catalog.referenced_blobs()
-    for digest in fetched:
-        if digest not in referenced:
-            store.blobs.delete(digest)
 
 
 def _may_take_short_name(store: Store, cert: Any, short: ModelName, source: str, manifest: Manifest) -> bool:

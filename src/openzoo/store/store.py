@@ -7,7 +7,7 @@ transaction). A reader that finds a name in the catalog therefore always finds e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,13 @@ class Store:
             except FileNotFoundError:
                 continue
         return removed
+
+    def remove_unreferenced(self, digests: Iterable[str]) -> None:
+        """Remove those of ``digests`` no catalog row refers to: what a failed import or pull added."""
+        referenced = self.catalog.referenced_blobs()
+        for digest in digests:
+            if digest not in referenced:
+                self.blobs.delete(digest)
 
     def write_manifest(self, manifest: Manifest) -> BlobInfo:
         return self.blobs.put_bytes(manifest.to_bytes())
