@@ -308,8 +308,7 @@ class Datasets:
         return ImportPlan(parsed, files, config, sheet, facts, manifest, blobs)
 
     def _check_free(self, name: ModelName) -> None:
-        entry = self.store.catalog.find(name)
-        if entry is not None and self.store.load_manifest(entry.manifest_digest).kind != "dataset":
+        if self.store.kind_of(name) == "model":
             raise Conflict(f'"{name.display}" is a model; a dataset needs a name of its own',
                            hint="choose another name, e.g. data/NAME:TAG")
 

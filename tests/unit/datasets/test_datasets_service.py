@@ -170,6 +170,9 @@ def test_models_and_datasets_stay_apart(services: Services, files: dict[str, Pat
         services.datasets.get("me/model")
     with pytest.raises(DatasetNotFound):
         services.datasets.get("me/nothing")
+    with pytest.raises(Conflict, match='"me/data:latest" is a dataset; a model needs a name of its own'):
+        run(services.models.import_gguf(tiny_gguf, "me/data"))  # a name keeps its kind
+    assert services.datasets.get("me/data").config.rows == 2
     client = TestClient(create_app(services, close_on_shutdown=False), base_url=BASE)
     assert [m["name"] for m in client.get("/api/tags").json()["models"]] == ["me/model:latest"]
     assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["me/model:latest"]
