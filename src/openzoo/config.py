@@ -50,6 +50,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", "16777216",
             "Largest JSON request body in bytes (blob uploads are streamed and not limited by this).",
             "max_body_bytes"),
+    Setting("DATASET_MAX_BYTES", "2147483648",
+            "Largest dataset 'openzoo dataset import' accepts, in bytes over all its files; larger input is "
+            "refused before anything is stored.", "dataset_max_bytes"),
     Setting("DEBUG", "0", "Show tracebacks in the CLI and verbose engine logs.", "debug"),
     Setting("NOPRUNE", "0", "Keep unused blobs when a model is removed.", "noprune"),
     Setting("MONITOR_PEERS", "",
@@ -96,6 +99,7 @@ class Config:
     api_key: str
     origins: tuple[str, ...]
     max_body_bytes: int
+    dataset_max_bytes: int
     debug: bool
     noprune: bool
     monitor_peers: tuple[str, ...]
@@ -218,6 +222,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         api_key=raw["api_key"],
         origins=tuple(o.strip() for o in raw["origins"].split(",") if o.strip()),
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),
+        dataset_max_bytes=max(1, _int("DATASET_MAX_BYTES", raw["dataset_max_bytes"])),
         debug=_bool(raw["debug"]),
         noprune=_bool(raw["noprune"]),
         monitor_peers=_peers(raw["monitor_peers"]),

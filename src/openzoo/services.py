@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from openzoo.config import Config
+from openzoo.datasets.service import Datasets
 from openzoo.events import Progress
 from openzoo.inference import Inference, InferenceService
 from openzoo.metrics import Metrics
@@ -45,6 +46,10 @@ class Services:
         return Models(self.store)
 
     @cached_property
+    def datasets(self) -> Datasets:
+        return Datasets(self.store, self.config.dataset_max_bytes)
+
+    @cached_property
     def scheduler(self) -> Scheduler:
         from openzoo.runtime.llamacpp import LlamaCppBackend
 
@@ -70,7 +75,7 @@ class Services:
 
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""
-        if not self.store.catalog.entries():
+        if not self.models.list_models():
             yield from self.models.pull(DEFAULT_MODEL)
 
     def close(self) -> None:

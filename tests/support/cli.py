@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +42,23 @@ def home_with_default_model(home: Path) -> Path:
     finally:
         services.close()
     return home
+
+
+def clone_home(src: Path, dst: Path) -> Path:
+    """Copy a home cheaply: blobs hard-linked (tamper helpers break the link first), the catalog backed up."""
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name == "blobs":
+            (dst / "blobs").mkdir()
+            for blob in item.iterdir():
+                if blob.name.startswith("sha256-"):
+                    os.link(blob, dst / "blobs" / blob.name)
+        elif item.name.startswith("catalog.sqlite"):
+            continue
+        elif item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+    with sqlite3.connect(src / "catalog.sqlite") as source, sqlite3.connect(dst / "catalog.sqlite") as target:
+        source.backup(target)
+    return dst

@@ -41,11 +41,12 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
-    from openzoo.api import zoo_audit, zoo_certify, zoo_gossip
+    from openzoo.api import zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
     from openzoo.registry import server as registry
 
     app.include_router(zoo_certify.router)
     app.include_router(zoo_gossip.router)
+    app.include_router(zoo_datasets.router)
     app.include_router(zoo_audit.router)
     app.include_router(registry.router)
     from openzoo.api import zoo_finetune

@@ -107,6 +107,9 @@ LABELS = {
     mt.AUDIT: "audit report",
     mt.LINEAGE: "lineage",
     mt.CONFIG_MEDIA_TYPE: "config",
+    mt.DATASET_CONFIG: "config",
+    mt.DATASHEET: "datasheet",
+    **{media_type: "data" for media_type in mt.DATA_TYPES.values()},
 }
 
 

@@ -103,11 +103,14 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
          verbose: bool, openness: bool, lineage: bool) -> None:
     """Show information about a model."""
     if lineage:
-        from openzoo.finetune.lineage import render_lineage
-        from openzoo.finetune.run import read_lineage
+        from openzoo.finetune.lineage import read_lineage, render_lineage, walk_lineage
 
-        record = read_lineage(local_services().models, model)
-        click.echo(json.dumps(record, indent=2) if verbose else render_lineage(record))
+        services = local_services()
+        record = read_lineage(services.models, model)
+        if verbose:
+            click.echo(json.dumps(record, indent=2))
+            return
+        click.echo(walk_lineage(services.models, services.datasets, model) + "\n\n" + render_lineage(record))
         return
     from openzoo.show import show_model
 
@@ -278,6 +281,7 @@ def config(markdown: bool) -> None:
 def main() -> None:
     from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
     from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
+    from openzoo.cli import datasets as _datasets  # noqa: F401  (registers dataset)
     from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
     from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)

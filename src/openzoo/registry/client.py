@@ -1,10 +1,11 @@
 """Pull from and push to another zoo.
 
 ``pull HOST:PORT/ns/name:tag``: fetch the manifest, download every missing blob with progress into a
-resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest,
-then fetch the seal's fresh log receipt, the remote log head and its revocations, and verify the seal, the
-quorum and the inclusion proof against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``)
-before tagging. An unverifiable model is refused unless ``insecure``; then it is tagged but recorded as
+resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest
+(and, for a dataset, every row of its data files against its config), then fetch the seal's fresh log
+receipt, the remote log head and its revocations, and verify the seal, the quorum and the inclusion proof
+against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``) before tagging. An
+unverifiable model or dataset is refused unless ``insecure``; then it is tagged but recorded as
 uncertified, and ``openzoo verify`` says so.
 """
 
@@ -35,7 +36,7 @@ from openzoo.errors import (
 )
 from openzoo.events import Progress
 from openzoo.names import ModelName
-from openzoo.registry.landing import discard, fetch_blobs, land
+from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
 from openzoo.registry.trust import SealEvidence, Verdict, verify_sealed
 from openzoo.store import manifests as mt
@@ -229,11 +230,16 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         yield from fetch_blobs(store, cert, blobs,
                                lambda digest, size: _download(store, client, name.repository, digest, size), fetched)
         yield Progress("verifying sha256 digest")
+        try:
+            yield from check_content(store, manifest, name.display)
+        except VerificationFailed:
+            store.remove_unreferenced(fetched)
+            raise
         yield Progress(f"verifying the seal of {name.display}")
         verdict = _verify_remote(cert, client, name, manifest)
         if not verdict.certified:
             if not insecure:
-                discard(store, fetched)
+                store.remove_unreferenced(fetched)
                 raise VerificationFailed(f"refused {name.display}: {verdict.reason}",
                                          hint="pull with --insecure to keep it, marked uncertified")
             yield Progress(f"WARNING: {verdict.reason}; keeping it uncertified (--insecure)")

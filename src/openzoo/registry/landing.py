@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from openzoo import names
 from openzoo.certify.service import Certification
+from openzoo.errors import InvalidData, VerificationFailed
 from openzoo.events import Progress
 from openzoo.names import ModelName
 from openzoo.registry.trust import Verdict, remember_proof
@@ -19,7 +20,7 @@ from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["discard", "fetch_blobs", "land"]
+__all__ = ["check_content", "fetch_blobs", "land"]
 
 Download = Callable[[str, int], Iterator[Progress]]
 
@@ -28,7 +29,7 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
                 fetched: list[str]) -> Iterator[Progress]:
     """Make every ``(digest, size)`` present in the store: a stored blob is re-checked (a damaged one is
     fetched again), a missing one is downloaded and added to ``fetched`` as soon as it is in place (so a
-    pull refused half-way knows what to :func:`discard`)."""
+    pull refused half-way knows what to remove: ``Store.remove_unreferenced``)."""
     for digest, size in blobs:
         if store.blobs.exists(digest):
             if cert._check_blob(digest):
@@ -40,12 +41,19 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
         fetched.append(digest)
 
 
-def discard(store: Store, fetched: Iterable[str]) -> None:
-    """Remove the blobs a refused pull downloaded, unless a stored model needs them."""
-    referenced = store.catalog.referenced_blobs()
-    for digest in fetched:
-        if digest not in referenced:
-            store.blobs.delete(digest)
+def check_content(store: Store, manifest: Manifest, display: str) -> Iterator[Progress]:
+    """Re-read what digests cannot vouch for: a dataset's every row against its config (rows, columns,
+    data digest), before its seal is trusted and even with ``--insecure`` — a manifest pointing at other
+    data than it describes is refused, whoever signed it."""
+    if manifest.kind != "dataset":
+        return
+    from openzoo.datasets.service import check_manifest
+
+    yield Progress(f"checking every row of {display}")
+    try:
+        check_manifest(store, manifest)
+    except InvalidData as exc:
+        raise VerificationFailed(f"refused {display}: {exc.message}") from exc
 
 
 def land(store: Store, cert: Certification, name: ModelName, manifest: Manifest, *, source: str,

@@ -7,11 +7,11 @@ transaction). A reader that finds a name in the catalog therefore always finds e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from openzoo.errors import StoreCorrupt
+from openzoo.errors import Conflict, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store.blobs import BlobInfo, BlobStore
 from openzoo.store.catalog import Catalog, CatalogEntry
@@ -70,6 +70,13 @@ class Store:
                 continue
         return removed
 
+    def remove_unreferenced(self, digests: Iterable[str]) -> None:
+        """Remove those of ``digests`` no catalog row refers to: what a failed import or pull added."""
+        referenced = self.catalog.referenced_blobs()
+        for digest in digests:
+            if digest not in referenced:
+                self.blobs.delete(digest)
+
     def write_manifest(self, manifest: Manifest) -> BlobInfo:
         return self.blobs.put_bytes(manifest.to_bytes())
 
@@ -83,8 +90,18 @@ class Store:
         entry = self.catalog.get(name)
         return StoredModel(entry, self.load_manifest(entry.manifest_digest))
 
+    def kind_of(self, name: ModelName) -> str | None:
+        """``model`` or ``dataset`` for a stored name, None for a free one."""
+        entry = self.catalog.find(name)
+        return None if entry is None else self.load_manifest(entry.manifest_digest).kind
+
     def tag(self, name: ModelName, manifest: Manifest, *, keep_history: bool = False) -> str:
-        """Store ``manifest`` and point ``name`` at it; every layer blob must already exist."""
+        """Store ``manifest`` and point ``name`` at it; every layer blob must already exist. A name keeps
+        its kind: a model's name never silently becomes a dataset's, nor the other way round."""
+        kind = self.kind_of(name)
+        if kind is not None and kind != manifest.kind:
+            raise Conflict(f'"{name.display}" is a {kind}; a {manifest.kind} needs a name of its own',
+                           hint=f"remove the {kind} first, or choose another name")
         for digest in manifest.blob_digests():
             if not self.blobs.exists(digest):
                 raise StoreCorrupt(f"cannot tag {name.display}: blob {digest} is missing")

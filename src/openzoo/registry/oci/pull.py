@@ -32,7 +32,7 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
-from openzoo.registry.landing import discard, fetch_blobs, land
+from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.oci.artifacts import (
     CARD_TYPE,
     DSSE_MEDIA_TYPE,
@@ -100,6 +100,7 @@ def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: b
         blobs = [(manifest.config.digest, manifest.config.size)] + [(x.digest, x.size) for x in manifest.layers]
         yield from fetch_blobs(store, cert, blobs, download, fetched)
         yield Progress("verifying sha256 digest")
+        yield from check_content(store, manifest, ref.display)
         yield Progress("fetching referrers")
         referrers = _referrers(client, digest)
         yield Progress(f"verifying the seal of {ref.display}")
@@ -121,7 +122,7 @@ def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: b
     except TransferFailed:
         raise  # what arrived stays, for the next run to resume
     except BaseException:
-        discard(store, fetched)
+        store.remove_unreferenced(fetched)
         raise
     finally:
         client.close()
