@@ -29,6 +29,7 @@ from openzoo.store.manifests import Layer, Manifest
 from openzoo.store.store import Store
 from support.cli import clone_home
 from support.cli import openzoo as oz
+from support.oci_registry import Registry, oci_registry  # noqa: F401  (the fixture)
 from support.server import Server, start_server, stop_server
 
 NOTES, LABELS, SCORES = "me/notes:v1", "me/labels:v1", "me/scores:v1"
@@ -253,6 +254,40 @@ def test_data_that_does_not_match_is_refused(zoo_a: dict[str, object], model_hom
         assert missing.status_code == 404
     finally:
         stop_server(receiver)
+
+
+def test_dataset_travels_through_an_oci_registry(zoo_a: dict[str, object], oci_registry: Registry,  # noqa: F811
+                                                tmp_path: Path) -> None:
+    """A sealed dataset pushed to a real docker-registry and pulled into a zoo that pins A's key: its rows are
+    re-read, its seal verified offline, and it arrives with the same digests."""
+    home = zoo_a["home"]
+    assert isinstance(home, Path)
+    ref = f"oci://{oci_registry.host}/me/scores:v1"
+    ok(oz(home, "push", SCORES, ref))
+    home_b = tmp_path / "b"
+    ok(oz(home_b, "keys", "trust", "zoo-a", str(zoo_a["pub"])))
+    pull = ok(oz(home_b, "pull", ref))
+    assert "checking every row of" in pull.stderr and "verified against zoo-a" in pull.stderr, out(pull)
+    assert f"verified: {SCORES} is certified by zoo-a" in ok(oz(home_b, "verify", SCORES)).stdout
+    theirs = json.loads(ok(oz(home, "dataset", "show", SCORES, "--json")).stdout)
+    mine = json.loads(ok(oz(home_b, "dataset", "show", SCORES, "--json")).stdout)
+    assert (mine["digest"], mine["data_digest"], mine["rows"]) == (theirs["digest"], theirs["data_digest"], 25)
+    assert ok(oz(home_b, "list")).stdout.strip() == "NAME    ID    SIZE    MODIFIED"
+
+
+def test_dataset_that_does_not_match_is_refused_from_an_oci_registry(
+        zoo_a: dict[str, object], oci_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    home = clone_home(zoo_a["home"], tmp_path / "a")  # type: ignore[arg-type]
+    _swap_data(home)
+    ref = f"oci://{oci_registry.host}/me/swapped:v1"
+    ok(oz(home, "push", NOTES, ref))
+    home_b = tmp_path / "b"
+    ok(oz(home_b, "keys", "trust", "zoo-a", str(zoo_a["pub"])))
+    for extra in ([], ["--insecure"]):
+        pull = oz(home_b, "pull", *extra, ref)
+        assert pull.returncode == 1 and "does not match the dataset config" in pull.stderr, out(pull)
+    assert ok(oz(home_b, "dataset", "list")).stdout.strip().count("\n") == 0
+    assert not [p for p in (home_b / "blobs").iterdir() if p.name.startswith("sha256-")]
 
 
 def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path, data: dict[str, Path]) -> None:
