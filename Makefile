@@ -11,6 +11,9 @@ JS_STAMP := $(JS_DIR)/node_modules/.openzoo-installed
 # The web UI's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 CHROMIUM_STAMP := $(VENV)/.chromium-installed
+# The OCI push/pull tests run the CNCF distribution server from Debian (its systemd unit is not used).
+REGISTRY := /usr/bin/docker-registry
+REGISTRY_STAMP := $(VENV)/.docker-registry-installed
 # The catalog tests run against a real PostgreSQL 15 (Debian's server binaries; tests/support/postgres.py).
 POSTGRES := /usr/lib/postgresql/15/bin/postgres
 POSTGRES_STAMP := $(VENV)/.postgres-installed
@@ -31,6 +34,10 @@ $(CHROMIUM_STAMP): $(STAMP)
 	test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $(CHROMIUM_STAMP)
 
+$(REGISTRY_STAMP): $(STAMP)
+	test -x $(REGISTRY) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-registry)
+	touch $(REGISTRY_STAMP)
+
 $(POSTGRES_STAMP): $(STAMP)
 	test -x $(POSTGRES) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 	touch $(POSTGRES_STAMP)
@@ -38,7 +45,7 @@ $(POSTGRES_STAMP): $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

@@ -56,9 +56,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", "16777216",
             "Largest JSON request body in bytes (blob uploads are streamed and not limited by this).",
             "max_body_bytes"),
+    Setting("DATASET_MAX_BYTES", "2147483648",
+            "Largest dataset 'openzoo dataset import' accepts, in bytes over all its files; larger input is "
+            "refused before anything is stored.", "dataset_max_bytes"),
     Setting("DEBUG", "0", "Show tracebacks in the CLI and verbose engine logs.", "debug"),
     Setting("NOPRUNE", "0", "Keep unused blobs when a model is removed.", "noprune"),
+    Setting("MONITOR_PEERS", "",
+            "Other zoos (base URLs, comma-separated) whose transparency logs `openzoo serve` monitors: their "
+            "heads and the heads they gossip are checked against this zoo's copy of each log, and forks are "
+            "proven (`/zoo/gossip/forks`). Pin each zoo's key first with `openzoo keys trust`.", "monitor_peers"),
+    Setting("MONITOR_INTERVAL", "5m",
+            "How often `openzoo serve` checks the monitored zoos (Go duration or seconds; 0 turns it off).",
+            "monitor_interval"),
+    Setting("OCI_CHUNK_BYTES", "16777216",
+            "Bytes per PATCH of a chunked OCI blob upload (`openzoo push NAME oci://...`); a killed push resumes "
+            "after the last whole chunk.", "oci_chunk_bytes"),
+    Setting("OCI_RATE_LIMIT", "0",
+            "Most bytes per second an OCI push or pull moves, paced chunk by chunk (0: no limit); for shared "
+            "links, and for tests that interrupt a transfer.", "oci_rate_limit"),
+    Setting("OCI_PLAIN_HTTP", "",
+            "OCI registries reached over plain http, comma-separated host[:port] ('*': all); loopback hosts "
+            "always are, every other one gets https.", "oci_plain_http"),
+    Setting("OCI_TOKEN", "", "Bearer token sent to OCI registries (a registry access token).", "oci_token"),
+    Setting("OCI_USERNAME", "",
+            "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
+            "oci_username"),
+    Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
 )
+
+# Settings `openzoo config` shows as "(set)" instead of their value.
+SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +106,17 @@ class Config:
     api_key: str
     origins: tuple[str, ...]
     max_body_bytes: int
+    dataset_max_bytes: int
     debug: bool
     noprune: bool
+    monitor_peers: tuple[str, ...]
+    monitor_interval: float  # seconds; 0 = no periodic monitoring
+    oci_chunk_bytes: int = 16 << 20
+    oci_rate_limit: int = 0
+    oci_plain_http: tuple[str, ...] = ()
+    oci_token: str = ""
+    oci_username: str = ""
+    oci_password: str = ""
 
     @property
     def catalog(self) -> str:
@@ -210,9 +246,28 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         api_key=raw["api_key"],
         origins=tuple(o.strip() for o in raw["origins"].split(",") if o.strip()),
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),
+        dataset_max_bytes=max(1, _int("DATASET_MAX_BYTES", raw["dataset_max_bytes"])),
         debug=_bool(raw["debug"]),
         noprune=_bool(raw["noprune"]),
+        monitor_peers=_peers(raw["monitor_peers"]),
+        monitor_interval=parse_duration(raw["monitor_interval"]) or 0.0,
+        oci_chunk_bytes=min(1 << 30, max(1 << 16, _int("OCI_CHUNK_BYTES", raw["oci_chunk_bytes"]))),
+        oci_rate_limit=max(0, _int("OCI_RATE_LIMIT", raw["oci_rate_limit"])),
+        oci_plain_http=tuple(h.strip().lower() for h in raw["oci_plain_http"].split(",") if h.strip()),
+        oci_token=raw["oci_token"],
+        oci_username=raw["oci_username"],
+        oci_password=raw["oci_password"],
     )
+
+
+def _peers(text: str) -> tuple[str, ...]:
+    """Comma-separated zoo base URLs (``http://host:port`` or ``host:port``), without trailing slashes."""
+    peers = tuple(p.strip().rstrip("/") for p in text.split(",") if p.strip())
+    for peer in peers:
+        if any(c.isspace() for c in peer) or peer.count("://") > 1:
+            raise InvalidRequest(f"OPENZOO_MONITOR_PEERS: {peer!r} is not a zoo URL",
+                                 hint="use base URLs like http://127.0.0.1:11434, comma-separated")
+    return peers
 
 
 def render_markdown() -> str:

@@ -14,11 +14,17 @@ else converts exceptions to text, so a message reads the same everywhere.
     │   ├── UnsafeTemplate (400 unsafe_template)
     │   ├── DigestMismatch (400 digest_mismatch)
     │   ├── NotSupported (400 not_supported)
+    │   ├── UnknownLicense (400 unknown_license)
     │   └── InvalidData (400 invalid_data)
+    │       ├── MalformedData (400 malformed_data)
+    │       ├── DataTypeMismatch (400 data_type_mismatch)
+    │       ├── UnsupportedDataFormat (400 unsupported_data_format)
+    │       └── DataTooLarge (413 data_too_large)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
     │   ├── ModelNotFound (404 model_not_found)
+    │   ├── DatasetNotFound (404 dataset_not_found)
     │   └── BlobNotFound (404 blob_not_found)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
@@ -88,6 +94,35 @@ class InvalidData(InvalidRequest):
     hint = "fix the data file at the line named"
 
 
+class MalformedData(InvalidData):
+    """A data file does not parse as its format (bad JSON, ragged CSV, broken Parquet, not UTF-8)."""
+
+    code = "malformed_data"
+
+
+class DataTypeMismatch(InvalidData):
+    """A row has the wrong shape or type: a JSONL line that is not an object, a column whose type changes."""
+
+    code = "data_type_mismatch"
+    hint = "give every row the same columns with one type each (null allowed)"
+
+
+class UnsupportedDataFormat(InvalidData):
+    code = "unsupported_data_format"
+    hint = "import .jsonl, .csv, .parquet or .txt files, or name the format with --format"
+
+
+class DataTooLarge(InvalidData):
+    code = "data_too_large"
+    http_status = 413
+    hint = "split the data, or raise OPENZOO_DATASET_MAX_BYTES"
+
+
+class UnknownLicense(InvalidRequest):
+    code = "unknown_license"
+    hint = "use an SPDX id such as CC-BY-4.0, CDLA-Permissive-2.0 or ODC-By-1.0, or LicenseRef-<name>"
+
+
 class Unauthorized(OpenzooError):
     code = "unauthorized"
     http_status = 401
@@ -112,6 +147,15 @@ class ModelNotFound(NotFound):
 
     def __init__(self, name: str, *, hint: str | None = None) -> None:
         super().__init__(f'model "{name}" not found, try pulling it first', hint=hint)
+        self.name = name
+
+
+class DatasetNotFound(NotFound):
+    code = "dataset_not_found"
+    hint = "run 'openzoo dataset list' to see stored datasets, or 'openzoo dataset import PATH --name NAME'"
+
+    def __init__(self, name: str, *, hint: str | None = None) -> None:
+        super().__init__(f'dataset "{name}" not found', hint=hint)
         self.name = name
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
@@ -24,7 +26,7 @@ from openzoo.metrics import Metrics
 from openzoo.models import Models, ModelSpec
 from openzoo.options import RunOptions, merge, parse
 from openzoo.runtime.base import GenerationHandle, GenerationRequest, LoadedModel
-from openzoo.runtime.scheduler import LoadSpec, Scheduler
+from openzoo.runtime.scheduler import LoadedInfo, LoadSpec, Scheduler
 
 KeepAlive = float | None | Literal["default"]
 Format = str | dict[str, Any] | None
@@ -82,6 +84,95 @@ class Embeddings:
     load_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """One engine that serves requests: this process, or one Ray Serve replica (``serve --replicas``).
+
+    ``requests`` counts generations started there, ``in_flight`` those running or queued now; ``age_s``
+    is how long ago a remote replica last reported (always 0 for this process).
+    """
+
+    id: str
+    pid: int
+    node: str
+    requests: int
+    in_flight: int
+    models: tuple[LoadedInfo, ...] = ()
+    age_s: float = 0.0
+
+
+class TokenText(Protocol):
+    """What a surface may ask of the model behind a started generation: the text of token ids."""
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+
+class GenerationStream(Protocol):
+    """A started generation as surfaces use it: events to iterate, ``close`` to cancel.
+
+    :class:`Generation` runs on this process's engine; ``openzoo serve --replicas`` answers with one
+    that streams the same events from a Ray Serve replica (``scale/remote.py``).
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def model(self) -> TokenText: ...
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class InferenceService(Protocol):
+    """The inference seam every surface calls (``services.inference``).
+
+    :class:`Inference` runs requests on this process's scheduler; ``scale.remote.ReplicatedInference``
+    hands the same requests to Ray Serve replicas, each running an :class:`Inference` of its own, so
+    handlers, the CLI and audits have one code path whichever runs the engine.
+    """
+
+    @property
+    def models(self) -> Models:
+        """The store's models, resolved where requests arrive."""
+        ...
+
+    def completion(self, req: CompletionRequest) -> GenerationStream: ...
+
+    def chat(self, req: ChatRequest) -> GenerationStream: ...
+
+    def load(self, model: str, keep_alive: KeepAlive = "default",
+             options: dict[str, Any] | None = None) -> tuple[ModelSpec, int]: ...
+
+    def embed(self, model: str, inputs: Sequence[str], *, truncate: bool = True, normalize: bool = True,
+              options: dict[str, Any] | None = None, keep_alive: KeepAlive = "default",
+              dimensions: int | None = None) -> Embeddings: ...
+
+    def cold_batch(self, model: str) -> int: ...
+
+    def tokenize(self, model: str, text: str, *, add_special: bool = False) -> list[int]: ...
+
+    def tokenizer_info(self, model: str) -> dict[str, Any]: ...
+
+    def detokenize(self, model: str, tokens: Sequence[int]) -> str: ...
+
+    def loaded(self) -> list[LoadedInfo]:
+        """Models in memory, one entry per model (with the replicas holding it, when replicated)."""
+        ...
+
+    def unload(self, manifest_digest: str) -> bool:
+        """Unload a model wherever no request uses it; True if it was loaded anywhere."""
+        ...
+
+    def replicas(self) -> list[ReplicaInfo]: ...
+
+
 class Generation:
     """A started generation holding its model until iteration ends or :meth:`close` is called.
 
@@ -124,30 +215,22 @@ class Generation:
             self.start()
         assert self._handle is not None
         pieces: list[TextChunk] = []
-        first = True
         try:
-            for event in self._handle:
+            for event in self._metrics.observe(self._handle, self._started):
                 if isinstance(event, TextChunk):
-                    if first:
-                        first = False
-                        self._metrics.first_token((time.perf_counter_ns() - self._started) / 1e9)
                     if self._collect_tools:
                         pieces.append(event)
                         continue
                     yield event
                 elif isinstance(event, Done):
-                    self._metrics.finished(event.prompt_tokens, event.completion_tokens, event.eval_ns / 1e9)
                     yield from self._finish(event, pieces)
                     return
                 else:
-                    self._metrics.failed()
                     yield event
                     return
         except OpenzooError as exc:
-            self._metrics.failed()
             yield Failure(exc)
         except Exception as exc:  # the engine thread must never take a stream down silently
-            self._metrics.failed()
             yield Failure(EngineError(f"generation failed: {exc}"))
         finally:
             self.close()
@@ -385,6 +468,25 @@ class Inference:
         spec = self.models.resolve(model)
         with self._resident(spec) as (loaded, _):
             return loaded.detokenize(tokens)
+
+    def token_bytes(self, model: str, tokens: Sequence[int]) -> list[bytes]:
+        """The raw piece of each token (a replica answers a remote generation's ``model.token_bytes``)."""
+        spec = self.models.resolve(model)
+        with self._resident(spec) as (loaded, _):
+            return [loaded.token_bytes(token) for token in tokens]
+
+    def loaded(self) -> list[LoadedInfo]:
+        return self.scheduler.loaded()
+
+    def unload(self, manifest_digest: str) -> bool:
+        return self.scheduler.unload(manifest_digest)
+
+    def replicas(self) -> list[ReplicaInfo]:
+        """This process as the one replica: its pid, host, generations started and in flight."""
+        loaded = self.loaded()
+        in_flight = sum(info.stats.busy_slots + info.stats.queue_depth for info in loaded)
+        return [ReplicaInfo("local", os.getpid(), socket.gethostname(), self.metrics.started(), in_flight,
+                            tuple(loaded))]
 
 
 _ROLES = {"system", "user", "assistant", "tool"}

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from openzoo.runtime.scheduler import Scheduler
+from openzoo.events import Done, Event, Failure, TextChunk
+from openzoo.runtime.scheduler import LoadedInfo
+
+if TYPE_CHECKING:
+    from openzoo.inference import ReplicaInfo
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -58,6 +64,11 @@ class Metrics:
         with self._lock:
             self.requests[kind] = self.requests.get(kind, 0) + 1
 
+    def started(self) -> int:
+        """Generations started, all kinds together."""
+        with self._lock:
+            return sum(self.requests.values())
+
     def first_token(self, seconds: float) -> None:
         with self._lock:
             self.ttft.observe(seconds)
@@ -72,7 +83,29 @@ class Metrics:
         with self._lock:
             self.errors += 1
 
-    def render(self, scheduler: Scheduler | None) -> str:
+    def observe(self, events: Iterable[Event], started_ns: int) -> Iterator[Event]:
+        """Pass a generation's events through, recording its first token, its tokens or its failure.
+
+        ``started_ns`` is when the request arrived (``time.perf_counter_ns``); an exception raised by
+        ``events`` counts as a failure and propagates. Local and replicated generations both use it.
+        """
+        first = True
+        try:
+            for event in events:
+                if isinstance(event, TextChunk) and first:
+                    first = False
+                    self.first_token((time.perf_counter_ns() - started_ns) / 1e9)
+                elif isinstance(event, Done):
+                    self.finished(event.prompt_tokens, event.completion_tokens, event.eval_ns / 1e9)
+                elif isinstance(event, Failure):
+                    self.failed()
+                yield event
+        except Exception:
+            self.failed()
+            raise
+
+    def render(self, loaded: Sequence[LoadedInfo], replicas: Sequence[ReplicaInfo] = ()) -> str:
+        """The exposition text: this process's counters, gauges of ``loaded`` models and ``replicas``."""
         out: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: Iterable[str]) -> None:
@@ -94,7 +127,6 @@ class Metrics:
                    [f"openzoo_tokens_per_second {rate:.3f}"])
             metric("openzoo_time_to_first_token_seconds", "histogram", "Time from request to first token.",
                    list(self.ttft.lines("openzoo_time_to_first_token_seconds")))
-        loaded = scheduler.loaded() if scheduler is not None else []
         engines = [(info.spec.name, info.stats) for info in loaded]
         metric("openzoo_loaded_models", "gauge", "Models in memory.", [f"openzoo_loaded_models {len(loaded)}"])
         metric("openzoo_queue_depth", "gauge", "Requests waiting for a slot, per model.",
@@ -103,4 +135,10 @@ class Metrics:
                [f'openzoo_busy_slots{{model="{name}"}} {s.busy_slots}' for name, s in engines])
         metric("openzoo_slots", "gauge", "Parallel sequences per model.",
                [f'openzoo_slots{{model="{name}"}} {s.total_slots}' for name, s in engines])
+        metric("openzoo_replicas", "gauge", "Engines serving requests (Ray Serve replicas, or this process).",
+               [f"openzoo_replicas {len(replicas)}"])
+        metric("openzoo_replica_requests_total", "counter", "Generations started, per replica.",
+               [f'openzoo_replica_requests_total{{replica="{r.id}",pid="{r.pid}"}} {r.requests}' for r in replicas])
+        metric("openzoo_replica_in_flight", "gauge", "Generations running or queued, per replica.",
+               [f'openzoo_replica_in_flight{{replica="{r.id}"}} {r.in_flight}' for r in replicas])
         return "\n".join(out) + "\n"

@@ -156,10 +156,14 @@ class Models:
     # reading
 
     def list_models(self) -> list[ModelSummary]:
+        """Every model, newest first; datasets share the catalog but are never listed here (nor in
+        ``/api/tags``: Ollama clients must not see them)."""
         result = []
         for entry in self.store.catalog.entries():
             try:
                 manifest = self.store.load_manifest(entry.manifest_digest)
+                if manifest.kind == "dataset":
+                    continue
                 config = self._config(manifest)
             except OpenzooError:
                 continue
@@ -174,7 +178,10 @@ class Models:
         return self._spec(parsed, stored)
 
     def _config(self, manifest: Manifest) -> dict[str, Any]:
-        data = json.loads(self.store.blobs.read(manifest.config.digest))
+        try:
+            data = json.loads(self.store.blobs.read(manifest.config.digest))
+        except ValueError as exc:  # a pulled manifest's config need not be openzoo's JSON
+            raise InvalidModelFile(f"model config is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise InvalidModelFile("model config is not an object")
         return data
@@ -184,6 +191,7 @@ class Models:
 
     def _spec(self, name: ModelName, stored: StoredModel) -> ModelSpec:
         manifest = stored.manifest
+        _refuse_dataset(name, manifest)
         model_layer = manifest.first(mt.MODEL)
         if model_layer is None:
             raise NotSupported(f'"{name.display}" has no model weights')
@@ -237,7 +245,9 @@ class Models:
         self.store.catalog.copy(names.parse(source), names.parse(destination))
 
     def delete(self, name: str) -> list[str]:
-        return self.store.delete(names.parse(name))
+        parsed = names.parse(name)
+        _refuse_dataset(parsed, self.store.resolve(parsed).manifest)
+        return self.store.delete(parsed)
 
     def import_gguf(self, path: Path, name: str, *, license_text: str | None = None,
                     license_id: str | None = None, expected_digest: str | None = None) -> Iterator[Progress]:
@@ -307,10 +317,7 @@ class Models:
             yield Progress("writing manifest")
             self.store.tag(parsed, Manifest(config, tuple(layers)))
         except BaseException:
-            referenced = self.store.catalog.referenced_blobs()
-            for digest in added:
-                if digest not in referenced:
-                    self.store.blobs.delete(digest)
+            self.store.remove_unreferenced(added)
             raise
         yield Progress("success")
 
@@ -507,6 +514,13 @@ class Models:
 
             check_adapter(info, validate_gguf(self.store.blobs.path(base.digest)))
         return Layer(mt.ADAPTER, digest, self.store.blobs.size(digest))
+
+
+def _refuse_dataset(name: ModelName, manifest: Manifest) -> None:
+    if manifest.kind == "dataset":
+        raise NotSupported(f'"{name.display}" is a dataset, not a model',
+                           hint=f"see it with 'openzoo dataset show {name.display}'; fine-tune on it with "
+                                f"'openzoo finetune BASE --data {name.display}'")
 
 
 def _looks_like_path(text: str) -> bool:

@@ -10,7 +10,6 @@ card, the seal, an approval, a log entry or a tree head in a copy of A's home an
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.cli import clone_home
 from support.server import Server, start_server, stop_server
 
 MODEL = "gemma3:270m"
@@ -37,26 +37,6 @@ def oz(home: Path, *args: str, env: dict[str, str] | None = None,
 
 def out(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
-
-
-def clone_home(src: Path, dst: Path) -> Path:
-    """Copy a home cheaply: blobs hard-linked (tamper helpers break the link first), the catalog backed up."""
-    dst.mkdir(parents=True)
-    for item in src.iterdir():
-        if item.name == "blobs":
-            (dst / "blobs").mkdir()
-            for blob in item.iterdir():
-                if blob.name.startswith("sha256-"):
-                    os.link(blob, dst / "blobs" / blob.name)
-        elif item.name.startswith("catalog.sqlite"):
-            continue
-        elif item.is_dir():
-            shutil.copytree(item, dst / item.name)
-        else:
-            shutil.copy2(item, dst / item.name)
-    with sqlite3.connect(src / "catalog.sqlite") as source, sqlite3.connect(dst / "catalog.sqlite") as target:
-        source.backup(target)
-    return dst
 
 
 def layer_digest(home: Path, media_type: str) -> str:

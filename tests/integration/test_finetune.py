@@ -6,6 +6,7 @@ other tests read its result, so the whole module costs one training run plus a s
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Iterator
@@ -180,8 +181,49 @@ def test_show_lineage(ft_home: Path, tuned: dict[str, Any]) -> None:
     assert "held-out loss before/after" in res.stdout and "CC-BY-4.0" in res.stdout
     full = json.loads(cli(ft_home, "show", NEW, "--lineage", "-v").stdout)
     assert full["schema"] == "openzoo.lineage/v1"
+    # the data file given by path was stored as a dataset, and the lineage cites it by name and digests
+    data = full["data"][0]
+    assert data["dataset"].startswith("data/zoo_log:") and data["data_digest"] == data["digest"]
+    assert full["evaluation"]["dataset"].startswith("data/zoo_log_eval:")
+    assert f"dataset   {data['dataset']} (300 rows, CC-BY-4.0, not sealed)" in res.stdout
+    assert "base      gemma3:270m (stored as gemma3:270m)" in res.stdout
     res = cli(ft_home, "show", DEFAULT_MODEL, "--lineage")
     assert res.returncode == 1 and "no lineage" in res.stderr
+
+
+def test_finetune_on_a_sealed_dataset_walks_the_lineage(ft_home: Path, tmp_path: Path) -> None:
+    """A CSV dataset, imported and sealed, then fine-tuned on by name (2 tiny steps): the lineage cites the dataset
+    by name, manifest digest and data digest, and ``show --lineage`` walks model -> adapter -> dataset -> base."""
+    texts = [json.loads(line)["text"] for line in bundled("zoo_log.jsonl").read_text().splitlines()[:16]]
+    rows = tmp_path / "keeper.csv"
+    with rows.open("w", newline="") as f:
+        csv.writer(f).writerows([["text"], *([t] for t in texts)])
+    name, tuned_name = "me/keeper-csv:v1", "me/from-dataset:latest"
+    steps = [("dataset", "import", str(rows), "--name", name, "--license", "CC-BY-4.0"),
+             ("keys", "generate", "ft-alice"), ("keys", "generate", "ft-bob"),
+             ("certify", "policy", "--reviewers", "ft-alice,ft-bob", "--threshold", "2"),
+             ("certify", "request", name), ("certify", "approve", name, "--key", "ft-alice"),
+             ("certify", "approve", name, "--key", "ft-bob")]
+    for args in steps:
+        res = cli(ft_home, *args)
+        assert res.returncode == 0, (args, res.stderr)
+    tiny = ("--max-steps", "2", "--rank", "4", "--alpha", "8", "--batch-size", "2", "--max-length", "40")
+    res = cli(ft_home, "finetune", DEFAULT_MODEL, "--data", name, "--name", tuned_name, "--data-license", "MIT", *tiny)
+    assert res.returncode == 1 and "is licensed CC-BY-4.0, not MIT" in res.stderr
+    res = cli(ft_home, "finetune", DEFAULT_MODEL, "--data", name, "--name", tuned_name, *tiny)
+    assert res.returncode == 0, res.stderr
+    dataset = json.loads(cli(ft_home, "dataset", "show", name, "--json").stdout)
+    record = json.loads(cli(ft_home, "show", tuned_name, "--lineage", "-v").stdout)
+    assert record["data"] == [{"file": "keeper.csv", "digest": dataset["data_digest"], "records": 16, "kind": "text",
+                               "dataset": name, "manifest_digest": dataset["digest"],
+                               "data_digest": dataset["data_digest"], "license": "CC-BY-4.0"}]
+    walk = cli(ft_home, "show", tuned_name, "--lineage").stdout
+    lines = [line.strip() for line in walk.splitlines()]
+    assert lines[0] == f"Lineage of {tuned_name}" and lines[2].startswith("adapter   LoRA (gguf-lora)")
+    assert lines[3].startswith(f"dataset   {name} (16 rows, CC-BY-4.0, sealed)")
+    assert dataset["digest"][:19] in lines[3] and dataset["data_digest"][:19] in lines[3]
+    assert lines[4].startswith("base      gemma3:270m (stored as gemma3:270m)")
+    assert cli(ft_home, "rm", tuned_name).returncode == 0
 
 
 def small(**changes: Any) -> LoraSettings:

@@ -25,10 +25,10 @@ import httpx
 import pytest
 
 from openzoo import names
+from openzoo.certify import merkle
 from openzoo.certify.canonical import b64decode
-from openzoo.certify.checkpoint import Checkpoint, parse_note
+from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.keys import load_public_pem
-from openzoo.certify.log import monitor
 from openzoo.certify.service import Certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.store.store import Store
@@ -115,7 +115,7 @@ def test_both_servers_and_the_cli_write_one_log(shared: Shared) -> None:
     a, b = shared.servers[:2]
 
     def key(n: int) -> str:
-        done = openzoo(shared.home, "keys", "generate", f"reviewer-{n}", extra_env=shared.env, timeout=300)
+        done = openzoo(shared.home, "keys", "generate", f"reviewer-{n}", env=shared.env, timeout=300)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -143,7 +143,9 @@ def test_both_servers_and_the_cli_write_one_log(shared: Shared) -> None:
     zoo = load_public_pem(httpx.get(f"{a.url}/zoo/keys/zoo", timeout=60).text, "zoo")
     proof = httpx.get(f"{a.url}/zoo/log/proof/consistency", params={"old": old_size}, timeout=60).json()
     assert proof["new_size"] == size
-    assert monitor(first, note_b, [b64decode(p) for p in proof["proof"]], [zoo]).ok
+    old, new = verify_checkpoint(first, [zoo]), verify_checkpoint(note_b, [zoo])
+    assert merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
+                                     [b64decode(p) for p in proof["proof"]])
     store = Store(shared.home, shared.env["OPENZOO_CATALOG_URL"])
     try:
         report = Certification(store).log.verify_log([zoo])

@@ -2,12 +2,14 @@
 
 The server runs on a copy of the session's model home where the default model is certified (reviewers
 alice and bob, threshold 2), plus two tiny synthetic models: ``tiny`` (an Apache-2.0 GGUF with an open
-certification request) and ``tampered`` (a GGUF whose blob has one byte flipped after import).
+certification request) and ``tampered`` (a GGUF whose blob has one byte flipped after import), and a
+certified CSV dataset ``me/keeper:v1`` (CC-BY-4.0, drafted datasheet).
 Screenshots of every page go to ``test-artifacts/web/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ from openzoo.audit.suites.base import SuiteResult
 from openzoo.certify.service import certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
+from support.certified import seal_with_quorum
 from support.gguf_files import write_gguf
 from support.server import Server, start_server, stop_server
 
@@ -33,6 +36,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+DATASET = "me/keeper:v1"
+KEEPER_CSV = "text,label\n" + "".join(f"Keeper's log day {i}: the tapirs swam.,{i % 2}\n" for i in range(12))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -80,14 +85,14 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
     _store_audit(services, DEFAULT_MODEL)
     cert = certification(services.store)
-    for reviewer in ("alice", "bob", "carol"):
-        cert.generate_key(reviewer)
-    cert.set_policy(["alice", "bob", "carol"], 2)
-    cert.request(DEFAULT_MODEL)
-    cert.approve(DEFAULT_MODEL, "alice")
-    _, seal = cert.approve(DEFAULT_MODEL, "bob")
-    assert seal is not None
+    seal_with_quorum(cert, DEFAULT_MODEL)
     cert.request("tiny")
+    (root / "keeper.csv").write_text(KEEPER_CSV)
+    for _ in services.datasets.import_files([root / "keeper.csv"], DATASET, license="CC-BY-4.0"):
+        pass
+    cert.request(DATASET)
+    cert.approve(DATASET, "alice")
+    assert cert.approve(DATASET, "bob")[1] is not None
     services.close()
     os.chmod(weights, 0o644)
     with weights.open("r+b") as f:  # one flipped byte in the tensor data, past the header
@@ -197,6 +202,30 @@ def test_tampered_blob_is_shown_as_failing_verification(page: Page) -> None:
     shot(page, "model-tampered")
 
 
+def test_datasets_are_listed_with_datasheet_license_and_seal(page: Page) -> None:
+    page.goto("/ui/")
+    row = page.locator('#datasets tr[data-dataset="me/keeper:v1"]')
+    expect(row).to_contain_text("Certified")
+    expect(row).to_contain_text("CC-BY-4.0")
+    expect(row.locator("td").first).to_have_text("12")
+    row.get_by_role("link", name=DATASET).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(DATASET)
+    verification = page.locator("#verification")
+    expect(verification).to_contain_text("Verified")
+    expect(verification).to_contain_text("alice, bob")
+    expect(verification.locator("li.check-row.fail")).to_have_count(0)
+    expect(page.locator("#dataset-rows")).to_have_text("12")
+    expect(page.locator("#data-digest")).to_have_text("sha256:" + hashlib.sha256(KEEPER_CSV.encode()).hexdigest())
+    expect(page.locator("#license-summary")).to_contain_text("open content license (Creative Commons Attribution 4.0)",
+                                                            ignore_case=True)
+    expect(page.locator("#datasheet-problems li")).to_have_count(6)
+    expect(page.locator("#datasheet h3").first).to_contain_text("Datasheet: me/keeper:v1")
+    shot(page, "dataset")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Datasets").click()
+    expect(page.locator("table.datasets tbody tr")).to_have_count(1)
+    expect(page.locator("#dataset-count")).to_have_text("1 dataset.")
+
+
 def test_playground_streams_a_reply(page: Page) -> None:
     page.goto("/ui/playground?model=gemma3:270m")
     page.get_by_label("Max tokens").fill("8")
@@ -256,7 +285,7 @@ def test_log_page_verifies_an_entry(page: Page) -> None:
     entries = page.locator("table tbody tr")
     expect(entries.filter(has_text="seal issued for gemma3:270m")).to_have_count(1)
     expect(entries.filter(has_text="approval of gemma3:270m by alice")).to_have_count(1)
-    entries.filter(has_text="seal issued").get_by_role("link").click()
+    entries.filter(has_text="seal issued for gemma3:270m").get_by_role("link").click()
     result = page.locator("#inclusion-result")
     expect(result).to_contain_text("is included")
     shot(page, "log")

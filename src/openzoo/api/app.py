@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,9 +20,17 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_on_shutdown:
-            services.close()
+        from openzoo.api.zoo_gossip import start_monitor
+
+        monitor = start_monitor(services)  # OPENZOO_MONITOR_PEERS: other zoos' logs, checked periodically
+        app.state.monitor = monitor
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                await asyncio.to_thread(monitor.close)  # its current write ends before the catalog closes
+            if close_on_shutdown:
+                services.close()
 
     app = FastAPI(title="openzoo", version=__version__, lifespan=lifespan,
                   description="Ollama-compatible, OpenAI-compatible and openzoo's own API.")
@@ -32,10 +41,12 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
-    from openzoo.api import zoo_audit, zoo_certify
+    from openzoo.api import zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
     from openzoo.registry import server as registry
 
     app.include_router(zoo_certify.router)
+    app.include_router(zoo_gossip.router)
+    app.include_router(zoo_datasets.router)
     app.include_router(zoo_audit.router)
     app.include_router(registry.router)
     from openzoo.api import zoo_finetune

@@ -22,7 +22,7 @@ from openzoo.api.errors import describe_validation
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
 from openzoo.errors import InvalidRequest, OpenzooError, PayloadTooLarge
 from openzoo.events import Done, Event, Failure, Progress, TextChunk
-from openzoo.inference import ChatRequest, CompletionRequest, Generation, KeepAlive
+from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream, KeepAlive
 from openzoo.models import CreateSpec
 
 router = APIRouter()
@@ -85,7 +85,7 @@ def _ndjson(events: AsyncIterator[dict[str, Any]], on_close: Callable[[], None] 
     return ClosingStreamingResponse(body(), media_type=NDJSON, on_close=on_close)
 
 
-async def _events(generation: Generation) -> AsyncIterator[Event]:
+async def _events(generation: GenerationStream) -> AsyncIterator[Event]:
     async for event in iterate_in_thread(generation, on_close=generation.close):
         yield event
 
@@ -106,7 +106,8 @@ ChunkReply = Callable[[str, TextChunk, int, bool], dict[str, Any]]
 DoneReply = Callable[[str, Done, str, list[dict[str, Any]] | None], dict[str, Any]]
 
 
-async def _reply(generation: Generation, body: wire.InferenceBody, chunk: ChunkReply, done: DoneReply) -> Response:
+async def _reply(generation: GenerationStream, body: wire.InferenceBody, chunk: ChunkReply,
+                 done: DoneReply) -> Response:
     """Answer a started generation: one JSON object (``stream: false``) or NDJSON lines.
 
     ``chunk(model, text_chunk, top_logprobs, want_logprobs)`` renders a streamed piece and
@@ -166,7 +167,7 @@ async def chat(request: Request) -> Response:
                         lambda name, done, text, lps: wire.chat_done(name, done, content=text, all_logprobs=lps))
 
 
-async def _collect(generation: Generation,
+async def _collect(generation: GenerationStream,
                    top_logprobs: int) -> tuple[str, list[dict[str, Any]], Done | None, OpenzooError | None]:
     parts: list[str] = []
     lps: list[dict[str, Any]] = []
@@ -242,13 +243,14 @@ async def show(request: Request) -> dict[str, Any]:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    loaded = services_of(request).scheduler.loaded()
+    loaded = await _run(services_of(request).inference.loaded)
     far_future = 4102444800.0  # what "forever" looks like on the wire (year 2100)
     return {"models": [{
         "name": info.spec.name, "model": info.spec.name, "size": info.memory_bytes,
         "digest": info.spec.manifest_digest.removeprefix("sha256:"), "details": info.spec.details,
         "expires_at": wire.rfc3339(info.expires_at if info.expires_at is not None else far_future),
         "size_vram": 0, "context_length": info.spec.n_ctx,
+        **({"replicas": len(info.replicas)} if info.replicas else {}),
     } for info in loaded]}
 
 
@@ -265,7 +267,7 @@ async def delete(request: Request) -> Response:
     services = services_of(request)
     name = _require_model(body.target)
     spec = services.models.resolve(name)
-    services.scheduler.unload(spec.digest)
+    await _run(services.inference.unload, spec.digest)
     await _run(services.models.delete, name)
     return Response(status_code=200)
 

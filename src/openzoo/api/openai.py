@@ -20,7 +20,7 @@ from openzoo.api.ollama_wire import b64_float32, keep_alive
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
 from openzoo.errors import InvalidRequest, ModelNotFound, OpenzooError
 from openzoo.events import Done, Event, Failure, TextChunk
-from openzoo.inference import ChatRequest, CompletionRequest, Generation
+from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 
@@ -28,9 +28,9 @@ router = APIRouter()
 SSE = "text/event-stream"
 
 
-async def _start_all(starts: list[Any]) -> list[Generation]:
+async def _start_all(starts: list[Any]) -> list[GenerationStream]:
     """Start generations; if one fails, close those already started and re-raise."""
-    started: list[Generation] = []
+    started: list[GenerationStream] = []
     try:
         for start in starts:
             started.append(await _run(start))
@@ -41,11 +41,11 @@ async def _start_all(starts: list[Any]) -> list[Generation]:
     return started
 
 
-async def _merged(generations: list[Generation]) -> AsyncIterator[tuple[int, Event]]:
+async def _merged(generations: list[GenerationStream]) -> AsyncIterator[tuple[int, Event]]:
     """Events of several generations as they arrive, tagged with their index."""
     queue: asyncio.Queue[tuple[int, Event | None]] = asyncio.Queue()
 
-    async def pump(index: int, generation: Generation) -> None:
+    async def pump(index: int, generation: GenerationStream) -> None:
         try:
             async for event in _events(generation):
                 await queue.put((index, event))
@@ -68,7 +68,7 @@ async def _merged(generations: list[Generation]) -> AsyncIterator[tuple[int, Eve
             generation.close()
 
 
-def _close_all(generations: list[Generation]) -> Any:
+def _close_all(generations: list[GenerationStream]) -> Any:
     def close() -> None:
         for generation in generations:
             generation.close()
@@ -146,7 +146,7 @@ async def chat_completions(request: Request) -> Response:
                          "usage": wire.usage(prompt_tokens, completion_tokens)})
 
 
-async def _collect(generation: Generation) -> tuple[list[TextChunk], Done]:
+async def _collect(generation: GenerationStream) -> tuple[list[TextChunk], Done]:
     chunks: list[TextChunk] = []
     async for event in _events(generation):
         if isinstance(event, TextChunk):
@@ -216,7 +216,7 @@ async def completions(request: Request) -> Response:
             completion_total = 0
             for index, (prompt, _) in enumerate(jobs):
                 if body.echo:
-                    text = prompt if isinstance(prompt, str) else generations[index].model.detokenize(prompt)
+                    text = await _run(_prompt_text, generations[index], prompt)
                     yield sse_event(_completion_chunk(cid, created, model, index, text, None))
             async for index, event in _merged(generations):
                 if isinstance(event, TextChunk):
@@ -243,18 +243,10 @@ async def completions(request: Request) -> Response:
         prompt_total += done.prompt_tokens
         completion_total += done.completion_tokens
         generated = "".join(c.text for c in chunks)
-        prompt_text = ""
-        if body.echo:
-            prompt_text = prompt if isinstance(prompt, str) else generation.model.detokenize(prompt)
+        prompt_text = await _run(_prompt_text, generation, prompt) if body.echo else ""
         logprobs = None
         if body.logprobs is not None:
-            entries: list[tuple[str, float | None, dict[str, float] | None]] = []
-            if want_prompt_lps:
-                for token_id, lp in zip(done.prompt_token_ids, done.prompt_logprobs, strict=False):
-                    if lp is None:
-                        entries.append((generation.model.token_bytes(token_id).decode("utf-8", "replace"), None, None))
-                    else:
-                        entries.append((lp.token, lp.logprob, wire.top_dict(lp)))
+            entries = await _run(_prompt_entries, generation, done) if want_prompt_lps else []
             entries += [(lp.token, lp.logprob, wire.top_dict(lp)) for c in chunks for lp in c.logprobs]
             logprobs = wire.legacy_logprobs(entries)
         choices.append({"text": prompt_text + generated, "index": index, "logprobs": logprobs,
@@ -262,6 +254,25 @@ async def completions(request: Request) -> Response:
     return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
                          "system_fingerprint": "openzoo", "choices": choices,
                          "usage": wire.usage(prompt_total, completion_total)})
+
+
+LogprobEntry = tuple[str, float | None, dict[str, float] | None]
+
+
+def _prompt_text(generation: GenerationStream, prompt: str | list[int]) -> str:
+    """The prompt as echoed: its text, or its tokens' text (may ask a replica, so run off the loop)."""
+    return prompt if isinstance(prompt, str) else generation.model.detokenize(prompt)
+
+
+def _prompt_entries(generation: GenerationStream, done: Done) -> list[LogprobEntry]:
+    """Legacy logprob entries of the prompt; unscored positions show their token's text only."""
+    entries: list[LogprobEntry] = []
+    for token_id, lp in zip(done.prompt_token_ids, done.prompt_logprobs, strict=False):
+        if lp is None:
+            entries.append((generation.model.token_bytes(token_id).decode("utf-8", "replace"), None, None))
+        else:
+            entries.append((lp.token, lp.logprob, wire.top_dict(lp)))
+    return entries
 
 
 def _completion_chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None,
@@ -323,7 +334,7 @@ def _served_model(services: Services, requested: str | None) -> str:
     """The model a tokenizer route means: the one named, else the only loaded one, else the default."""
     if requested:
         return requested
-    loaded = services.scheduler.loaded()
+    loaded = services.inference.loaded()
     if len(loaded) == 1:
         return loaded[0].spec.name
     models = [m.name for m in services.models.list_models()]
@@ -335,8 +346,7 @@ def _served_model(services: Services, requested: str | None) -> str:
 @router.get("/tokenizer_info")
 async def tokenizer_info(request: Request, model: str | None = None) -> dict[str, Any]:
     services = services_of(request)
-    name = _served_model(services, model)
-    return await _run(services.inference.tokenizer_info, name)
+    return await _run(lambda: services.inference.tokenizer_info(_served_model(services, model)))
 
 
 @router.post("/tokenize")
@@ -355,5 +365,5 @@ async def tokenize(request: Request) -> dict[str, Any]:
 async def detokenize(request: Request) -> dict[str, Any]:
     body = await read_body(request, wire.DetokenizeBody)
     services = services_of(request)
-    text = await _run(services.inference.detokenize, _served_model(services, body.model), body.tokens)
+    text = await _run(lambda: services.inference.detokenize(_served_model(services, body.model), body.tokens))
     return {"prompt": text}

@@ -16,6 +16,7 @@ from openzoo.api.ollama import _run
 from openzoo.certify.canonical import b64encode
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import NotFound
+from openzoo.registry.client import LEAVES_PER_PAGE
 
 router = APIRouter()
 T = TypeVar("T")
@@ -40,6 +41,17 @@ async def log_entries(request: Request, start: int = 0, limit: int = 100, kind: 
             "entries": [{"index": e.index, "kind": e.kind, "body": e.body, "timestamp": e.timestamp,
                          "leaf_hash": b64encode(e.leaf_hash)} for e in entries],
         }
+
+    return await _with_cert(request, read)
+
+
+@router.get("/zoo/log/leaves")
+async def log_leaves(request: Request, start: int = 0, count: int = LEAVES_PER_PAGE) -> dict[str, Any]:
+    """Leaf hashes only (32 bytes each, base64): what another zoo's monitor copies to check every head."""
+    def read(cert: Certification) -> dict[str, Any]:
+        first = max(0, start)
+        leaves = cert.log.leaves(first, max(0, min(count, LEAVES_PER_PAGE)))
+        return {"start": first, "leaves": [b64encode(leaf) for leaf in leaves]}
 
     return await _with_cert(request, read)
 

@@ -1,7 +1,8 @@
 """``/zoo/finetunes``: start LoRA fine-tuning jobs and follow them (the web catalog shows these runs).
 
-``POST /zoo/finetunes`` takes ``{"base", "name", "data", ...}`` where ``data`` (and ``eval``) is the
-digest of a JSONL blob uploaded with ``POST /api/blobs/<digest>`` or an inline list of records, and
+``POST /zoo/finetunes`` takes ``{"base", "name", "data", ...}`` where ``data`` (and ``eval``) is the name
+of a stored dataset, the digest of a JSONL blob uploaded with ``POST /api/blobs/<digest>`` or an inline
+list of records (a blob or records are stored as a dataset when the run succeeds), and
 answers ``201 {"id", "status"}`` once every check that needs no training has passed (a bad data line,
 an unknown base or a rank of 0 is a 400/404 here, with nothing started). ``GET /zoo/finetunes/{id}``
 answers the job's state as JSON, or with ``Accept: application/x-ndjson`` (or ``?stream=true``) every
@@ -56,11 +57,13 @@ def _jobs(request: Request) -> Any:
     return jobs
 
 
-def _data_file(request: Request, value: str | list[dict[str, Any]], folder: Path, label: str) -> Path:
+def _data_file(request: Request, value: str | list[dict[str, Any]], folder: Path, label: str) -> Path | str:
     path = folder / f"{label}.jsonl"
     if isinstance(value, list):
         path.write_text("".join(json.dumps(record) + "\n" for record in value))
         return path
+    if not names.is_digest(value):
+        return value  # a stored dataset's name
     digest = names.normalize_digest(value)
     blobs = services_of(request).store.blobs
     if not blobs.exists(digest):

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from openzoo.datasets.formats import data_digest
 from openzoo.errors import InvalidData
 
 
@@ -34,15 +35,20 @@ def sha256_digest(data: bytes) -> str:
 
 
 def combined_digest(files: list[DataFile]) -> str:
-    """One digest for a suite that read several files: sha256 of the sorted ``name digest`` lines."""
-    lines = "".join(f"{f.name} {f.digest}\n" for f in sorted(files, key=lambda f: f.name))
-    return files[0].digest if len(files) == 1 else sha256_digest(lines.encode("utf-8"))
+    """One digest for a suite's data: a single file's own digest, else sha256 of the sorted ``name digest``
+    lines. It is the data digest a dataset of the same files has (:func:`openzoo.datasets.formats.data_digest`),
+    so a report's ``data_digest`` names the dataset ``openzoo dataset import`` makes of that data."""
+    return data_digest([(f.name, f.digest) for f in files])
+
+
+def bundled_path(name: str) -> Path:
+    """Where a file shipped in ``openzoo/audit/data/`` is (package data; see the datasheets there)."""
+    return Path(str(resources.files("openzoo.audit").joinpath("data", name)))
 
 
 def bundled(name: str) -> DataFile:
-    """A file shipped in ``openzoo/audit/data/`` (package data; see the datasheets there)."""
-    ref = resources.files("openzoo.audit").joinpath("data", name)
-    data = ref.read_bytes()
+    """A file shipped in ``openzoo/audit/data/``, read whole."""
+    data = bundled_path(name).read_bytes()
     return DataFile(name, data.decode("utf-8"), sha256_digest(data))
 
 

@@ -39,7 +39,7 @@ from openzoo.audit.scoring import (
 )
 from openzoo.errors import EngineError, NotSupported, OpenzooError
 from openzoo.events import Done, Failure, TextChunk, TokenLogprob
-from openzoo.inference import ChatRequest, CompletionRequest, Inference
+from openzoo.inference import ChatRequest, CompletionRequest, InferenceService
 
 __all__ = ["ENTROPY_TOP_K", "EngineScorer", "entropy_from_top"]
 
@@ -79,13 +79,13 @@ class _ModelFacts:
 
 
 class EngineScorer:
-    """A :class:`~openzoo.audit.scoring.Scorer` over an :class:`Inference` and one model name.
+    """A :class:`~openzoo.audit.scoring.Scorer` over an ``InferenceService`` and one model name.
 
     Construct with :meth:`open`, which checks that the model can give log-probabilities (a clear
     :class:`~openzoo.errors.NotSupported` otherwise) before any suite runs.
     """
 
-    def __init__(self, inference: Inference, model: str, facts: _ModelFacts, *,
+    def __init__(self, inference: InferenceService, model: str, facts: _ModelFacts, *,
                  parallel: int = DEFAULT_PARALLEL, context_bos: bool = True) -> None:
         self.inference = inference
         self.context_bos = context_bos
@@ -99,7 +99,7 @@ class EngineScorer:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def open(cls, inference: Inference, model: str, *, parallel: int = DEFAULT_PARALLEL,
+    def open(cls, inference: InferenceService, model: str, *, parallel: int = DEFAULT_PARALLEL,
              context_bos: bool = True) -> EngineScorer:
         """Resolve ``model``, load it, and prove it can score a prompt; raise :class:`NotSupported` if not."""
         spec = inference.models.resolve(model)

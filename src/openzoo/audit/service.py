@@ -7,12 +7,14 @@ Storage: the report's canonical JSON (:meth:`Report.json_text`) is put in the bl
 the layer's digest *is* :meth:`Report.digest` and a seal can cite it. The model's manifest gains the new
 AUDIT layer next to the ones it had (every stored report stays listed); the previous manifest is kept
 in the catalog's history by :meth:`Models.update_layers`. Nothing is stored or written unless every
-suite succeeded.
+suite succeeded. The bundled data a stored audit read is stored too, once, as datasets
+(``openzoo/audit-<suite>:<digest>``) whose data digest is the suite's ``data_digest`` in the report.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,19 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
+from openzoo.audit import datasets as ds
 from openzoo.audit.engine_scorer import DEFAULT_PARALLEL, EngineScorer
 from openzoo.audit.report import Report, write_reports
 from openzoo.audit.runner import parse_suites, run_audit
 from openzoo.audit.scoring import TokenDistribution
 from openzoo.audit.suites.base import ProgressCallback
-from openzoo.errors import InvalidRequest, NotFound
+from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 from openzoo.services import Services
 from openzoo.store.manifests import AUDIT, Layer
 
-__all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "LazyScorer", "ModelJudge", "audit_model", "check_request",
-           "list_audits", "read_audit"]
+__all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "LazyScorer", "ModelJudge", "audit_model", "bundled_dataset_name",
+           "check_request", "list_audits", "read_audit", "store_bundled_datasets"]
 
 ANNOTATION_PREFIX = "org.openzoo.audit."
+log = logging.getLogger("openzoo.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +162,48 @@ def audit_model(
     manifest_digest = spec.digest
     if store:
         manifest_digest = _store(services, model, report, text, suite_names)
+        if data is None:
+            store_bundled_datasets(services, report)
     return AuditOutcome(report, report.digest(), manifest_digest, files)
+
+
+def bundled_dataset_name(suite: str, data_digest: str) -> str:
+    """The dataset the bundled data of ``suite`` is stored as: ``openzoo/audit-<suite>:<12 hex of its digest>``."""
+    return f"openzoo/audit-{suite}:{data_digest.removeprefix('sha256:')[:12]}"
+
+
+def store_bundled_datasets(services: Services, report: Report) -> list[str]:
+    """Store the bundled data each suite of ``report`` read as a dataset, on first use (CC-BY-4.0, with its
+    datasheets). Its data digest is the suite's ``data_digest``, so the report names a stored dataset."""
+    stored = []
+    for suite, result in sorted(report.suites.items()):
+        if not result.data_files:
+            continue
+        name = bundled_dataset_name(suite, result.data_digest)
+        if services.datasets.find(name) is not None:
+            continue
+        files = sorted(result.data_files)
+        sheets = [ds.bundled_path(f"DATASHEET-{Path(f).stem}.md") for f in files]
+        body = "\n".join(_demote(p.read_text(encoding="utf-8")) for p in sheets if p.is_file())
+        datasheet = (f"---\npretty_name: 'openzoo audit data: {suite}'\nlicense: cc-by-4.0\n---\n\n"
+                     f"# openzoo audit data: the {suite} suite\n\n{body}")
+        try:
+            plan = services.datasets.plan([ds.bundled_path(f) for f in files], name, license="CC-BY-4.0",
+                                          datasheet=datasheet)
+            if plan.data_digest != result.data_digest:
+                raise RuntimeError(f"bundled {suite} data hashes to {plan.data_digest}, not {result.data_digest}")
+            for _ in services.datasets.commit(plan):
+                pass
+        except OpenzooError as exc:  # e.g. a small OPENZOO_DATASET_MAX_BYTES: the report still cites the digest
+            log.warning("the bundled %s data was not stored as a dataset: %s", suite, exc)
+            continue
+        stored.append(name)
+    return stored
+
+
+def _demote(markdown: str) -> str:
+    """Headings one level down, so each file's datasheet becomes a section of the suite's."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines()) + "\n"
 
 
 def _store(services: Services, model: str, report: Report, text: str, suite_names: list[str]) -> str:

@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from openzoo import __version__, names
-from openzoo.errors import InvalidData
+from openzoo.errors import InvalidData, NotSupported
 from openzoo.store import manifests as mt
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ def build_bom(cert: Certification, model: str) -> dict[str, Any]:
     parsed = names.parse(model)
     stored = cert.store.resolve(parsed)
     manifest = stored.manifest
+    if manifest.kind == "dataset":
+        raise NotSupported(f'"{parsed.display}" is a dataset; ML-BOMs are made for models only',
+                           hint=f"see the dataset with 'openzoo dataset show {parsed.display} --json'")
     card = cert.ensure_card(model)
     stored = cert.store.resolve(parsed)
     manifest = stored.manifest

@@ -76,6 +76,9 @@ def _validate(meta: Mapping[str, Any]) -> dict[str, Any]:
     """Check the types of the HF fields we rely on; single strings become one-item lists."""
     out = dict(meta)
     for key in _STR_FIELDS:
+        value = out.get(key)
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            out[key] = value[0]  # dataset cards often write ``license: [cc-by-4.0]``
         if key in out and out[key] is not None and not isinstance(out[key], str):
             raise InvalidRequest(f"card field {key!r} must be a string")
     for key in _LIST_FIELDS:

@@ -9,8 +9,10 @@ the zoo key, appends to the one log and reads the policy, and each lives in its 
   with ``keys trust`` are zoo keys unless marked as reviewers, recorded in ``keys/trust.json``);
 * one :class:`TransparencyLog` in the catalog database, written only inside catalog transactions, with a
   signed tree head after every change;
+* what it saw of other zoos' logs (:class:`~openzoo.certify.gossip_store.GossipStore`, migration 110);
 * tables ``certify_requests``, ``certify_policies``, ``certify_pulled`` and ``certify_monitor``
-  (migration 100).
+  (migration 100; ``certify_monitor``'s one head per log is folded into :mod:`.gossip_store` by the
+  monitor, which keeps every head it sees).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 
 from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.checkpoint import Checkpoint, parse_note
+from openzoo.certify.gossip import origin_for
+from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.policy import (
@@ -103,6 +107,9 @@ LABELS = {
     mt.AUDIT: "audit report",
     mt.LINEAGE: "lineage",
     mt.CONFIG_MEDIA_TYPE: "config",
+    mt.DATASET_CONFIG: "config",
+    mt.DATASHEET: "datasheet",
+    **{media_type: "data" for media_type in mt.DATA_TYPES.values()},
 }
 
 
@@ -140,6 +147,7 @@ class CertificationCore:
         self.keys_dir = Path(store.home) / "keys"
         self._keyring: Keyring | None = None
         self._log: TransparencyLog | None = None
+        self._gossip: GossipStore | None = None
 
     # -- keys ------------------------------------------------------------------------------------
     @property
@@ -216,9 +224,15 @@ class CertificationCore:
     @property
     def log(self) -> TransparencyLog:
         if self._log is None:
-            origin = f"openzoo/{self.zoo_public().key_id[:16]}"
-            self._log = TransparencyLog(self.conn, origin=origin)
+            self._log = TransparencyLog(self.conn, origin=origin_for(self.zoo_public()))
         return self._log
+
+    @property
+    def gossip(self) -> GossipStore:
+        """What this zoo saw of other zoos' logs: heads, copies of their leaves, fork evidence."""
+        if self._gossip is None:
+            self._gossip = GossipStore(self.catalog)
+        return self._gossip
 
     def log_event(self, kind: str, body: Any, *, expected_index: int | None = None) -> int:
         """Append one entry and sign the new head, in one catalog transaction."""

@@ -1,6 +1,8 @@
 """Certification evidence: the model card, license facts, the openness grade and the safety scan.
 
 These are what a certification request records and a seal cites; they read the store and never sign.
+A dataset's manifest gets the same questions answered by :mod:`openzoo.certify.dataset_evidence`
+(datasheet, data license, data scan), so one request/approve/seal/verify flow serves both kinds.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openzoo import names
+from openzoo.certify import dataset_evidence
 from openzoo.certify.card import ModelCard, card_from_metadata, draft_body, parse_card
 from openzoo.certify.core import CertificationCore
 from openzoo.certify.licenses import LicenseFacts, describe, lookup
@@ -26,8 +29,9 @@ class CertificationEvidence(CertificationCore):
 
     # -- cards -----------------------------------------------------------------------------------
     def card(self, name: str) -> ModelCard | None:
+        """The stored card (a dataset's datasheet), or None."""
         manifest = self.store.resolve(names.parse(name)).manifest
-        layer = manifest.first(mt.CARD)
+        layer = manifest.card_layer()
         return None if layer is None else parse_card(self.store.blobs.read(layer.digest).decode("utf-8"))
 
     def draft_card(self, name: str) -> ModelCard:
@@ -36,6 +40,8 @@ class CertificationEvidence(CertificationCore):
 
         parsed = names.parse(name)
         manifest = self.store.resolve(parsed).manifest
+        if manifest.kind == "dataset":
+            return dataset_evidence.draft(self.store, parsed.display, manifest)
         weights = manifest.first(mt.MODEL)
         if weights is None:
             raise InvalidRequest(f"{parsed.display} has no weights to describe")
@@ -59,11 +65,17 @@ class CertificationEvidence(CertificationCore):
         return card
 
     def set_card(self, name: str, card: ModelCard) -> str:
-        """Store a card as the model's CARD layer (a new manifest; the old one is kept in history)."""
+        """Store a card as the model's CARD layer, or a dataset's DATASHEET layer (checked against its
+        license); a new manifest, the old one kept in history."""
+        parsed = names.parse(name)
+        manifest = self.store.resolve(parsed).manifest
+        media_type = mt.CARD
+        if manifest.kind == "dataset":
+            card, media_type = dataset_evidence.fit(self.store, parsed.display, manifest, card), mt.DATASHEET
         data = card.render().encode("utf-8")
         blob = self.store.blobs.put_bytes(data)
-        layer = Layer(mt.CARD, blob.digest, blob.size)
-        return self._replace(name, {mt.CARD: [layer]})
+        layer = Layer(media_type, blob.digest, blob.size)
+        return self._replace(name, {media_type: [layer]})
 
     def _replace(self, name: str, replacements: Mapping[str, list[Layer]]) -> str:
         parsed = names.parse(name)
@@ -80,15 +92,26 @@ class CertificationEvidence(CertificationCore):
 
     def license_facts(self, name: str) -> LicenseFacts:
         manifest = self.store.resolve(names.parse(name)).manifest
+        if manifest.kind == "dataset":
+            return dataset_evidence.license_facts(self.store, manifest)
         license_id = self._license_id(manifest)
         if license_id:
             return lookup(license_id)
         card = self.card(name)
         return card.license_facts() if card is not None else lookup(None)
 
+    def card_problems(self, name: str, card: ModelCard) -> list[str]:
+        """What a request reports about the card (a dataset's: unanswered datasheet questions)."""
+        manifest = self.store.resolve(names.parse(name)).manifest
+        if manifest.kind == "dataset":
+            return dataset_evidence.problems(card, self.license_facts(name))
+        return card_problems(card)
+
     # -- evidence --------------------------------------------------------------------------------
     def openness(self, name: str) -> OpennessReport:
         manifest = self.store.resolve(names.parse(name)).manifest
+        if manifest.kind == "dataset":
+            return dataset_evidence.openness(self.store, manifest, self.card(name))
         facts = self.license_facts(name)
         card = self.card(name)
         weights = manifest.first(mt.MODEL)
@@ -110,6 +133,8 @@ class CertificationEvidence(CertificationCore):
 
     def scan(self, name: str) -> ScanReport:
         manifest = self.store.resolve(names.parse(name)).manifest
+        if manifest.kind == "dataset":
+            return dataset_evidence.scan(self.store, manifest)
         paths = [self.store.blobs.path(layer.digest) for layer in manifest.layers_of(mt.MODEL)]
         paths += [self.store.blobs.path(layer.digest) for layer in manifest.layers_of(mt.ADAPTER)]
         report = ScanReport(tuple(p.name for p in paths), ())

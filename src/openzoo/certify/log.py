@@ -1,8 +1,8 @@
 """The zoo's append-only transparency log: RFC 9162 Merkle tree over certification events in the catalog.
 
 Why: a seal alone proves the zoo signed something; the log makes the zoo's whole history public and
-tamper-evident, so a zoo cannot show different histories to different people (a monitor holding an old
-signed head detects the fork), and revocations cannot be quietly dropped.
+tamper-evident, so a zoo cannot show different histories to different people (monitors compare the heads
+they saw and prove a fork: :mod:`openzoo.certify.gossip`), and revocations cannot be quietly dropped.
 
 Each entry is ``(index, kind, body, timestamp)``; its Merkle leaf is the RFC 9162 leaf hash of
 :func:`entry_bytes` = canonical JSON ``{"body": <body>, "kind": <kind>, "timestamp": <ms>}``, so anyone
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from openzoo.certify import merkle
 from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json
@@ -46,11 +46,9 @@ __all__ = [
     "LogEntry",
     "LogHead",
     "LogReceipt",
-    "MonitorResult",
     "TransparencyLog",
     "VerifyReport",
     "entry_bytes",
-    "monitor",
     "verify_receipt",
 ]
 
@@ -226,42 +224,6 @@ def verify_receipt(receipt: LogReceipt, trusted: Sequence[PublicKey], origin: st
     return checkpoint
 
 
-@dataclass(frozen=True)
-class MonitorResult:
-    """Outcome of one monitor step: ``ok`` (the new head extends the old one) or ``fork``."""
-
-    status: Literal["ok", "fork"]
-    reason: str
-    checkpoint: Checkpoint
-
-    @property
-    def ok(self) -> bool:
-        """True when the history was only appended to."""
-        return self.status == "ok"
-
-
-def monitor(
-    last_seen: str,
-    new: str,
-    proof: Sequence[bytes],
-    trusted: Sequence[PublicKey],
-    origin: str | None = None,
-) -> MonitorResult:
-    """Compare a newly fetched signed head with the last one we saw, using a consistency proof.
-
-    Both heads must be signed by a trusted key (else VerificationFailed: an unsigned head says nothing
-    about the log). A smaller size, a different root at the same size or a proof that fails is a fork:
-    the log showed us two incompatible histories.
-    """
-    old_cp = verify_checkpoint(last_seen, trusted, origin)
-    new_cp = verify_checkpoint(new, trusted, origin or old_cp.origin)
-    if new_cp.size < old_cp.size:
-        return MonitorResult("fork", f"tree shrank from {old_cp.size} to {new_cp.size}", new_cp)
-    if merkle.verify_consistency(old_cp.size, new_cp.size, old_cp.root_hash, new_cp.root_hash, proof):
-        return MonitorResult("ok", f"size {old_cp.size} -> {new_cp.size} is consistent", new_cp)
-    return MonitorResult("fork", f"tree of size {new_cp.size} does not extend the head of size {old_cp.size}", new_cp)
-
-
 @dataclass
 class VerifyReport:
     """Result of :meth:`TransparencyLog.verify_log`: ``problems`` is empty when all is well."""
@@ -311,8 +273,10 @@ class TransparencyLog:
         origin: str = DEFAULT_ORIGIN,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
-        if not isinstance(db, Database):
+        if isinstance(db, str | Path):
             db = open_database(str(db))
+        elif not isinstance(db, Database):
+            raise TypeError(f"a transparency log lives in a catalog Database or at a path, not in {type(db).__name__}")
         migrations.apply(db)  # a database opened just for the log, or a catalog opened before import
         self.conn = db
         self.origin = origin
@@ -392,6 +356,12 @@ class TransparencyLog:
             args.append(kind)
         rows = self.conn.execute(sql + " ORDER BY idx LIMIT ?", [*args, limit]).fetchall()
         return [LogEntry(r[0], r[1], parse_json(r[2], "log entry body"), r[3], bytes(r[4])) for r in rows]
+
+    def leaves(self, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` leaf hashes from index ``start``: all a monitor needs to keep its own copy."""
+        rows = self.conn.execute("SELECT leaf FROM log_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+                                 (start, count)).fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def head(self) -> LogHead:
         """Current size and root hash (unsigned; see :meth:`sign_head`)."""

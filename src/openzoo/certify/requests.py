@@ -17,7 +17,7 @@ from openzoo import names
 from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.core import layer_label, now_ms, sealed_digest
 from openzoo.certify.dsse import Envelope
-from openzoo.certify.evidence import CertificationEvidence, card_problems
+from openzoo.certify.evidence import CertificationEvidence
 from openzoo.certify.licenses import describe
 from openzoo.certify.policy import (
     Approval,
@@ -89,7 +89,7 @@ class CertificationRequests(CertificationEvidence):
                 return req
         card = self.card(name)
         assert card is not None
-        problems = card_problems(card)
+        problems = self.card_problems(name, card)
         openness = self.openness(name)
         scan = self.scan(name)
         evidence: dict[str, Any] = {
@@ -210,7 +210,7 @@ class CertificationRequests(CertificationEvidence):
     def _issue_seal(self, parsed: ModelName, req: CertifyRequest, policy: Policy,
                     approvals: Sequence[Approval]) -> Envelope:
         manifest = self.store.resolve(parsed).manifest
-        card_layer = manifest.first(mt.CARD)
+        card_layer = manifest.card_layer()
         layers = [("config", manifest.config.digest)] + [(layer_label(x.media_type), x.digest) for x in manifest.layers]
         evidence = req.evidence
         key = self.zoo_key()

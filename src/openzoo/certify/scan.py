@@ -18,12 +18,12 @@ import math
 import pickletools
 import struct
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
-from openzoo.errors import InvalidModelFile, InvalidRequest, UnsafeTemplate
+from openzoo.errors import InvalidData, InvalidModelFile, InvalidRequest, UnsafeTemplate
 
 __all__ = [
     "SEVERITIES",
@@ -557,6 +557,31 @@ def scan_file(
             )
         ]
     return [Finding("info", file.name, "not-a-model", "not a model weight format; not scanned")]
+
+
+_BINARY_TYPES = frozenset({"binary", "large_binary", "binary_view"})
+
+
+def scan_data_file(path: Path, label: str, inspect: Callable[[], Sequence[tuple[str, str]]]) -> list[Finding]:
+    """A dataset's data file: executable content (an executable, a pickle, an archive or a model where data
+    should be) and a file that no longer parses as its format are critical; ``inspect`` parses every row
+    and returns the columns, whose binary types are noted (bytes openzoo never deserializes)."""
+    from openzoo.datasets.formats import EXECUTABLE_MAGIC
+
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for magic, what in EXECUTABLE_MAGIC:
+        if head.startswith(magic):
+            return [Finding("critical", label, "data-executable", f"the file is {what}, not data")]
+    try:
+        columns = inspect()
+    except InvalidData as exc:
+        return [Finding("critical", label, "data-parse", f"does not parse as data: {exc.message}")]
+    findings = [Finding("info", label, "data-ok", f"every row parses; {len(columns)} columns")]
+    findings += [Finding("low", label, "data-binary-column", f"column {name!r} holds raw bytes ({kind}); they are "
+                         "stored as they are and never deserialized by openzoo")
+                 for name, kind in columns if kind in _BINARY_TYPES]
+    return findings
 
 
 def scan_paths(paths: Iterable[str | Path], **kwargs: Any) -> ScanReport:

@@ -25,6 +25,8 @@ from openzoo.certify.policy import (
 )
 from openzoo.certify.requests import CertificationRequests, seal_predicate
 from openzoo.certify.seal import Check, verify_seal
+from openzoo.datasets.formats import check_filename
+from openzoo.datasets.service import FILENAME
 from openzoo.errors import NotFound, OpenzooError, VerificationFailed
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
@@ -173,7 +175,7 @@ class CertificationVerification(CertificationRequests):
         """verify_seal over a manifest and its seal bundle; returns the checks and who signed."""
         base = sealed_manifest(manifest)
         base_digest = sha256_digest(base.to_bytes())
-        card = base.first(mt.CARD)
+        card = base.card_layer()
         policies = self.policies()
         with contextlib.suppress(OpenzooError):
             policies.insert(0, Policy.from_json(bundle.get("policy")))
@@ -238,11 +240,14 @@ class CertificationVerification(CertificationRequests):
         manifest = self.store.resolve(names.parse(name)).manifest
         directory.mkdir(parents=True, exist_ok=True)
         files: dict[str, str] = {}
-        names_for = {mt.MODEL: "model.gguf", mt.CARD: "README.md", mt.LICENSE: "LICENSE",
+        names_for = {mt.MODEL: "model.gguf", mt.CARD: "README.md", mt.DATASHEET: "README.md", mt.LICENSE: "LICENSE",
                      mt.TEMPLATE: "template.jinja", mt.PARAMS: "params.json", mt.SYSTEM: "system.txt",
                      mt.LICENSE_FACTS: "license-facts.json", mt.SEAL: "openzoo-seal.json"}
         for i, layer in enumerate(manifest.layers):
             fname = names_for.get(layer.media_type, f"layer-{i}")
+            if layer in manifest.data_layers():  # a dataset's files keep their names (checked safe at import)
+                fname = check_filename(layer.annotations.get(FILENAME, fname))
+                (directory / fname).parent.mkdir(parents=True, exist_ok=True)
             if fname in files:
                 fname = f"{fname}.{i}"
             target = directory / fname

@@ -275,27 +275,18 @@ def log_prove(index: int | None, size: int | None, old: int | None) -> None:
 
 @log.command("verify")
 def log_verify() -> None:
-    """Recompute every entry and the root, check every signed head and consistency with the last head seen."""
-    from openzoo.certify.log import monitor
+    """Recompute every entry and the root, check every signed head, and check the latest head against the
+    heads of this log seen before (the same check as 'openzoo log monitor')."""
+    from openzoo.registry.monitor import Monitor
 
     svc = service()
     report = svc.log.verify_log(svc.zoo_keys())
     problems = list(report.problems)
-    last = svc.conn.execute("SELECT checkpoint FROM certify_monitor WHERE origin = ?", (svc.log.origin,)).fetchone()
-    head: str | None = None
     if not problems:
-        head = svc.head()
-        if last is not None:
-            from openzoo.certify.checkpoint import Checkpoint, parse_note
-
-            old_size = Checkpoint.parse_body(parse_note(last[0]).text).size
-            proof = svc.log.consistency_proof(old_size) if old_size <= svc.log.size() else []
-            try:
-                result = monitor(last[0], head, proof, svc.zoo_keys())
-                if not result.ok:
-                    problems.append(f"fork: {result.reason}")
-            except Exception as exc:
-                problems.append(f"last seen head: {exc}")
+        watched = Monitor(svc).check_self()
+        problems += [f"{o.status}: {o.detail}" for o in watched.observations if o.status not in ("ok", "known")]
+        problems += [f"fork evidence {f.id[:16]} against this log is on record" for f in
+                     watched.forks.get(svc.log.origin, [])]
     click.echo(f"entries        {report.size}")
     click.echo(f"signed heads   {report.heads_checked}")
     for p in problems:
@@ -303,54 +294,19 @@ def log_verify() -> None:
     if problems:
         click.echo("log NOT verified")
         sys.exit(1)
-    if head is not None:
-        _remember(svc, svc.log.origin, head)
-    click.echo("log verified: every entry, every head signature, consistent with the last head")
-
-
-def _remember(svc: Certification, origin: str, note: str) -> None:
-    with svc._tx():
-        svc.conn.execute("INSERT OR REPLACE INTO certify_monitor(origin, checkpoint, seen_at) VALUES (?,?,?)",
-                         (origin, note, time.time()))
+    click.echo("log verified: every entry, every head signature, consistent with the heads seen before")
 
 
 @log.command("monitor")
 @click.argument("url", required=False)
-@click.option("--key", "key_name", default=None, help="Trusted key of the remote zoo (default: any trusted zoo key).")
+@click.option("--key", "key_name", default=None, help="Trust only this key (default: every trusted zoo key).")
 def log_monitor(url: str | None, key_name: str | None) -> None:
-    """Check that a log (this zoo's, or the zoo at URL) only grew since the last head seen; report forks."""
-    from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
-    from openzoo.certify.log import monitor
+    """Check that a log (this zoo's, or the zoo at URL) only grew since the heads seen before; prove forks.
 
-    svc = service()
-    keys = [svc.keyring.load(key_name)] if key_name else svc.zoo_keys()
-    if url is None:
-        new = svc.head()
+    The same round as 'openzoo monitor URL'."""
+    from openzoo.cli.monitor import run_check
 
-        def proof_for(old: int, new_size: int) -> list[bytes]:
-            return svc.log.consistency_proof(old, new_size)
-    else:
-        from openzoo.registry.client import RegistryClient
-
-        client = RegistryClient(url)
-        new = client.log_head()
-
-        def proof_for(old: int, new_size: int) -> list[bytes]:
-            return client.consistency_proof(old, new_size)
-    cp = verify_checkpoint(new, keys)
-    row = svc.conn.execute("SELECT checkpoint FROM certify_monitor WHERE origin = ?", (cp.origin,)).fetchone()
-    if row is None:
-        _remember(svc, cp.origin, new)
-        click.echo(f"first head of {cp.origin}: size {cp.size}; remembered")
-        return
-    old_size = Checkpoint.parse_body(parse_note(row[0]).text).size
-    proof = proof_for(old_size, cp.size) if old_size <= cp.size else []
-    result = monitor(row[0], new, proof, keys)
-    click.echo(f"{cp.origin}: {result.reason}")
-    if not result.ok:
-        click.echo("FORK: the log rewrote its history", err=True)
-        sys.exit(1)
-    _remember(svc, cp.origin, new)
+    run_check(url, key_name)
 
 
 # --- cards, BOM -----------------------------------------------------------------------------------

@@ -57,11 +57,12 @@ def render_training(stream: Iterable[events.Progress]) -> None:
 
 @cli.command()
 @click.argument("base")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Training data: JSONL of {\"text\"} or {\"messages\"} records.")
+@click.option("--data", "data", required=True,
+              help="Training data: a stored dataset's name, or a data file (JSONL, CSV, Parquet) of "
+                   "{\"text\"} or {\"messages\"} records, stored as a dataset when the run succeeds.")
 @click.option("--name", required=True, help="Name of the new model.")
-@click.option("--eval", "eval_data", type=click.Path(path_type=Path, dir_okay=False),
-              help="Held-out JSONL scored before and after (through openzoo's engine).")
+@click.option("--eval", "eval_data", default=None,
+              help="Held-out data (a dataset's name or a file) scored before and after, through openzoo's engine.")
 @click.option("--epochs", default=1, show_default=True, type=int)
 @click.option("--lr", default=2e-4, show_default=True, type=float, help="Learning rate.")
 @click.option("--rank", default=16, show_default=True, type=int, help="LoRA rank r.")
@@ -80,7 +81,7 @@ def render_training(stream: Iterable[events.Progress]) -> None:
 @click.option("--rounds", default=3, show_default=True, type=int, help="FedAvg rounds for --federated.")
 @click.option("--dp-noise", default=None, type=float, help="Differential privacy noise multiplier (federated).")
 @click.option("--dp-clip", default=1.0, show_default=True, type=float, help="DP clipping norm (federated).")
-def finetune(base: str, data: Path, name: str, eval_data: Path | None, epochs: int, lr: float, rank: int,
+def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int, lr: float, rank: int,
              alpha: float, targets: str, dropout: float, batch_size: int, max_length: int, max_steps: int | None,
              checkpoint_every: int, seed: int, data_license: str | None, resume: bool, federated: bool, nodes: int,
              rounds: int, dp_noise: float | None, dp_clip: float) -> None:
@@ -100,7 +101,8 @@ def finetune(base: str, data: Path, name: str, eval_data: Path | None, epochs: i
             from openzoo.finetune.federated import FederatedRequest, finetune_federated
 
             render_training(finetune_federated(services, FederatedRequest(
-                base=base, data=data, name=name, settings=settings, eval_data=eval_data, nodes=nodes,
+                base=base, data=Path(data), name=name, settings=settings,
+                eval_data=Path(eval_data) if eval_data else None, nodes=nodes,
                 rounds=rounds, data_license=data_license, dp_noise=dp_noise, dp_clip=dp_clip)))
         else:
             from openzoo.finetune.run import FinetuneRequest

@@ -19,7 +19,7 @@ import click
 from openzoo import __version__
 from openzoo import config as configuration
 from openzoo.cli.output import human_size, render_progress, table
-from openzoo.errors import NotFound, OpenzooError
+from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -103,11 +103,14 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
          verbose: bool, openness: bool, lineage: bool) -> None:
     """Show information about a model."""
     if lineage:
-        from openzoo.finetune.lineage import render_lineage
-        from openzoo.finetune.run import read_lineage
+        from openzoo.finetune.lineage import read_lineage, render_lineage, walk_lineage
 
-        record = read_lineage(local_services().models, model)
-        click.echo(json.dumps(record, indent=2) if verbose else render_lineage(record))
+        services = local_services()
+        record = read_lineage(services.models, model)
+        if verbose:
+            click.echo(json.dumps(record, indent=2))
+            return
+        click.echo(walk_lineage(services.models, services.datasets, model) + "\n\n" + render_lineage(record))
         return
     from openzoo.show import show_model
 
@@ -148,20 +151,48 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
 @cli.command()
 @click.argument("model")
 @click.option("--insecure", is_flag=True, help="Accept an unverifiable model (marked uncertified).")
-def pull(model: str, insecure: bool) -> None:
-    """Pull a model: the embedded default (gemma3:270m) or HOST:PORT/ns/name:tag from another zoo (verified)."""
-    render_progress(local_services().models.pull(model, insecure=insecure))
+@click.option("--name", default=None, help="Local name for an oci:// pull (default: from the reference).")
+def pull(model: str, insecure: bool, name: str | None) -> None:
+    """Pull a model: the embedded default (gemma3:270m), HOST:PORT/ns/name:tag from another zoo, or
+    oci://HOST:PORT/REPO:TAG from an OCI registry (both verified against pinned zoo keys)."""
+    from openzoo.registry.oci.reference import is_oci
+
+    services = local_services()
+    if is_oci(model):
+        from openzoo.registry.oci.client import OciSettings
+        from openzoo.registry.oci.pull import pull_oci
+
+        render_progress(pull_oci(services.store, OciSettings.from_config(services.config), model,
+                                 insecure=insecure, name=name))
+        return
+    if name is not None:
+        raise InvalidRequest("--name applies to oci:// pulls only", hint="use 'openzoo cp' to name a model")
+    render_progress(services.models.pull(model, insecure=insecure))
 
 
 @cli.command()
 @click.argument("model")
-@click.option("--to", "destination", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
+@click.argument("destination", required=False)
+@click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
 @click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
-def push(model: str, destination: str | None, api_key: str | None) -> None:
-    """Push a model to another zoo that accepts it with an API key."""
+def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
+    """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
+    registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
+    from openzoo.registry.oci.reference import is_oci
+
+    if destination and to:
+        raise InvalidRequest("give the destination once", hint="either 'push MODEL DEST' or 'push MODEL --to DEST'")
+    target = destination or to
+    services = local_services()
+    if target is not None and is_oci(target):
+        from openzoo.registry.oci.client import OciSettings
+        from openzoo.registry.oci.push import push_oci
+
+        render_progress(push_oci(services.store, OciSettings.from_config(services.config), model, target))
+        return
     from openzoo.registry.client import push_model
 
-    render_progress(push_model(local_services().store, model, destination, api_key=api_key))
+    render_progress(push_model(services.store, model, target, api_key=api_key))
 
 
 @cli.command("import")
@@ -242,7 +273,7 @@ def config(markdown: bool) -> None:
     current = load_config()
     for setting in configuration.SETTINGS:
         value = getattr(current, setting.field, "")
-        if setting.field == "api_key" and value:
+        if setting.field in configuration.SECRETS and value:
             value = "(set)"
         click.echo(f"OPENZOO_{setting.name}={value}")
 
@@ -250,7 +281,9 @@ def config(markdown: bool) -> None:
 def main() -> None:
     from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
     from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
+    from openzoo.cli import datasets as _datasets  # noqa: F401  (registers dataset)
     from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
+    from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
 

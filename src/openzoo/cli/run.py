@@ -18,7 +18,7 @@ from openzoo.cli.main import cli, load_config, local_services
 from openzoo.cli.output import human_size, table
 from openzoo.client import Client
 from openzoo.config import parse_duration
-from openzoo.errors import InvalidRequest
+from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.events import Done, Failure, TextChunk
 from openzoo.inference import KeepAlive
 
@@ -273,16 +273,36 @@ def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool,
 
 @cli.command()
 def ps() -> None:
-    """List models loaded in the running server."""
+    """List models loaded in the running server (and its replicas, under ``serve --replicas``)."""
     client = Client(load_config())
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
     if not client.is_up():
-        click.echo(table([], ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
+        click.echo(table([], headers))
         return
+    models = client.get("/api/ps")["models"]
+    replicated = any("replicas" in m for m in models)
     rows = []
-    for m in client.get("/api/ps")["models"]:
+    for m in models:
         rows.append([m["name"], m["digest"][:12], human_size(m["size"]), "100% CPU",
-                     str(m.get("context_length", "")), m["expires_at"]])
-    click.echo(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
+                     str(m.get("context_length", "")), m["expires_at"],
+                     *([str(m.get("replicas", 0))] if replicated else [])])
+    click.echo(table(rows, [*headers, *(["REPLICAS"] if replicated else [])]))
+    if replicated or not models:
+        _replicas(client)
+
+
+def _replicas(client: Client) -> None:
+    """The replica table, when the server runs Ray Serve replicas (an Ollama server has no such route)."""
+    try:
+        found = client.get("/zoo/replicas")
+    except OpenzooError:  # not an openzoo server, or an older one
+        return
+    if found.get("mode") != "replicas":
+        return
+    rows = [[r["id"], str(r["pid"]), r["node"], str(r["requests"]), str(r["in_flight"]),
+             ", ".join(r["models"]) or "-"] for r in found["replicas"]]
+    click.echo("")
+    click.echo(table(rows, ["REPLICA", "PID", "NODE", "REQUESTS", "IN FLIGHT", "MODELS"]))
 
 
 @cli.command()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openzoo.audit.engine_scorer import EngineScorer
-from openzoo.inference import Inference
+from openzoo.inference import InferenceService
 
 __all__ = ["EvalResult", "heldout_loss"]
 
@@ -39,7 +39,7 @@ class EvalResult:
                 "texts": self.texts}
 
 
-def heldout_loss(inference: Inference, model: str, texts: Sequence[str]) -> EvalResult:
+def heldout_loss(inference: InferenceService, model: str, texts: Sequence[str]) -> EvalResult:
     """Mean per-token negative log-likelihood of ``texts`` under ``model`` as served."""
     scorer = EngineScorer.open(inference, model)
     scored = [text for text in texts if scorer.tokenize(text)]  # an empty text predicts nothing

@@ -16,11 +16,37 @@ from typing import Any
 
 from openzoo.certify.card import ModelCard, card_from_metadata
 from openzoo.certify.licenses import describe, lookup
+from openzoo.datasets.service import Datasets
+from openzoo.errors import NotFound
+from openzoo.models import Models
+from openzoo.store import manifests as mt
+from openzoo.store.manifests import Manifest
+from openzoo.store.store import Store
 
-__all__ = ["SCHEMA", "card_from_lineage", "library_versions", "render_lineage"]
+__all__ = ["SCHEMA", "card_from_lineage", "library_versions", "lineage_of", "read_lineage", "render_lineage",
+           "walk_lineage"]
+MAX_DEPTH = 8
 
 SCHEMA = "openzoo.lineage/v1"
 _LIBRARIES = ("openzoo", "torch", "transformers", "peft", "gguf", "llama-cpp-python", "flwr", "safetensors")
+
+
+def lineage_of(store: Store, manifest: Manifest) -> dict[str, Any] | None:
+    """The lineage record a manifest carries, or None (only fine-tuned models have one)."""
+    layer = manifest.first(mt.LINEAGE)
+    if layer is None:
+        return None
+    data: dict[str, Any] = json.loads(store.blobs.read(layer.digest))
+    return data
+
+
+def read_lineage(models: Models, name: str) -> dict[str, Any]:
+    """The lineage record of a model (404 when it has none)."""
+    spec = models.resolve(name)
+    found = lineage_of(models.store, spec.manifest) if spec.manifest else None
+    if found is None:
+        raise NotFound(f"{spec.name.display} has no lineage record", hint="only fine-tuned models have one")
+    return found
 
 
 def library_versions(names: Sequence[str] = _LIBRARIES) -> dict[str, str]:
@@ -42,7 +68,8 @@ def card_from_lineage(lineage: Mapping[str, Any], name: str, base_metadata: Mapp
     base = lineage["base"]
     data = list(lineage.get("data") or [])
     card = card_from_metadata(base_metadata, base.get("license_id"), name=name, base_model=[base["name"]],
-                              datasets=[d["file"] for d in data], tags=("lora", "fine-tuned", "openzoo-finetune"))
+                              datasets=[d.get("dataset") or d["file"] for d in data],
+                              tags=("lora", "fine-tuned", "openzoo-finetune"))
     card.metadata["base_model_relation"] = "adapter"
     hp = lineage.get("hyperparameters") or {}
     ev = lineage.get("evaluation") or {}
@@ -57,7 +84,8 @@ def card_from_lineage(lineage: Mapping[str, Any], name: str, base_metadata: Mapp
              f"This model inherits the license of its base model: {describe(facts)}", "",
              "## Training data", ""]
     for d in data:
-        lines.append(f"- `{d['file']}` ({d['records']} records, {d['kind']}, `{d['digest']}`), "
+        stored = f"dataset {d['dataset']} (manifest `{d['manifest_digest']}`): " if d.get("dataset") else ""
+        lines.append(f"- {stored}`{d['file']}` ({d['records']} records, {d['kind']}, `{d['digest']}`), "
                      f"license: {d.get('license') or 'not declared'}")
     lines += ["", "## Training procedure", "",
               *(f"- {k}: {_fmt(v)}" for k, v in sorted(hp.items())),
@@ -98,7 +126,7 @@ def render_lineage(lineage: Mapping[str, Any]) -> str:
                      f"{(ev.get('after') or {}).get('loss', float('nan')):.4f}"))
     out = ["  Lineage"] + [f"    {k:<28}{v}" for k, v in rows]
     out.append("\n  Data")
-    out += [f"    {d['file']:<28}{d['digest']}  license: {d.get('license') or 'not declared'}"
+    out += [f"    {d.get('dataset') or d['file']:<28}{d['digest']}  license: {d.get('license') or 'not declared'}"
             for d in lineage.get("data") or []]
     out.append("\n  Hyperparameters")
     out += [f"    {k:<28}{json.dumps(v)}" for k, v in sorted((lineage.get("hyperparameters") or {}).items())]
@@ -109,3 +137,51 @@ def render_lineage(lineage: Mapping[str, Any]) -> str:
             out.append(f"    round {r['round']:<3} nodes {len(r.get('nodes', []))}  "
                        f"adapter {r.get('adapter_digest', '')}  loss {r.get('loss', '')}")
     return "\n".join(out)
+
+
+def _short(digest: str) -> str:
+    return digest[:19] + "…" if digest.startswith("sha256:") else digest
+
+
+def _dataset_line(datasets: Datasets, entry: Mapping[str, Any]) -> str:
+    """A dataset the record cites, resolved to the name it is stored under here (by manifest, else data digest)."""
+    manifest, data = entry.get("manifest_digest") or "", entry.get("data_digest") or entry.get("digest") or ""
+    found = (datasets.by_digest(manifest) if manifest else []) or (datasets.by_digest(data) if data else [])
+    if found:
+        d = found[0]
+        same = "" if d.digest == manifest or not manifest else ", the same data"
+        seal = "sealed" if d.sealed else "not sealed"
+        where = f"{d.display} ({d.config.rows} rows, {d.config.license or 'license unknown'}, {seal}{same})"
+    else:
+        where = f"{entry.get('dataset') or entry.get('file', '?')} (not stored here)"
+    return f"{where}  manifest {_short(manifest) or '-'}  data {_short(data)}"
+
+
+def walk_lineage(models: Models, datasets: Datasets, name: str) -> str:
+    """``openzoo show NAME --lineage``: model → adapter → datasets, then the base model (and its own lineage,
+    when the base is a fine-tune too), every digest resolved to the names stored in this zoo."""
+    spec = models.resolve(name)
+    record = read_lineage(models, name)
+    out = [f"  Lineage of {spec.name.display}", f"    model     {spec.name.display}  manifest {_short(spec.digest)}"]
+    _walk(models, datasets, record, out, "    ", 0)
+    return "\n".join(out)
+
+
+def _walk(models: Models, datasets: Datasets, record: Mapping[str, Any], out: list[str], indent: str,
+          depth: int) -> None:
+    adapter = record.get("adapter") or {}
+    out.append(f"{indent}adapter   LoRA ({adapter.get('format', '?')})  {_short(adapter.get('digest', ''))}")
+    for entry in record.get("data") or []:
+        out.append(f"{indent}dataset   {_dataset_line(datasets, entry)}")
+    evaluation = record.get("evaluation") or {}
+    if evaluation.get("dataset") or evaluation.get("digest"):
+        out.append(f"{indent}eval data {_dataset_line(datasets, evaluation)}")
+    base = record.get("base") or {}
+    digest = str(base.get("manifest_digest", ""))
+    stored = models.store.catalog.names_for(digest) if digest else []
+    where = f"stored as {', '.join(stored)}" if stored else "not stored here"
+    out.append(f"{indent}base      {base.get('name', '?')} ({where})  manifest {_short(digest)}")
+    if stored and depth < MAX_DEPTH:
+        parent = lineage_of(models.store, models.store.load_manifest(digest))
+        if parent is not None:
+            _walk(models, datasets, parent, out, indent + "  ", depth + 1)

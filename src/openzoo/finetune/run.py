@@ -1,9 +1,12 @@
 """``openzoo finetune``: data → LoRA training → llama.cpp adapter → a new model with its lineage.
 
-Order matters for "nothing stored on failure": everything that can be checked is checked before the
-base is loaded (settings, names, base model, every data line); the new model is tagged only after the
-adapter GGUF has been written and validated, and if scoring or writing the lineage fails afterwards the
-half-made model is removed again. Ctrl-C during training leaves a checkpoint (``--resume``) and no model.
+Training data is a stored dataset (``--data NAME``) or a data file (``--data FILE``), which is imported as
+a dataset (``data/<file>:<digest>``) so the lineage cites every dataset by name, manifest digest and data
+digest. Order matters for "nothing stored on failure": everything that can be checked is checked before
+the base is loaded (settings, names, base model, every data line, the import of a data file); the data
+file's dataset and the new model are stored only after training, the model tagged once the adapter GGUF
+has been written and validated, and if scoring or writing the lineage fails afterwards both are removed
+again. Ctrl-C during training leaves a checkpoint (``--resume``) and no model.
 """
 
 from __future__ import annotations
@@ -13,24 +16,26 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openzoo import names
+from openzoo.datasets.formats import SUFFIXES, iter_rows, sha256_file
+from openzoo.datasets.service import resolve_license
 from openzoo.errors import Conflict, InvalidRequest, NotFound
 from openzoo.events import Progress
 from openzoo.finetune import dequant
-from openzoo.finetune.data import Dataset, load_jsonl
+from openzoo.finetune.data import Dataset, DataSource, load_jsonl, load_rows
 from openzoo.finetune.evaluate import EvalResult, heldout_loss
-from openzoo.finetune.lineage import SCHEMA, card_from_lineage, library_versions
+from openzoo.finetune.lineage import SCHEMA, card_from_lineage, library_versions, read_lineage
 from openzoo.finetune.lora import LoraSettings, Trainer, tokenize
 from openzoo.models import CreateSpec, Models, ModelSpec
 from openzoo.services import Services
 from openzoo.store import manifests as mt
 
-__all__ = ["FinetuneRequest", "finetune", "load_data", "run_dir", "store_result"]
+__all__ = ["FinetuneRequest", "finetune", "load_data", "read_lineage", "run_dir", "store_result", "training_data"]
 
 DEFAULT_DATA_LICENSE = None
 SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -39,10 +44,10 @@ SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 @dataclass(frozen=True, slots=True)
 class FinetuneRequest:
     base: str
-    data: Path
+    data: Path | str  # a data file, or the name of a stored dataset
     name: str
     settings: LoraSettings = field(default_factory=LoraSettings)
-    eval_data: Path | None = None
+    eval_data: Path | str | None = None
     resume: bool = False
     data_license: str | None = None
 
@@ -52,9 +57,49 @@ def run_dir(services: Services, name: str) -> Path:
     return Path(services.config.home) / "finetune" / "runs" / SAFE.sub("_", names.parse(name).key)
 
 
-def load_data(models: Models, spec: ModelSpec, path: Path, license_id: str | None = None) -> Dataset:
+def _renderer(models: Models, spec: ModelSpec) -> Callable[[Sequence[Mapping[str, Any]]], str]:
     template = models.template_for(spec)
-    return load_jsonl(path, lambda messages: template.render(messages, add_generation_prompt=False))
+    return lambda messages: template.render(messages, add_generation_prompt=False)
+
+
+def load_data(models: Models, spec: ModelSpec, path: Path, license_id: str | None = None) -> Dataset:
+    return load_jsonl(path, _renderer(models, spec))
+
+
+def file_dataset_name(path: Path, data_digest: str) -> str:
+    """The dataset a data file given by path is stored as: ``data/<file stem>:<first 12 hex of its digest>``."""
+    stem = re.sub(r"[^a-z0-9_.-]+", "-", path.stem.lower()).strip("-.")[:80] or "data"
+    return f"data/{stem}:{data_digest.removeprefix('sha256:')[:12]}"
+
+
+def training_data(services: Services, spec: ModelSpec, value: Path | str, license_id: str | None) -> Dataset:
+    """Training (or held-out) data from a stored dataset's name or from a data file.
+
+    A file is validated as a dataset import would be (and planned for import: see :class:`DataSource`);
+    ``license_id`` is its license. A dataset brings its own license; another one given is refused.
+    """
+    render = _renderer(services.models, spec)
+    path = Path(value)
+    if isinstance(value, Path) or path.is_file() or path.suffix in SUFFIXES:
+        if path.is_dir():
+            raise InvalidRequest(f"{path} is a folder", hint=f"import it first: openzoo dataset import {path} "
+                                                              "--name NAME, then pass --data NAME")
+        if not path.is_file():
+            raise NotFound(f"no such data file: {path}", hint="pass a data file or a dataset name with --data")
+        plan = services.datasets.plan([path], file_dataset_name(path, sha256_file(path)), license=license_id)
+        (source, facts), = plan.files
+        rows = ((source.label, n, row) for n, row in iter_rows(source.path, facts.format, source.label))
+        origin = DataSource(plan.name.display, plan.manifest_digest, plan.data_digest, plan.config.license, plan)
+        return load_rows(rows, render, path=path, digest=plan.data_digest, file=path.name, source=origin)
+    found = services.datasets.get(str(value))
+    if license_id and found.config.license and resolve_license(license_id) != found.config.license:
+        raise InvalidRequest(f"{found.display} is licensed {found.config.license}, not {license_id}",
+                             hint="leave out --data-license: a stored dataset brings its own")
+    origin = DataSource(found.display, found.digest, found.config.data_digest, found.config.license)
+    rows = ((f"{found.display}/{name}", n, row) for name, n, row in services.datasets.rows(found))
+    first = found.config.files[0]
+    return load_rows(rows, render, path=services.store.blobs.path(first.digest), digest=found.config.data_digest,
+                     file=", ".join(f.name for f in found.config.files), source=origin)
 
 
 def _base_license(models: Models, spec: ModelSpec) -> str | None:
@@ -67,8 +112,8 @@ def prepare(services: Services, req: FinetuneRequest) -> tuple[ModelSpec, Datase
     req.settings.check()
     names.parse(req.name)
     spec = services.models.resolve(req.base)
-    data = load_data(services.models, spec, req.data)
-    eval_data = load_data(services.models, spec, req.eval_data) if req.eval_data else None
+    data = training_data(services, spec, req.data, req.data_license)
+    eval_data = training_data(services, spec, req.eval_data, req.data_license) if req.eval_data else None
     if names.parse(req.name).key == spec.name.key:
         raise Conflict("the fine-tuned model needs a new name, not the base's", hint="pass --name NEW")
     return spec, data, eval_data
@@ -92,7 +137,7 @@ def finetune(services: Services, req: FinetuneRequest,
     """Run a whole fine-tune, yielding progress; the last event's ``detail`` holds the lineage."""
     started = time.time()
     spec, data, eval_data = prepare(services, req)
-    yield Progress(f"validated {len(data.texts)} records from {data.path.name}")
+    yield Progress(f"validated {len(data.texts)} records from {data.source.dataset if data.source else data.label}")
     folder = run_dir(services, req.name)
     checkpoint = folder / "checkpoint"
     expected = {"base_digest": spec.digest, "data_digest": data.digest, "settings": req.settings.to_json()}
@@ -125,18 +170,40 @@ def finetune(services: Services, req: FinetuneRequest,
         from openzoo.finetune.lora import lora_state
 
         lora = lora_state(trainer.model)
+    created = yield from store_datasets(services, [data, eval_data])
     yield Progress("writing the LoRA adapter as GGUF")
-    lineage = yield from store_result(
-        services, spec, req.name, lora, req.settings,
-        data=[{**data.to_json(), "license": req.data_license}], eval_data=eval_data, before=before,
-        losses=trainer.losses, started=started, train={"tokens": result.tokens,
-                                                       "tokens_per_second": round(result.tokens_per_second, 1),
-                                                       "first_step_seconds": result.first_step_seconds,
-                                                       "base_load_seconds": round(hf.load_seconds, 2),
-                                                       "base_from_cache": hf.from_cache,
-                                                       "base_source": hf.source})
+    try:
+        lineage = yield from store_result(
+            services, spec, req.name, lora, req.settings,
+            data=[{**data.to_json(), "license": data.source.license if data.source else req.data_license}],
+            eval_data=eval_data, before=before,
+            losses=trainer.losses, started=started, train={"tokens": result.tokens,
+                                                           "tokens_per_second": round(result.tokens_per_second, 1),
+                                                           "first_step_seconds": result.first_step_seconds,
+                                                           "base_load_seconds": round(hf.load_seconds, 2),
+                                                           "base_from_cache": hf.from_cache,
+                                                           "base_source": hf.source})
+    except BaseException:
+        for name in created:
+            services.datasets.delete(name)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     yield Progress("success", detail={"lineage": lineage})
+
+
+def store_datasets(services: Services, data: Sequence[Dataset | None]) -> Generator[Progress, None, list[str]]:
+    """Import the data files given by path as the datasets their lineage names; return those newly created."""
+    created: list[str] = []
+    for item in data:
+        plan = item.source.plan if item is not None and item.source is not None else None
+        if plan is None:
+            continue
+        if services.store.catalog.find(plan.name) is None:
+            created.append(plan.name.display)
+        yield Progress(f"storing {item.label if item else ''} as dataset {plan.name.display}")
+        for _ in services.datasets.commit(plan):
+            pass
+    return created
 
 
 def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str, Any], settings: LoraSettings, *,
@@ -177,7 +244,7 @@ def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str,
             "libraries": library_versions(),
             "loss_per_step": losses,
             "train": train,
-            "evaluation": ({"file": eval_data.path.name, "digest": eval_data.digest,
+            "evaluation": ({**eval_data.to_json(),
                             "before": before.to_json() if before else None,
                             "after": after.to_json() if after else None} if eval_data is not None else None),
             "wall_seconds": round(time.time() - started, 2),
@@ -195,12 +262,3 @@ def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str,
     yield Progress(f"created {names.parse(name).display}")
     return lineage
 
-
-def read_lineage(models: Models, name: str) -> dict[str, Any]:
-    """The lineage record of a model (404 when it has none)."""
-    spec = models.resolve(name)
-    layer = spec.manifest.first(mt.LINEAGE) if spec.manifest else None
-    if layer is None:
-        raise NotFound(f"{spec.name.display} has no lineage record", hint="only fine-tuned models have one")
-    data: dict[str, Any] = json.loads(models.store.blobs.read(layer.digest))
-    return data

@@ -1,33 +1,30 @@
 """Pull from and push to another zoo.
 
 ``pull HOST:PORT/ns/name:tag``: fetch the manifest, download every missing blob with progress into a
-resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest,
-then fetch the seal's fresh log receipt, the remote log head and its revocations, and verify the seal, the
-quorum and the inclusion proof against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``)
-before tagging. An unverifiable model is refused unless ``insecure``; then it is tagged but recorded as
+resumable partial file (an interrupted transfer continues with an HTTP Range request), check each digest
+(and, for a dataset, every row of its data files against its config), then fetch the seal's fresh log
+receipt, the remote log head and its revocations, and verify the seal, the quorum and the inclusion proof
+against the remote zoo's pinned key (``openzoo keys trust zoo-a zoo.pub``) before tagging. An
+unverifiable model or dataset is refused unless ``insecure``; then it is tagged but recorded as
 uncertified, and ``openzoo verify`` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from openzoo import names
-from openzoo.certify.canonical import b64decode, sha256_digest
-from openzoo.certify.checkpoint import verify_checkpoint
+from openzoo.certify.canonical import b64decode, parse_json, sha256_digest
 from openzoo.certify.log import LogReceipt
-from openzoo.certify.merkle import verify_consistency
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
-from openzoo.certify.verification import check_logged_approvals
 from openzoo.errors import (
     DigestMismatch,
     Forbidden,
@@ -39,22 +36,32 @@ from openzoo.errors import (
 )
 from openzoo.events import Progress
 from openzoo.names import ModelName
+from openzoo.registry.landing import check_content, fetch_blobs, land
+from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
+from openzoo.registry.trust import SealEvidence, Verdict, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["RegistryClient", "TransferFailed", "pull_model", "push_model"]
+__all__ = ["BadAnswer", "RegistryClient", "TransferFailed", "pull_model", "push_model", "remote_api_key"]
 
 API_KEY_ENV = "OPENZOO_REMOTE_API_KEY"
-_CHUNK = 1 << 20
+LEAVES_PER_PAGE = 1000  # what /zoo/log/leaves and /zoo/gossip/leaves answer at most per request
+_JSON_LIMIT = 4 << 20  # bytes of any JSON answer a monitor reads (a page of leaves is about 50 KB)
 
 
-class TransferFailed(OpenzooError):
-    """The remote zoo could not be reached or the transfer broke off (a new pull resumes it)."""
+def remote_api_key() -> str | None:
+    """The other zoo's API key, from ``OPENZOO_REMOTE_API_KEY`` (a credential, not a setting)."""
+    return os.environ.get(API_KEY_ENV) or None
 
-    code = "transfer_failed"
+
+class BadAnswer(OpenzooError):
+    """The other zoo answered, but with something malformed or larger than a monitor reads: nothing of it
+    is stored."""
+
+    code = "bad_answer"
     http_status = 502
-    hint = "run the same pull again: it resumes where it stopped"
+    hint = "the other zoo is misbehaving or is not an openzoo zoo; nothing it sent was stored"
 
 
 class RegistryClient:
@@ -62,6 +69,7 @@ class RegistryClient:
 
     def __init__(self, host: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.base = host if host.startswith(("http://", "https://")) else f"http://{host}"
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.base, headers=headers,
                                  timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
@@ -87,10 +95,84 @@ class RegistryClient:
             raise VerificationFailed("the remote seal answer is not an object")
         return data
 
-    def log_head(self) -> str:
-        return self._get("/zoo/log/head").text
+    def _get_limited(self, path: str, limit: int, params: dict[str, Any] | None = None) -> bytes:
+        """GET ``path`` reading at most ``limit`` bytes of the answer (BadAnswer beyond that) within the
+        client's timeout in all (TransferFailed after it), so a zoo that trickles bytes cannot hold a monitor."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self.http.stream("GET", path, params=params) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp, self.base)
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise BadAnswer(f"{self.base}{path} answered more than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise TransferFailed(f"{self.base}{path} took more than {self.timeout:g}s to answer")
+                return bytes(body)
+        except httpx.HTTPError as exc:
+            raise TransferFailed(f"cannot reach the zoo at {self.base}: {exc}") from exc
 
-    def approval_receipts(self, bundle: dict[str, Any], size: int) -> list[LogReceipt]:
+    def _json_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            data = json.loads(self._get_limited(path, _JSON_LIMIT, params))
+        except ValueError as exc:
+            raise BadAnswer(f"{self.base}{path} did not answer JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadAnswer(f"{self.base}{path} did not answer a JSON object")
+        return data
+
+    def log_head(self) -> str:
+        """The zoo's latest signed tree head (at most :data:`~openzoo.certify.gossip.MAX_NOTE_BYTES`)."""
+        from openzoo.certify.gossip import MAX_NOTE_BYTES
+
+        raw = self._get_limited("/zoo/log/head", MAX_NOTE_BYTES)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadAnswer(f"{self.base}/zoo/log/head is not UTF-8 text") from exc
+
+    def log_leaves(self, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` leaf hashes of the zoo's own log from index ``start``."""
+        return self._leaves("/zoo/log/leaves", start, count)
+
+    def gossip_leaves(self, origin: str, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` leaf hashes of the zoo's copy of the log ``origin`` from ``start``."""
+        return self._leaves("/zoo/gossip/leaves", start, count, origin=origin)
+
+    def _leaves(self, path: str, start: int, count: int, **params: Any) -> list[bytes]:
+        count = min(count, LEAVES_PER_PAGE)
+        data = self._json_object(path, {**params, "start": start, "count": count})
+        leaves = data.get("leaves")
+        if data.get("start") != start or not isinstance(leaves, list) or len(leaves) > count:
+            raise BadAnswer(f"{self.base}{path} answered leaves from another index or too many of them")
+        out = []
+        for leaf in leaves:
+            raw = b64decode(leaf, "leaf hash") if isinstance(leaf, str) else b""
+            if len(raw) != 32:
+                raise BadAnswer(f"{self.base}{path} answered a leaf hash that is not 32 bytes of base64")
+            out.append(raw)
+        return out
+
+    def gossip_heads(self, origin: str | None = None) -> list[object]:
+        """The signed heads this zoo saw of other zoos' logs (notes only: the caller verifies each)."""
+        data = self._json_object("/zoo/gossip/heads", {"origin": origin} if origin else None)
+        heads = data.get("heads")
+        if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
+            raise BadAnswer(f"{self.base}/zoo/gossip/heads did not answer a list of heads")
+        return [h.get("note") for h in heads]
+
+    def gossip_forks(self, origin: str | None = None) -> list[object]:
+        """The fork evidence this zoo holds (raw: the caller verifies each against its pinned keys)."""
+        data = self._json_object("/zoo/gossip/forks", {"origin": origin} if origin else None)
+        forks = data.get("forks")
+        if not isinstance(forks, list) or not all(isinstance(f, dict) for f in forks):
+            raise BadAnswer(f"{self.base}/zoo/gossip/forks did not answer a list of forks")
+        return [f.get("evidence") for f in forks]
+
+    def approval_receipts(self, bundle: Mapping[str, Any], size: int) -> list[LogReceipt]:
         """Inclusion receipts, under the tree of ``size``, of the logged approvals of the sealed request."""
         request_id = seal_predicate(bundle).get("requestId")
         entries = self._get("/zoo/log/entries", params={"kind": "approval", "limit": 1000}).json()["entries"]
@@ -125,60 +207,9 @@ def _raise_for(resp: httpx.Response, base: str) -> None:
 
 
 def _download(store: Store, client: RegistryClient, repository: str, digest: str, size: int) -> Iterator[Progress]:
-    """Download one blob into ``downloads/`` (resuming a partial file), check its digest, move it in place."""
-    hexdigest = names.normalize_digest(digest)[7:]
-    folder = Path(store.home) / "downloads"
-    folder.mkdir(parents=True, exist_ok=True)
-    part = folder / f"sha256-{hexdigest}.partial"
-    offset = part.stat().st_size if part.exists() else 0
-    if offset > size:
-        part.unlink()
-        offset = 0
-    hasher = hashlib.sha256()
-    if offset:
-        with part.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                hasher.update(chunk)
-    status = f"pulling {hexdigest[:12]}"
-    if offset:
-        yield Progress(f"resuming {hexdigest[:12]} at {offset} of {size} bytes", digest=digest)
-    yield Progress(status, digest=digest, total=size, completed=offset)
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    completed = offset
-    last = 0.0
-    try:
-        with client.http.stream("GET", f"/v2/{repository}/blobs/{digest}", headers=headers) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                _raise_for(resp, client.base)
-            if offset and resp.status_code != 206:
-                hasher, completed, mode = hashlib.sha256(), 0, "wb"
-            else:
-                mode = "ab"
-            with part.open(mode) as f:
-                for chunk in resp.iter_bytes(_CHUNK):
-                    f.write(chunk)
-                    hasher.update(chunk)
-                    completed += len(chunk)
-                    now = time.monotonic()
-                    if now - last > 0.1:
-                        last = now
-                        yield Progress(status, digest=digest, total=size, completed=completed)
-                f.flush()
-                os.fsync(f.fileno())
-    except httpx.HTTPError as exc:
-        raise TransferFailed(f"the transfer of {digest[:19]}… from {client.base} broke off at {completed} of "
-                             f"{size} bytes: {exc}") from exc
-    actual = "sha256:" + hasher.hexdigest()
-    if completed < size:
-        raise TransferFailed(f"the transfer of {digest[:19]}… from {client.base} stopped at {completed} of "
-                             f"{size} bytes")
-    if actual != names.normalize_digest(digest) or completed != size:
-        part.unlink()
-        raise DigestMismatch(f"blob {digest[:19]}… from {client.base} does not match its digest (it hashes to "
-                             f"{actual[:19]}…): refused")
-    os.replace(part, store.blobs.path(digest))
-    yield Progress(status, digest=digest, total=size, completed=size)
+    """Download one blob of another zoo into the store (resumable: :func:`.transfer.download_blob`)."""
+    yield from download_blob(store, client.http, f"/v2/{repository}/blobs/{digest}", digest, size, source=client.base,
+                             raise_for=lambda resp: _raise_for(resp, client.base))
 
 
 def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iterator[Progress]:
@@ -186,7 +217,7 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
     cert = certification(store)
-    client = RegistryClient(name.host, os.environ.get(API_KEY_ENV) or None)
+    client = RegistryClient(name.host, remote_api_key())
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")
@@ -196,106 +227,49 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iter
         manifest = Manifest.from_bytes(raw)
         blobs = [(manifest.config.digest, manifest.config.size)] + [(x.digest, x.size) for x in manifest.layers]
         fetched: list[str] = []
-        for digest, size in blobs:
-            if store.blobs.exists(digest):
-                if cert._check_blob(digest):
-                    store.blobs.delete(digest)
-                else:
-                    yield Progress(f"pulling {digest[7:19]}", digest=digest, total=size, completed=size)
-                    continue
-            yield from _download(store, client, name.repository, digest, size)
-            fetched.append(digest)
+        yield from fetch_blobs(store, cert, blobs,
+                               lambda digest, size: _download(store, client, name.repository, digest, size), fetched)
         yield Progress("verifying sha256 digest")
+        try:
+            yield from check_content(store, manifest, name.display)
+        except VerificationFailed:
+            store.remove_unreferenced(fetched)
+            raise
         yield Progress(f"verifying the seal of {name.display}")
-        certified, zoo, reason, receipt, revocations, head = _verify_remote(cert, client, name, manifest)
-        if not certified:
+        verdict = _verify_remote(cert, client, name, manifest)
+        if not verdict.certified:
             if not insecure:
-                for digest in fetched:
-                    if digest not in store.catalog.referenced_blobs():
-                        store.blobs.delete(digest)
-                raise VerificationFailed(f"refused {name.display}: {reason}",
+                store.remove_unreferenced(fetched)
+                raise VerificationFailed(f"refused {name.display}: {verdict.reason}",
                                          hint="pull with --insecure to keep it, marked uncertified")
-            yield Progress(f"WARNING: {reason}; keeping it uncertified (--insecure)")
+            yield Progress(f"WARNING: {verdict.reason}; keeping it uncertified (--insecure)")
         else:
-            yield Progress(f"verified against {zoo}: {reason}")
-        yield Progress("writing manifest")
-        tagged = [name.with_host(name.host)]
-        short = names.parse(f"{name.namespace}/{name.model}:{name.tag}")
-        if _may_take_short_name(store, cert, short, name.host, manifest):
-            tagged.append(short)
-        for target in tagged:
-            digest = store.tag(ModelName(target.host, target.namespace, target.model, target.tag), manifest)
-            cert.record_pull(target, source=name.host, zoo=zoo, certified=certified, manifest_digest=digest,
-                             receipt=receipt, revocations=revocations, head=head)
-        now = time.time()
-        for digest, _ in blobs:
-            store.catalog.mark_verified(digest, now)
-        yield Progress("tagged as certified" if certified else "tagged as uncertified")
+            yield Progress(f"verified against {verdict.zoo}: {verdict.reason}")
+        yield from land(store, cert, name.with_host(name.host), manifest, source=name.host, verdict=verdict)
         yield Progress("success")
     finally:
         client.close()
 
 
-def _may_take_short_name(store: Store, cert: Any, short: ModelName, source: str, manifest: Manifest) -> bool:
-    """Tag the pulled model under its short name too (``gemma3:270m``) when that name is free, came from the
-    same zoo before, or holds an unsealed model with the very same weights (e.g. the embedded default)."""
-    entry = store.catalog.find(short)
-    if entry is None:
-        return True
-    pulled = cert.pulled(short)
-    if pulled is not None and pulled["source"] == source:
-        return True
-    local = store.load_manifest(entry.manifest_digest)
-    weights, theirs = local.first(mt.MODEL), manifest.first(mt.MODEL)
-    return (local.first(mt.SEAL) is None and weights is not None and theirs is not None
-            and weights.digest == theirs.digest)
-
-
-def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest: Manifest
-                   ) -> tuple[bool, str | None, str, LogReceipt | None, list[dict[str, Any]], str | None]:
-    """(certified, zoo name, reason, receipt, revocations, head) for a downloaded manifest."""
+def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest: Manifest) -> Verdict:
+    """Fetch the seal's evidence from the other zoo (log head, fresh receipt, revocations, approval receipts
+    and a consistency proof when needed) and verify it offline against the pinned zoo keys."""
     seal_layer = manifest.first(mt.SEAL)
     if seal_layer is None:
-        return False, None, "the model has no seal", None, [], None
+        return Verdict(False, None, "the model has no seal")
     zoo_keys = [k for k in cert.zoo_keys() if k.name != "zoo"] or cert.zoo_keys()
     try:
+        bundle = parse_json(cert.store.blobs.read(seal_layer.digest), "seal")
         head = client.log_head()
-        cp = None
-        signer = None
-        for key in zoo_keys:
-            try:
-                cp = verify_checkpoint(head, [key])
-                signer = key
-                break
-            except OpenzooError:
-                continue
-        if cp is None or signer is None:
-            return False, None, "the remote log head is not signed by a trusted zoo key (run 'openzoo keys trust')", \
-                None, [], head
         info = client.seal(f"{name.repository}:{name.tag}")
-        receipt = LogReceipt.from_json(info["receipt"])
-        revocations = [r for r in info.get("revocations", []) if isinstance(r, dict)]
-        if receipt.size != cp.size:
-            from openzoo.certify.checkpoint import Checkpoint, parse_note
-
-            rcp = Checkpoint.parse_body(parse_note(receipt.checkpoint).text)
-            proof = client.consistency_proof(rcp.size, cp.size) if rcp.size < cp.size else []
-            if not verify_consistency(rcp.size, cp.size, rcp.root_hash, cp.root_hash, proof):
-                return False, signer.name, "the remote log head is not consistent with the seal receipt (fork)", \
-                    None, [], head
-        bundle = cert.store.blobs.read(seal_layer.digest)
-        from openzoo.certify.canonical import parse_json
-
-        bundle_json = parse_json(bundle, "seal")
-        checks, _ = cert.check_seal(manifest, bundle_json, receipt, revocations, zoo_keys=[signer])
-        checks.append(check_logged_approvals(bundle_json, client.approval_receipts(bundle_json, cp.size), [signer]))
+        evidence = SealEvidence(head, LogReceipt.from_json(info["receipt"]),
+                                [r for r in info.get("revocations", []) if isinstance(r, dict)],
+                                client.approval_receipts, client.consistency_proof)
     except (OpenzooError, KeyError, TypeError, ValueError) as exc:
-        return False, None, f"the seal cannot be verified: {exc}", None, [], None
-    failed = [c for c in checks if not c.ok]
-    if failed:
-        return False, signer.name, "; ".join(f"{c.name}: {c.reason}" for c in failed), receipt, revocations, head
-    quorum = next((c.reason for c in checks if c.name == "quorum"), "")
-    return True, signer.name, f"seal, quorum ({quorum}) and log inclusion verified", receipt, revocations, head
+        return Verdict(False, None, f"the seal cannot be verified: {exc}")
+    if not isinstance(bundle, dict):
+        return Verdict(False, None, "the seal layer is not a seal bundle")
+    return verify_sealed(cert, manifest, bundle, evidence, zoo_keys)
 
 
 def push_model(store: Store, model: str, destination: str | None, *, api_key: str | None = None
@@ -311,7 +285,7 @@ def push_model(store: Store, model: str, destination: str | None, *, api_key: st
         source = names.parse(f"{source.namespace}/{source.model}:{source.tag}")
     stored = store.resolve(source)
     manifest = stored.manifest
-    client = RegistryClient(target.host, api_key or os.environ.get(API_KEY_ENV) or None)
+    client = RegistryClient(target.host, api_key or remote_api_key())
     try:
         yield Progress("preparing to push")
         for layer in [manifest.config, *manifest.layers]:
@@ -329,7 +303,7 @@ def push_model(store: Store, model: str, destination: str | None, *, api_key: st
             yield Progress(status, digest=layer.digest, total=layer.size, completed=0)
             with store.blobs.open(layer.digest) as f:
                 def chunks() -> Iterator[bytes]:
-                    while chunk := f.read(_CHUNK):
+                    while chunk := f.read(CHUNK):
                         yield chunk
                 resp = client.http.put(location, params={"digest": layer.digest}, content=chunks(),
                                        headers={"Content-Type": "application/octet-stream"})

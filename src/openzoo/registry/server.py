@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from openzoo import names
 from openzoo.api.deps import services_of
 from openzoo.certify.canonical import sha256_digest
+from openzoo.datasets.service import check_manifest
 from openzoo.errors import BlobNotFound, Forbidden, InvalidRequest, NotFound, StoreCorrupt
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
@@ -134,6 +135,10 @@ async def put_manifest(request: Request, namespace: str, model: str, reference: 
     for blob in manifest.blob_digests():
         if not store.blobs.exists(blob):
             raise BlobNotFound(f"blob {blob} is not uploaded yet", hint="upload every blob before the manifest")
+    if manifest.kind == "dataset":  # a pushed dataset is checked row by row, as an import is
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(check_manifest, store, manifest)
     digest = store.tag(name, manifest)
     if digest != sha256_digest(manifest.to_bytes()):
         raise InvalidRequest("manifest is not in canonical form")

@@ -54,13 +54,18 @@ class _Resident:
 
 @dataclass(frozen=True, slots=True)
 class LoadedInfo:
-    """A resident model, as ``/api/ps`` shows it."""
+    """A resident model, as ``/api/ps`` shows it.
+
+    ``replicas`` names the Ray Serve replicas holding it when ``openzoo serve --replicas`` merged their
+    entries into this one (memory and counters summed); empty for this process's own scheduler.
+    """
 
     spec: LoadSpec
     memory_bytes: int
     expires_at: float | None  # wall-clock seconds; None = never
     users: int
     stats: EngineStats
+    replicas: tuple[str, ...] = ()
 
 
 class Scheduler:

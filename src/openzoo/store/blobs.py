@@ -79,9 +79,10 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> BlobInfo:
         return self.put([data])
 
-    def put_file(self, path: Path, *, progress: ProgressCallback | None = None) -> BlobInfo:
+    def put_file(self, path: Path, *, expected: str | None = None,
+                 progress: ProgressCallback | None = None) -> BlobInfo:
         with path.open("rb") as f:
-            return self.put(_chunks(f), progress=progress)
+            return self.put(_chunks(f), expected=expected, progress=progress)
 
     def put(self, chunks: Iterable[bytes], *, expected: str | None = None,
             progress: ProgressCallback | None = None) -> BlobInfo:

@@ -161,6 +161,16 @@ class Catalog:
         conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in gone])
         return gone
 
+    def names_for(self, manifest_digest: str) -> list[str]:
+        """Names pointing at ``manifest_digest`` now, then names it was replaced under (edits such as a
+        seal or a card keep the earlier manifest in the history): how lineage digests become names."""
+        now = self._db.execute("SELECT display FROM models WHERE manifest_digest = ? ORDER BY key",
+                               (manifest_digest,)).fetchall()
+        before = self._db.execute(
+            "SELECT m.display FROM model_history h JOIN models m ON m.key = h.key "
+            "WHERE h.manifest_digest = ? ORDER BY m.key", (manifest_digest,)).fetchall()
+        return list(dict.fromkeys(str(row[0]) for row in [*now, *before]))
+
     def history(self, name: ModelName) -> list[tuple[str, float]]:
         """Earlier manifests of a name (newest first) with when each was replaced."""
         rows = self._db.execute(

@@ -41,7 +41,8 @@ from typing import Any, Literal
 
 from openzoo.errors import CatalogError, CatalogUnavailable
 
-__all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "open_database", "redact_url", "to_postgres"]
+__all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "open_database", "redact_url", "sqlite_path",
+           "to_postgres"]
 
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
@@ -106,18 +107,24 @@ class Database(abc.ABC):
         """Close every connection; the object cannot be used afterwards."""
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (or a plain path); None for any other URL."""
+    if url.startswith(SQLITE_PREFIX):
+        return Path(url[len(SQLITE_PREFIX):])
+    return None if "://" in url else Path(url)
+
+
 def open_database(url: str) -> Database:
     """Open ``sqlite:///PATH`` (or a plain path) or ``postgresql://...``; refuse anything else."""
     if url.startswith(POSTGRES_SCHEMES):
         from openzoo.store.db_postgres import PostgresDatabase
 
         return PostgresDatabase(url)
-    if url.startswith(SQLITE_PREFIX):
-        return SqliteDatabase(Path(url[len(SQLITE_PREFIX):]))
-    if "://" in url:
+    path = sqlite_path(url)
+    if path is None:
         raise CatalogError(f"unsupported catalog URL {redact_url(url)}",
                            hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
-    return SqliteDatabase(Path(url))
+    return SqliteDatabase(path)
 
 
 def redact_url(url: str) -> str:

@@ -2,6 +2,9 @@
 
 Layer media types reuse Ollama's where one exists (so manifests stay readable by Ollama tooling) and
 add openzoo's own for what Ollama has no word for (card, lineage, audit report, seal).
+
+A manifest is a model's or a dataset's: the config's media type says which (:attr:`Manifest.kind`). Both
+are ordinary named manifests in one store and catalog, so registries carry datasets unchanged.
 """
 
 from __future__ import annotations
@@ -28,8 +31,18 @@ AUDIT = "application/vnd.openzoo.audit.v1+json"
 SEAL = "application/vnd.openzoo.seal.v1+json"
 LICENSE_FACTS = "application/vnd.openzoo.license-facts.v1+json"
 
+# Datasets (see docs/datasets.md): a config of their own, one layer per data file (media type per
+# format) and the datasheet (Hugging Face dataset-card markdown).
+DATASET_CONFIG = "application/vnd.openzoo.dataset.config.v1+json"
+DATASHEET = "application/vnd.openzoo.datasheet.v1+markdown"
+DATA_JSONL = "application/vnd.openzoo.dataset.data.v1.jsonl"
+DATA_CSV = "application/vnd.openzoo.dataset.data.v1.csv"
+DATA_PARQUET = "application/vnd.openzoo.dataset.data.v1.parquet"
+DATA_TEXT = "application/vnd.openzoo.dataset.data.v1.text"
+DATA_TYPES = {"jsonl": DATA_JSONL, "csv": DATA_CSV, "parquet": DATA_PARQUET, "text": DATA_TEXT}
+
 LAYER_TYPES = (MODEL, TEMPLATE, SYSTEM, PARAMS, LICENSE, MESSAGES, ADAPTER, CARD, LINEAGE, AUDIT, SEAL,
-               LICENSE_FACTS)
+               LICENSE_FACTS, DATASHEET, *DATA_TYPES.values())
 
 
 def canonical_json(value: Any) -> bytes:
@@ -66,6 +79,20 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_json())
+
+    @property
+    def kind(self) -> str:
+        """``dataset`` for a dataset's manifest (its config media type), else ``model``."""
+        return "dataset" if self.config.media_type == DATASET_CONFIG else "model"
+
+    def card_layer(self) -> Layer | None:
+        """The layer a seal cites as the card: a model's card or a dataset's datasheet."""
+        return self.first(DATASHEET if self.kind == "dataset" else CARD)
+
+    def data_layers(self) -> list[Layer]:
+        """A dataset's data files, in manifest order."""
+        kinds = set(DATA_TYPES.values())
+        return [layer for layer in self.layers if layer.media_type in kinds]
 
     def layers_of(self, media_type: str) -> list[Layer]:
         return [layer for layer in self.layers if layer.media_type == media_type]

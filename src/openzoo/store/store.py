@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from openzoo.errors import Conflict, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store.blobs import BlobInfo, BlobStore
 from openzoo.store.catalog import Catalog, CatalogEntry
+from openzoo.store.db import sqlite_path
 from openzoo.store.manifests import Manifest
 
 # A blob file that no catalog row refers to may belong to an import or upload still in flight in
@@ -55,18 +56,21 @@ class Store:
         home.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(home / "blobs")
         own = home / "catalog.sqlite"
+        url = catalog_url or str(own)
+        path = sqlite_path(url)
+        is_own = path is not None and path.resolve() == own.resolve()
         had_own = own.exists()
-        if catalog_url is None and not had_own and (home / "catalog.id").exists():
+        if is_own and not had_own and (home / "catalog.id").exists():
             raise Conflict(f"OPENZOO_HOME {home} belongs to a catalog elsewhere (see catalog.id)",
                            hint="set OPENZOO_CATALOG_URL to the catalog this home is used with (docs/deployment.md)")
-        self.catalog = Catalog.open(catalog_url or str(own))
+        self.catalog = Catalog.open(url)
         try:
-            self._bind(own if catalog_url is None else None, had_own)
+            self._bind(is_own, had_own)
         except BaseException:
             self.catalog.close()
             raise
 
-    def _bind(self, own: Path | None, had_own: bool) -> None:
+    def _bind(self, is_own: bool, had_own: bool) -> None:
         """Hold this home to one catalog (its id in ``home/catalog.id``); refuse any other.
 
         Why: blobs are swept when no catalog row names them, so a home opened with the wrong catalog
@@ -87,7 +91,7 @@ class Store:
             raise Conflict(f"OPENZOO_HOME {self.home} belongs to another catalog than {self.catalog.location}",
                            hint="set OPENZOO_CATALOG_URL to the catalog this home is used with "
                                 "(docs/deployment.md), or use another OPENZOO_HOME")
-        if own is None and had_own:
+        if not is_own and had_own:
             raise Conflict(f"OPENZOO_HOME {self.home} has a catalog of its own (catalog.sqlite), not "
                            f"{self.catalog.location}",
                            hint="unset OPENZOO_CATALOG_URL, or give the shared catalog a home of its own")
@@ -115,6 +119,13 @@ class Store:
                 continue
         return removed
 
+    def remove_unreferenced(self, digests: Iterable[str]) -> None:
+        """Remove those of ``digests`` no catalog row refers to: what a failed import or pull added."""
+        referenced = self.catalog.referenced_blobs()
+        for digest in digests:
+            if digest not in referenced:
+                self.blobs.delete(digest)
+
     def write_manifest(self, manifest: Manifest) -> BlobInfo:
         return self.blobs.put_bytes(manifest.to_bytes())
 
@@ -128,8 +139,18 @@ class Store:
         entry = self.catalog.get(name)
         return StoredModel(entry, self.load_manifest(entry.manifest_digest))
 
+    def kind_of(self, name: ModelName) -> str | None:
+        """``model`` or ``dataset`` for a stored name, None for a free one."""
+        entry = self.catalog.find(name)
+        return None if entry is None else self.load_manifest(entry.manifest_digest).kind
+
     def tag(self, name: ModelName, manifest: Manifest, *, keep_history: bool = False) -> str:
-        """Store ``manifest`` and point ``name`` at it; every layer blob must already exist."""
+        """Store ``manifest`` and point ``name`` at it; every layer blob must already exist. A name keeps
+        its kind: a model's name never silently becomes a dataset's, nor the other way round."""
+        kind = self.kind_of(name)
+        if kind is not None and kind != manifest.kind:
+            raise Conflict(f'"{name.display}" is a {kind}; a {manifest.kind} needs a name of its own',
+                           hint=f"remove the {kind} first, or choose another name")
         for digest in manifest.blob_digests():
             if not self.blobs.exists(digest):
                 raise StoreCorrupt(f"cannot tag {name.display}: blob {digest} is missing")

@@ -1,7 +1,8 @@
 """The web catalog at ``/ui/``: server-rendered pages over the same domain services as the API.
 
-Pages: catalog (search, filters, sorting), model page, compare, playground (streams from the Ollama
-chat handler), transparency log, reviewer queue, login. Templates and assets ship in the package
+Pages: catalog (search, filters, sorting; a datasets section below the models), model page, datasets
+and a dataset's page, compare, playground (streams from the Ollama chat handler), transparency log,
+reviewer queue, login. Templates and assets ship in the package
 (``web/templates``, ``web/static``); nothing is fetched from another site.
 """
 
@@ -24,6 +25,7 @@ from openzoo.errors import OpenzooError
 from openzoo.models import ModelSpec
 from openzoo.services import Services
 from openzoo.web import catalog as cat
+from openzoo.web import datasets as dataset_pages
 from openzoo.web import facts, session, trust
 
 web_router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -128,7 +130,26 @@ def catalog_page(request: Request) -> HTMLResponse:
     sort_links = {key: cat.sort_link(filters, key) for key in cat.SORT_KEYS}
     return render(request, "catalog.html", page="catalog", title="Catalog", rows=shown, total=len(rows),
                   filters=filters, sort_links=sort_links, openness_choices=cat.OPENNESS_CHOICES,
-                  license_kinds=cat.LICENSE_KINDS, size_buckets=list(cat.SIZE_BUCKETS))
+                  license_kinds=cat.LICENSE_KINDS, size_buckets=list(cat.SIZE_BUCKETS),
+                  datasets=dataset_pages.dataset_rows(services))
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+@web_router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request) -> HTMLResponse:
+    rows = dataset_pages.dataset_rows(services_of(request))
+    return render(request, "datasets.html", page="datasets", title="Datasets", datasets=rows)
+
+
+@web_router.get("/datasets/{name:path}", response_class=HTMLResponse)
+def dataset_page(request: Request, name: str) -> HTMLResponse:
+    try:
+        data = dataset_pages.dataset_page_data(services_of(request), name)
+    except OpenzooError as exc:
+        return _error_page(request, exc)
+    return render(request, "dataset.html", page="datasets", title=data.found.display, d=data)
 
 
 # --- model page ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from openzoo.certify.card import render_html
 from openzoo.certify.core import layer_label, sealed_digest
@@ -21,9 +21,10 @@ from openzoo.certify.log import verify_receipt
 from openzoo.certify.requests import CertifyRequest
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import OpenzooError
-from openzoo.models import ModelSpec
+from openzoo.names import ModelName
 from openzoo.services import Services
 from openzoo.store import manifests as mt
+from openzoo.store.manifests import Manifest
 from openzoo.web.facts import (
     CheckView,
     OpennessView,
@@ -35,6 +36,17 @@ from openzoo.web.facts import (
     scan_from_report,
     scan_from_summary,
 )
+
+
+class Stored(Protocol):
+    """A stored model (:class:`~openzoo.models.ModelSpec`) or dataset
+    (:class:`~openzoo.datasets.service.StoredDataset`): certification reads both the same way."""
+
+    @property
+    def name(self) -> ModelName: ...
+
+    @property
+    def manifest(self) -> Manifest | None: ...
 
 
 def service(services: Services) -> Certification:
@@ -89,7 +101,7 @@ def _latest_request(cert: Certification, name: str) -> CertifyRequest | None:
     return found[0] if found else None
 
 
-def _status(cert: Certification, spec: ModelSpec, request: CertifyRequest | None) -> SealStatus:
+def _status(cert: Certification, spec: Stored, request: CertifyRequest | None) -> SealStatus:
     manifest = spec.manifest
     if manifest is not None and manifest.first(mt.SEAL) is not None:
         sealed = sealed_digest(manifest)
@@ -104,7 +116,7 @@ def _status(cert: Certification, spec: ModelSpec, request: CertifyRequest | None
     return "none"
 
 
-def _recorded_openness(cert: Certification, spec: ModelSpec, request: CertifyRequest | None) -> OpennessView | None:
+def _recorded_openness(cert: Certification, spec: Stored, request: CertifyRequest | None) -> OpennessView | None:
     manifest = spec.manifest
     if manifest is not None and manifest.first(mt.SEAL) is not None:
         try:
@@ -118,7 +130,7 @@ def _recorded_openness(cert: Certification, spec: ModelSpec, request: CertifyReq
     return None
 
 
-def catalog_status(services: Services, spec: ModelSpec) -> tuple[SealStatus, str]:
+def catalog_status(services: Services, spec: Stored) -> tuple[SealStatus, str]:
     """Seal status and openness class for a catalog row (no re-hashing: the model page verifies)."""
     cert = service(services)
     request = _latest_request(cert, spec.name.display)
@@ -136,7 +148,7 @@ class ModelTrust:
     layers: tuple[tuple[str, str, int], ...]  # (label, digest, size) of the config and every layer
 
 
-def certification_view(services: Services, spec: ModelSpec) -> ModelTrust:
+def certification_view(services: Services, spec: Stored) -> ModelTrust:
     """Verify the model now (``openzoo verify``), and gather its grade, scan and seal details."""
     cert = service(services)
     name = spec.name.display

@@ -1,7 +1,8 @@
-"""Transparency log: append-only storage, proofs, signed heads, tamper detection and the monitor.
+"""Transparency log: append-only storage, proofs, signed heads and tamper detection (the monitor is tested
+in tests/unit/registry/test_registry_monitor.py).
 
 Every test that stores a log runs on both catalogs (SQLite and PostgreSQL): ``where(name)`` gives a
-fresh database per name, and opening the same name twice gives two connections to one log.
+fresh catalog per name, and opening the same name twice gives two connections to one log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from openzoo.certify.checkpoint import (
     verify_checkpoint,
 )
 from openzoo.certify.keys import SigningKey
-from openzoo.certify.log import LogReceipt, TransparencyLog, entry_bytes, monitor, verify_receipt
+from openzoo.certify.log import LogReceipt, TransparencyLog, entry_bytes, verify_receipt
 from openzoo.errors import CatalogError, Conflict, InvalidRequest, NotFound, VerificationFailed
 from support.postgres import PostgresServer
 
@@ -207,25 +208,6 @@ def test_verify_log_detects_rewritten_history(where: Where, zoo_key: SigningKey)
     assert any("does not match the recomputed root" in p for p in report.problems)
     assert any("no signed" not in p for p in report.problems)
     assert not TransparencyLog(where("c.db")).verify_log([zoo_key.public]).ok  # no head at all
-
-
-def test_monitor_ok_and_fork(where: Where, zoo_key: SigningKey, reviewer_keys: dict[str, SigningKey]) -> None:
-    log = TransparencyLog(where("m.db"), clock=lambda: 1)
-    log.append_many([("key", {"n": i}) for i in range(5)])
-    old = log.sign_head(zoo_key)
-    log.append_many([("key", {"n": i}) for i in range(5, 12)])
-    new = log.sign_head(zoo_key)
-    result = monitor(old, new, log.consistency_proof(5, 12), [zoo_key.public])
-    assert result.ok and result.checkpoint.size == 12
-    fork_log = TransparencyLog(where("f.db"), clock=lambda: 1)
-    fork_log.append_many([("key", {"n": i if i != 1 else -1}) for i in range(12)])
-    forked = fork_log.sign_head(zoo_key)
-    bad = monitor(old, forked, fork_log.consistency_proof(5, 12), [zoo_key.public])
-    assert bad.status == "fork"
-    assert monitor(new, old, [], [zoo_key.public]).status == "fork"  # shrank
-    assert monitor(new, new, [], [zoo_key.public]).ok
-    with pytest.raises(VerificationFailed):
-        monitor(old, new, log.consistency_proof(5, 12), [reviewer_keys["bob"].public])
 
 
 def test_inside_caller_transaction(log: TransparencyLog) -> None:

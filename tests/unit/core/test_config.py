@@ -64,3 +64,12 @@ def test_markdown_lists_every_setting() -> None:
 def test_docs_configuration_is_generated() -> None:
     docs = Path(__file__).parents[3] / "docs" / "configuration.md"
     assert docs.read_text() == config.render_markdown(), "run 'make docs' to regenerate"
+
+
+def test_monitor_settings() -> None:
+    cfg = config.load({"OPENZOO_MONITOR_PEERS": " http://a:1/ , b:2,", "OPENZOO_MONITOR_INTERVAL": "30s"})
+    assert cfg.monitor_peers == ("http://a:1", "b:2") and cfg.monitor_interval == 30.0
+    assert (config.load({}).monitor_peers, config.load({}).monitor_interval) == ((), 300.0)
+    assert config.load({"OPENZOO_MONITOR_INTERVAL": "0"}).monitor_interval == 0.0
+    with pytest.raises(InvalidRequest, match="not a zoo URL"):
+        config.load({"OPENZOO_MONITOR_PEERS": "http://a b"})

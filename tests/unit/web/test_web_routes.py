@@ -190,3 +190,23 @@ def test_an_unreadable_card_does_not_take_the_catalog_down(client: TestClient, s
     assert catalog.status_code == 200 and 'data-model="tiny:latest"' in catalog.text
     page = client.get("/ui/models/tiny:latest")
     assert page.status_code == 400 and "not valid YAML" in page.text
+
+
+def test_dataset_pages(client: TestClient, services: Services, tmp_path: Path) -> None:
+    assert "No datasets yet" in client.get("/ui/").text
+    assert "No datasets yet" in client.get("/ui/datasets").text
+    data = tmp_path / "rows.csv"
+    data.write_text("text,label\nfine,1\nbad,0\n")
+    for _ in services.datasets.import_files([data], "me/rows:v1", license="CC-BY-4.0"):
+        pass
+    catalog = client.get("/ui/").text
+    assert 'data-dataset="me/rows:v1"' in catalog and "Showing 0 of 0 models" in catalog
+    listed = client.get("/ui/datasets").text
+    assert "1 dataset." in listed and 'href="/ui/datasets/me/rows:v1"' in listed
+    page = client.get("/ui/datasets/me/rows:v1")
+    assert page.status_code == 200
+    digest = services.datasets.get("me/rows:v1").config.data_digest
+    assert digest in page.text and '<dd id="dataset-rows">2</dd>' in page.text
+    assert "datasheet question &#39;Motivation&#39; is not answered" in page.text
+    assert "No seal yet" in page.text and "CC-BY-4.0" in page.text
+    assert client.get("/ui/datasets/me/nothing").status_code == 404
