@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -138,6 +139,16 @@ def measure_level(client: httpx.Client, server: Running, prompts: list[list[int]
     into.ttfts.setdefault(level, []).extend(r[0] for r in results)
 
 
+def guess_counts(url: str) -> tuple[int, int]:
+    """openzoo's guessed tokens decoded in spare rows, and the right ones (see runtime/llamacpp/draft.py)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+
+    def total(name: str) -> int:
+        return sum(int(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\d+)$", text, re.M))
+
+    return total("openzoo_draft_rows_total"), total("openzoo_draft_tokens_total")
+
+
 def token_prompts(url: str) -> list[list[int]]:
     """The bench prompts as token ids with BOS, from openzoo's tokenizer route (the same model's vocabulary)."""
     return [httpx.post(url + "/tokenize", json={"model": DEFAULT_MODEL, "prompt": p, "add_special_tokens": True},
@@ -225,7 +236,8 @@ def start_all(args: argparse.Namespace, stack: ExitStack, tmp: Path) -> list[Run
     return servers
 
 
-def report(args: argparse.Namespace, levels: list[int], figures: dict[str, Figures]) -> None:
+def report(args: argparse.Namespace, levels: list[int], figures: dict[str, Figures],
+           guesses: dict[str, tuple[int, int]]) -> None:
     names = list(figures)
     cpp = next((n for n in names if n.startswith(CPP)), None)
     reference = cpp or (SERIAL if SERIAL in figures else None)
@@ -237,11 +249,15 @@ def report(args: argparse.Namespace, levels: list[int], figures: dict[str, Figur
         row = figures[name]
         cells = ""
         for n in levels:
-            ratio = f"{row.rate(n) / figures[reference].rate(n):5.2f}x" if reference else ""
-            cells += f"{row.rate(n):10.1f} tok/s {ratio:>6} {row.p95(n) * 1000:6.0f} ms p95"
+            times = f"{row.rate(n) / figures[reference].rate(n):5.2f}x" if reference else ""
+            cells += f"{row.rate(n):10.1f} tok/s {times:>6} {row.p95(n) * 1000:6.0f} ms p95"
         print(f"{name:<34}{cells}")
     print("tokens generated per level over all rounds (equal work when these agree): " + "; ".join(
         f"{name}: " + ", ".join(str(figures[name].tokens[n]) for n in levels) for name in names))
+    for name, (rows, right) in guesses.items():
+        total = sum(figures[name].tokens.values())
+        print(f"{name}: {rows} guessed tokens decoded in lone sequences' spare rows, {right} right: "
+              f"{right / max(1, total):.1%} of its tokens came without a step of their own")
     ours = figures[OPENZOO]
     goals: list[tuple[bool, str]] = []
     if cpp is not None:
@@ -277,6 +293,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         servers = start_all(args, stack, Path(tmp))
         prompts = token_prompts(servers[0].url)
+        ours = [s for s in servers if s.name in (OPENZOO, SERIAL)]
+        warm = {s.name: guess_counts(s.url) for s in ours}
         with httpx.Client(limits=httpx.Limits(max_connections=max(levels) * 2)) as client:
             for r in range(args.rounds):
                 for level in levels:
@@ -284,7 +302,11 @@ def main() -> None:
                         measure_level(client, server, prompts, level, args.tokens,
                                       figures.setdefault(server.name, Figures()))
         figures = {s.name: figures[s.name] for s in servers}
-    report(args, levels, figures)
+        guesses = {}
+        for s in ours:
+            rows, right = guess_counts(s.url)
+            guesses[s.name] = (rows - warm[s.name][0], right - warm[s.name][1])
+    report(args, levels, figures, guesses)
 
 
 if __name__ == "__main__":

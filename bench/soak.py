@@ -64,14 +64,15 @@ def request_of(kind: str, rng: random.Random) -> tuple[str, dict[str, object]]:
     prompt = rng.choice(PROMPTS)
     n = rng.randint(4, 64)
     messages = [{"role": "user", "content": prompt}]
-    return {
+    requests: dict[str, tuple[str, dict[str, object]]] = {
         "chat": ("/api/chat", {"model": DEFAULT_MODEL, "messages": messages, "options": {"num_predict": n}}),
         "generate": ("/api/generate", {"model": DEFAULT_MODEL, "prompt": prompt, "options": {"num_predict": n}}),
         "openai-chat": ("/v1/chat/completions", {"model": DEFAULT_MODEL, "stream": True, "messages": messages,
                                                  "max_tokens": n}),
         "openai-completion": ("/v1/completions", {"model": DEFAULT_MODEL, "stream": True, "prompt": prompt,
                                                   "max_tokens": n}),
-    }[kind]
+    }
+    return requests[kind]
 
 
 def error_line(line: str) -> bool:

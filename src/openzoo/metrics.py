@@ -103,4 +103,8 @@ class Metrics:
                [f'openzoo_busy_slots{{model="{name}"}} {s.busy_slots}' for name, s in engines])
         metric("openzoo_slots", "gauge", "Parallel sequences per model.",
                [f'openzoo_slots{{model="{name}"}} {s.total_slots}' for name, s in engines])
+        metric("openzoo_draft_rows_total", "counter", "Guessed next tokens decoded in a lone sequence's spare row.",
+               [f'openzoo_draft_rows_total{{model="{name}"}} {s.draft_rows_total}' for name, s in engines])
+        metric("openzoo_draft_tokens_total", "counter", "Right guesses: tokens generated without a step of their own.",
+               [f'openzoo_draft_tokens_total{{model="{name}"}} {s.draft_tokens_total}' for name, s in engines])
         return "\n".join(out) + "\n"

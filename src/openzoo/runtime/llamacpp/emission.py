@@ -63,6 +63,8 @@ class Emitter:
             self.finish(slot, "stop")
             return
         job.generated.append(token)
+        if job.drafter is not None:
+            job.drafter.add(token)
         job.pending_ids.append(token)
         if rows is not None:
             job.pending_lps.extend(self._logprobs.token_logprobs(rows, [token], req.top_logprobs))
@@ -82,6 +84,19 @@ class Emitter:
             self.finish(slot, "length")
             return
         job.next_token = token
+
+    def sample_guessed(self, slot: Slot, job: Job, index: int, guess: int, guess_index: int) -> None:
+        """Sample row ``index``, then, if that gave ``guess`` (decoded in row ``guess_index``, one position
+        further), the row after it as well; otherwise drop the guess's KV cell (see ``draft.py``)."""
+        self._totals.draft_rows += 1
+        self.sample(slot, job, index)
+        if slot.job is job and job.next_token == guess:
+            slot.cache.append(guess)
+            job.next_token = None
+            self._totals.draft_tokens += 1
+            self.sample(slot, job, guess_index)
+            return
+        L.llama_memory_seq_rm(self._mem, slot.seq, len(slot.cache), -1)
 
     def _emit(self, job: Job, text: str) -> None:
         """Send text with the tokens (and logprobs) gathered since the last chunk."""

@@ -18,7 +18,8 @@ O(vocabulary) work is numpy on logits rows, and only for requests that ask for l
 Where the code is: this module holds the model's public side (``submit``, ``embed``, ``stats``,
 ``close``), its setup and the decode thread's loop; ``slots.py`` the slots, the queue and admission
 (step 1); ``step.py`` the batch building and the decode (step 2); ``emission.py`` sampling and the
-events (step 3); ``jobs.py`` the request records they share.
+events (step 3); ``jobs.py`` the request records they share; ``draft.py`` the guesses of a lone
+sequence's next token.
 
 KV cache
 --------
@@ -32,7 +33,7 @@ without copying data. The per-sequence limit of ``n_ctx`` tokens is enforced her
 Batch invariance
 ----------------
 Greedy output must not depend on what else is in the batch, so every row must be computed by the same
-kernels whatever the batch looks like. ggml's CPU backend picks kernels by batch shape in four places,
+kernels whatever the batch looks like. ggml's CPU backend picks kernels by batch shape in these places,
 and each is pinned here (all measured with the default model):
 
 * K-quant matrix products switch to a tiled kernel at 8+ rows: ``GGML_CPU_TILED_MM=0`` (``native.py``).
@@ -41,9 +42,12 @@ and each is pinned here (all measured with the default model):
   that report AMX without enabling it.
 * Flash attention (on: without it results differ with the batch too) uses a tiled f32 kernel from 64
   query rows per micro-batch and an f16 one below: micro-batches are capped at ``UBATCH_ROWS = 63``.
-* A micro-batch of a single row with 512+ KV cells takes a split-KV kernel: the engine never sends a
-  lone row; when a step would leave one, a prompt chunk is shortened by a token or a throw-away row
-  (a scratch sequence, removed right after) is added.
+* A micro-batch of a single row takes other kernels: flash attention splits the KV cells between
+  threads from 512 cells, and llamafile's matrix products (Q5_0, Q8_0...) start at 2 rows, below which
+  ggml's own dot products run. The engine never sends a lone row; when a step would leave one, a
+  prompt chunk is shortened by a token, or a spare row is added: a guess of a generating sequence's
+  next token at the following position when its guesses have mostly been right (``draft.py``: a right
+  guess yields two tokens in the step), else a throw-away row (a scratch sequence, removed right after).
 
 Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
 ``scoring.py``.
@@ -152,7 +156,8 @@ class LlamaCppModel:
         logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._emitter = Emitter(ctx, self._mem, self._vocab, self._n_ctx, logprobs, self._lock, self._totals)
         self._table = SlotTable(self._n_par, self._mem, n_swa, self._totals, self._emitter.fail)
-        self._stepper = Stepper(ctx, self._mem, self._batch, n_batch=self._n_batch, prefill_chunk=self._prefill_chunk,
+        self._stepper = Stepper(ctx, self._mem, self._batch, n_ctx=self._n_ctx, n_batch=self._n_batch,
+                                prefill_chunk=self._prefill_chunk,
                                 scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
                                 table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals)
         self._embed_jobs: deque[EmbedJob] = deque()
@@ -295,6 +300,8 @@ class LlamaCppModel:
                 requests_total=self._totals.requests,
                 prompt_tokens_total=self._totals.prompt_tokens,
                 completion_tokens_total=self._totals.completion_tokens,
+                draft_rows_total=self._totals.draft_rows,
+                draft_tokens_total=self._totals.draft_tokens,
             )
 
     def clear_cache(self) -> None:

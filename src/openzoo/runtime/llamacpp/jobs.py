@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from openzoo.events import Done, Event, Failure, TokenLogprob
 from openzoo.runtime.base import GenerationRequest
+from openzoo.runtime.llamacpp.draft import Drafter
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.stops import StopMatcher, Utf8Assembler
 
@@ -65,6 +66,13 @@ class Job:
     scored: bool = False
     prefill_start_ns: int = 0
     first_token_ns: int = 0
+    drafter: Drafter | None = None  # built the first time the job's next token is guessed
+
+    def propose(self) -> int | None:
+        """A guess of the token after the context so far worth decoding (see ``draft.py``), or None."""
+        if self.drafter is None:
+            self.drafter = Drafter(self.prompt + tuple(self.generated))
+        return self.drafter.propose()
 
 
 def scoring_only(job: Job) -> bool:
@@ -90,3 +98,5 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens taken from a KV cache instead of evaluated
+    draft_rows: int = 0  # guessed tokens decoded in a lone sequence's spare row (draft.py)
+    draft_tokens: int = 0  # of those, guesses that were right: tokens gained without a step

@@ -3,8 +3,10 @@
 The batch holds one token for every sequence that is generating and a prompt chunk for sequences still
 reading their prompt (oldest admission first), within ``n_batch`` rows. Its shape is kept inside what
 gives every row the same kernels (see "Batch invariance" in ``engine.py``): never a lone row in the last
-micro-batch of :data:`UBATCH_ROWS`. Prompt log-probabilities are computed before the decode, in the
-scoring context, for every request of the step that asks for them.
+micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk can give up a row to the next micro-batch, a
+spare row is added: a guess of a generating sequence's next token (``draft.py``), or a throw-away token
+when no guess is worth its cost. Prompt log-probabilities are computed before the decode, in the scoring context, for
+every request of the step that asks for them.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ UBATCH_ROWS = 63
 class Stepper:
     """Builds, decodes and samples one batch per call of :meth:`step` (decode thread only)."""
 
-    def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_batch: int, prefill_chunk: int, scratch_seq: int,
-                 scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
+    def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_ctx: int, n_batch: int, prefill_chunk: int,
+                 scratch_seq: int, scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
                  totals: Totals) -> None:
         self._ctx = ctx
+        self._n_ctx = n_ctx
         self._mem = mem
         self._batch = batch
         self._n_batch = n_batch
@@ -83,14 +86,16 @@ class Stepper:
         if n == 0:
             return
         scratch = False
+        guess: tuple[Slot, int, int] | None = None
         if n % UBATCH_ROWS == 1:
-            # A lone row in the last micro-batch would take a different attention kernel.
+            # A lone row in the last micro-batch would take different kernels.
             shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
             if shrink is not None:
                 shrink[1] -= 1
                 n -= 1
             else:
-                scratch = True
+                guess = self._guess(decoding)
+                scratch = guess is None
         batch = self._batch
         i = 0
         for slot in decoding:
@@ -105,6 +110,9 @@ class Stepper:
             for j in range(start, start + rows):
                 batch_put(batch, i, job.prompt[j], j, slot.seq, j == last)
                 i += 1
+        if guess is not None:
+            batch_put(batch, i, guess[1], guess[2], guess[0].seq, True)
+            i += 1
         if scratch:
             batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
             i += 1
@@ -120,12 +128,16 @@ class Stepper:
                 emitter.release(slot, err, drop_kv=True)
             return
         now = time.perf_counter_ns()
+        guessed, guess_token = (guess[0], guess[1]) if guess is not None else (None, -1)
         for index, slot in enumerate(decoding):
             job = slot.job
             assert job is not None and job.next_token is not None
             slot.cache.append(job.next_token)
             job.next_token = None
-            emitter.sample(slot, job, index)
+            if slot is guessed:
+                emitter.sample_guessed(slot, job, index, guess_token, i - 1)
+            else:
+                emitter.sample(slot, job, index)
         index = len(decoding)
         for slot, rows in plan:
             job = slot.job
@@ -140,6 +152,25 @@ class Stepper:
                     emitter.finish(slot, "length")
                 else:
                     emitter.sample(slot, job, index - 1)
+
+    def _guess(self, decoding: list[Slot]) -> tuple[Slot, int, int] | None:
+        """A generating sequence whose next token is worth guessing: (slot, guess, its position).
+
+        The guess goes one position after the token the sequence decodes in this step, if that is inside
+        its context. A step that ends a prompt gets no guess: a guess makes a step longer (its row needs
+        logits), and that step's length is the time to first token of its request and of every request
+        that arrives during it.
+        """
+        for slot in decoding:
+            job = slot.job
+            assert job is not None
+            position = len(job.prompt) + len(job.generated)
+            if position + 1 >= self._n_ctx:
+                continue
+            token = job.propose()
+            if token is not None:
+                return slot, token, position
+        return None
 
     def _score(self, work: list[tuple[Slot | None, Job]]) -> None:
         """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.
