@@ -14,18 +14,24 @@ servers differ in what they do with a text prompt (llama.cpp's servers add BOS, 
 follows lm-eval and does not), and without BOS this model ends some answers at once, which would make
 the servers do different work. The tokens each server generated are printed beside the figures.
 
-All servers run side by side; each round measures every level on every server in turn (the order
-flips each round), so that a shared machine's load falls on all of them alike. Reported per level: the
-median over ``--rounds`` of aggregate tokens/s, its ratio to the reference (llama-server, else the
-serialized openzoo), and the p95 time to first token over all rounds' requests. Then one PASS/FAIL
-line per goal:
+Before the rounds, every server reads every prompt once (both servers keep prompts in a per-slot cache),
+so that the figures are those of steady serving: the first sight of a prompt is a prefill, which costs
+about the same on both servers (same ggml kernels) and, left in, would decide the p95 TTFT in the first
+round by itself. All servers run side by side; each round measures every level on every server in turn
+(the order flips each round), so that a shared machine's load falls on all of them alike. Reported per
+level: the median over ``--rounds`` of aggregate tokens/s, its ratio to the reference (llama-server,
+else the serialized openzoo), and the p95 time to first token over all rounds' requests. Then one
+PASS/FAIL line per goal:
 
 - openzoo's aggregate tokens/s >= 1.0x llama-server's at 1 and at 8 clients;
 - openzoo's p95 time to first token at 8 clients <= llama-server's;
 - with baselines: openzoo >= 2.0x its serialized self at 8 clients.
 
     .venv/bin/python bench/concurrency.py [--levels 1,4,8] [--rounds 3] [--tokens 96]
-                                          [--llama-server PATH] [--no-baselines]
+                                          [--llama-server PATH] [--no-baselines] [--compare-src DIR]
+
+``--compare-src DIR`` adds an openzoo server run from another checkout's ``src`` folder (e.g. from
+``git archive <commit> src | tar -x -C /tmp/base``), for before/after figures of a change in one run.
 """
 
 from __future__ import annotations
@@ -108,22 +114,33 @@ class Figures:
 
 def stream_one(client: httpx.Client, url: str, model: str, prompt: str | list[int], tokens: int,
                ) -> tuple[float, int]:
-    """(time to first token, text chunks received) for one streamed greedy completion."""
+    """(time to first token, text chunks received) for one streamed greedy completion.
+
+    A kept-alive connection that the server closed (llama-server's HTTP library closes one after a few
+    requests without saying so) fails before any answer: the request is then sent again on a new
+    connection, and timed from there.
+    """
     body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True}
-    start = time.perf_counter()
-    first = 0.0
-    count = 0
-    with client.stream("POST", url + "/v1/completions", json=body, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk["choices"] and chunk["choices"][0].get("text"):
-                count += 1
-                if not first:
-                    first = time.perf_counter() - start
-    return first, count
+    for attempt in range(3):
+        start = time.perf_counter()
+        first = 0.0
+        count = 0
+        try:
+            with client.stream("POST", url + "/v1/completions", json=body, timeout=600) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk["choices"] and chunk["choices"][0].get("text"):
+                        count += 1
+                        if not first:
+                            first = time.perf_counter() - start
+            return first, count
+        except httpx.RemoteProtocolError:
+            if count or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def measure_level(client: httpx.Client, server: Running, prompts: list[list[int]], level: int, tokens: int,
@@ -183,8 +200,9 @@ def start_external(name: str, cmd: list[str], port: int, model: str, log: Path, 
     return Running(name, url, model, stop)
 
 
-def start_openzoo(name: str, home: Path, log: Path, parallel: str) -> Running:
-    server = start_server(home, log, {"OPENZOO_NUM_PARALLEL": parallel})
+def start_openzoo(name: str, home: Path, log: Path, parallel: str, src: Path | None = None) -> Running:
+    env = {"OPENZOO_NUM_PARALLEL": parallel} | ({"PYTHONPATH": str(src)} if src else {})
+    server = start_server(home, log, env)
     with httpx.Client() as client:
         stream_one(client, server.url, DEFAULT_MODEL, PROMPTS[0], 4)  # loads the model
     return Running(name, server.url, DEFAULT_MODEL, lambda: stop_server(server))
@@ -219,6 +237,8 @@ def start_all(args: argparse.Namespace, stack: ExitStack, tmp: Path) -> list[Run
         servers.append(server)
 
     keep(start_openzoo(OPENZOO, home, tmp / "openzoo.log", "8"))
+    for i, src in enumerate(args.compare_src):
+        keep(start_openzoo(f"openzoo from {src.name}", home, tmp / f"other-{i}.log", "8", src.resolve()))
     if args.llama_server:
         keep(start_llama_server(args.llama_server, gguf, tmp, shlex.split(args.llama_server_args)))
     if args.baselines:
@@ -284,6 +304,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level and server")
     parser.add_argument("--llama-server", type=Path, help="path to llama.cpp's C++ llama-server")
     parser.add_argument("--llama-server-args", default="", help="more arguments for llama-server (one string)")
+    parser.add_argument("--compare-src", type=Path, action="append", default=[],
+                        help="also run an openzoo server from this source folder (a `src` of another checkout), "
+                             "to compare a change before and after in one run; repeatable")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the serialized openzoo and llama-cpp-python's server")
     args = parser.parse_args()
@@ -293,9 +316,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         servers = start_all(args, stack, Path(tmp))
         prompts = token_prompts(servers[0].url)
-        ours = [s for s in servers if s.name in (OPENZOO, SERIAL)]
-        warm = {s.name: guess_counts(s.url) for s in ours}
-        with httpx.Client(limits=httpx.Limits(max_connections=max(levels) * 2)) as client:
+        ours = [s for s in servers if s.name in (OPENZOO, SERIAL) or s.name.startswith("openzoo from")]
+        # Idle connections are dropped after 1 s, before a server's keep-alive timeout (5 s for uvicorn and
+        # llama-server) can close one under a new request while other servers are being measured.
+        limits = httpx.Limits(max_connections=max(levels) * 2, keepalive_expiry=1.0)
+        with httpx.Client(limits=limits) as client:
+            for server in servers:  # every prompt once, one after another: both caches hold them all
+                for prompt in prompts:
+                    stream_one(client, server.url, server.model, prompt, 4)
+            warm = {s.name: guess_counts(s.url) for s in ours}
             for r in range(args.rounds):
                 for level in levels:
                     for server in servers if r % 2 == 0 else reversed(servers):

@@ -186,6 +186,20 @@ def test_guessed_tokens_are_those_of_plain_decoding(
     assert lps_of(warm) == lps_of(cold)
 
 
+def test_prompts_sharing_only_bos_keep_their_own_caches(model: LlamaCppModel) -> None:
+    """A new prompt takes an empty slot rather than one whose cache shares only BOS with it, so the
+    prompts of several conversations stay cached side by side (one per slot)."""
+    reqs = [GenerationRequest(prompt=prompt(model, text), sampling=GREEDY, max_tokens=2)
+            for text in ("Name a color.", "Which fruit is red?", "Tell me about the planets.")]
+    model.clear_cache()
+    for r in reqs:
+        run(model, r)
+    for r in reqs:
+        reused = model.reused_prompt_tokens
+        run(model, r)
+        assert model.reused_prompt_tokens - reused == len(r.prompt) - 1
+
+
 def test_prefix_shared_from_a_running_sequence(model: LlamaCppModel) -> None:
     shared = "You are a helpful assistant. Answer briefly and precisely. The question follows. "
     first = GenerationRequest(prompt=prompt(model, shared + "What is rain?"), sampling=GREEDY, max_tokens=30)

@@ -2,8 +2,10 @@
 
 A slot remembers the tokens its KV cells hold after its job ends, so a later prompt that starts the
 same way (a chat's next turn, a shared system prompt) evaluates only the rest. Admission picks the idle
-slot with the longest such prefix; when another sequence (idle or running) holds a clearly longer one,
-its cells are shared with ``llama_memory_seq_cp`` instead. See ``engine.py`` for why cell order matters.
+slot with the longest such prefix, unless it is only a few tokens (a BOS, a template's header): then an
+empty slot, else the least recently used one, so that one prompt does not evict another's cache to save
+a token. When another sequence (idle or running) holds a clearly longer prefix, its cells are shared
+with ``llama_memory_seq_cp`` instead. See ``engine.py`` for why cell order matters.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = ["MAX_SCORING", "MIN_SHARED_PREFIX", "Slot", "SlotTable"]
 
 #: Scoring-only requests taken into one step (scored together, several prompts per decode).
 MAX_SCORING = 32
-#: Reuse another sequence's cached prefix through ``seq_cp`` only when it saves this many tokens.
+#: Reuse another sequence's cached prefix through ``seq_cp`` only when it saves this many tokens; and
+#: reuse an idle slot's prefix at the cost of the rest of its cache only from this many tokens (or half
+#: the prompt).
 MIN_SHARED_PREFIX = 16
 
 
@@ -127,6 +131,11 @@ class SlotTable:
             n = self._usable_prefix(slot, prompt, limit)
             if n > best_len or (n == best_len and slot.last_used < best.last_used):
                 best, best_len = slot, n
+        if best_len < MIN_SHARED_PREFIX and 2 * best_len < len(prompt):
+            # A few shared tokens (BOS, a chat template's header) are not worth another prompt's cache:
+            # take an empty slot, else the least recently used one, as llama-server does.
+            best = min(idle, key=lambda s: (len(s.cache) > 0, s.last_used))
+            best_len = self._usable_prefix(best, prompt, limit)
         # Another sequence (idle or running) may hold a longer prefix: share its cells with seq_cp.
         source: Slot | None = None
         source_len = best_len + MIN_SHARED_PREFIX - 1
