@@ -19,7 +19,7 @@ POSTGRES := /usr/lib/postgresql/15/bin/postgres
 POSTGRES_STAMP := $(VENV)/.postgres-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: run test lint typecheck docs bench clean
+.PHONY: run test lint typecheck docs bench bench-peer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+
+# openzoo against llama.cpp's C++ llama-server at 1, 4 and 8 streaming clients. The server is built once
+# (about 8 minutes on 2 cores) from the llama.cpp sources in the pinned llama-cpp-python sdist, into
+# ~/.cache/openzoo/llama-server-<version>/, and reused from there.
+bench-peer: $(STAMP)
+	bin=$$(bench/build_llama_server.sh $(PY)) && \
+	PYTHONPATH=src $(PY) bench/concurrency.py --levels 1,4,8 --no-baselines --llama-server "$$bin"
 
 docs: $(STAMP)
 	$(VENV)/bin/openzoo config --markdown > docs/configuration.md

@@ -1,10 +1,22 @@
-"""Soak test (not in CI): mixed load with random disconnects for --minutes against a real server.
+"""Soak test (not in CI): --clients concurrent streams with random disconnects for --minutes against a
+real ``openzoo serve`` with --parallel slots.
 
-Checks at the end: server RSS growth from the first minute to the end below 5 %, no busy slot left,
-and no errors other than the intended 503/429 answers to a full queue. Bounded in time and count;
-loopback only.
+Each client loops over streamed requests of a random kind (``/api/chat``, ``/api/generate``,
+``/v1/chat/completions``, ``/v1/completions``; now and then an ``/api/embed``, which shares the decode
+thread) and of random length; about a third of the streams are cut at a random point, from right after
+the status line to deep into the stream, and the client starts its next request at once. Checks, each
+printed as PASS/FAIL:
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--clients 8]
+- RSS growth of the server from the end of the warm-up (--warmup, default a fifth of the run, at most a
+  minute) to the end: below 5 %;
+- no stuck slot: once the clients stop, the server's own state (``/metrics``: busy slots and queue
+  depth of every loaded model) returns to zero within 30 s, and a last request still completes;
+- no 5xx answer, no error line in a stream, no transport error: every request either completes or was
+  cut by its client.
+
+Bounded in time and count; loopback only.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 8] [--parallel 8]
 """
 
 from __future__ import annotations
@@ -27,7 +39,10 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
-from support.server import start_server, stop_server  # noqa: E402
+from support.server import exit_on_sigterm, start_server, stop_server  # noqa: E402
+
+KINDS = ["chat", "generate", "openai-chat", "openai-completion"]
+PROMPTS = ["Hi", "Tell me a story about a fox.", "List three colors.", "Why is the sky blue?", "Once upon a time"]
 
 
 def rss(pid: int) -> int:
@@ -35,33 +50,64 @@ def rss(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) * 1024  # type: ignore[union-attr]
 
 
-def one_request(url: str, rng: random.Random, outcomes: Counter[str]) -> None:
-    kind = rng.choice(["chat", "openai", "generate", "embed"])
-    cut = rng.random() < 0.3
+def engine_state(url: str) -> tuple[int, int]:
+    """(busy slots, queued requests) summed over the loaded models, from the server's /metrics."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+
+    def total(name: str) -> int:
+        return sum(int(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\d+)$", text, re.M))
+
+    return total("openzoo_busy_slots"), total("openzoo_queue_depth")
+
+
+def request_of(kind: str, rng: random.Random) -> tuple[str, dict[str, object]]:
+    prompt = rng.choice(PROMPTS)
+    n = rng.randint(4, 64)
+    messages = [{"role": "user", "content": prompt}]
+    requests: dict[str, tuple[str, dict[str, object]]] = {
+        "chat": ("/api/chat", {"model": DEFAULT_MODEL, "messages": messages, "options": {"num_predict": n}}),
+        "generate": ("/api/generate", {"model": DEFAULT_MODEL, "prompt": prompt, "options": {"num_predict": n}}),
+        "openai-chat": ("/v1/chat/completions", {"model": DEFAULT_MODEL, "stream": True, "messages": messages,
+                                                 "max_tokens": n}),
+        "openai-completion": ("/v1/completions", {"model": DEFAULT_MODEL, "stream": True, "prompt": prompt,
+                                                  "max_tokens": n}),
+    }
+    return requests[kind]
+
+
+def error_line(line: str) -> bool:
+    """An error reported inside a stream (NDJSON ``{"error": ...}`` or an SSE ``data: {"error": ...}``)."""
+    payload = line[6:] if line.startswith("data: ") else line
+    if not payload.startswith("{"):
+        return False
+    return "error" in json.loads(payload)
+
+
+def one_request(client: httpx.Client, url: str, rng: random.Random, outcomes: Counter[str]) -> None:
+    if rng.random() < 0.05:
+        try:
+            r = client.post(url + "/api/embed", json={"model": DEFAULT_MODEL, "input": ["soak"]}, timeout=120)
+            outcomes[f"embed {'ok' if r.status_code == 200 else r.status_code}"] += 1
+        except httpx.HTTPError as exc:
+            outcomes[f"embed {type(exc).__name__}"] += 1
+        return
+    kind = rng.choice(KINDS)
+    cut = rng.randint(0, 12) if rng.random() < 0.3 else None
+    path, body = request_of(kind, rng)
     try:
-        if kind == "embed":
-            r = httpx.post(url + "/api/embed", json={"model": DEFAULT_MODEL, "input": ["soak"]}, timeout=120)
-            outcomes[f"embed {r.status_code}"] += 1
-            return
-        path, body = {
-            "chat": ("/api/chat", {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hi"}],
-                                   "options": {"num_predict": rng.randint(4, 64)}}),
-            "generate": ("/api/generate", {"model": DEFAULT_MODEL, "prompt": "Once",
-                                           "options": {"num_predict": rng.randint(4, 64)}}),
-            "openai": ("/v1/chat/completions", {"model": DEFAULT_MODEL, "stream": True,
-                                                "messages": [{"role": "user", "content": "Hi"}],
-                                                "max_tokens": rng.randint(4, 64)}),
-        }[kind]
-        with httpx.stream("POST", url + path, json=body, timeout=300) as response:
+        with client.stream("POST", url + path, json=body, timeout=300) as response:
             if response.status_code != 200:
                 outcomes[f"{kind} {response.status_code}"] += 1
                 return
-            for i, line in enumerate(response.iter_lines()):
-                if cut and i == 2:
-                    outcomes[f"{kind} disconnected"] += 1
-                    return
-                if line.startswith("{") and "error" in json.loads(line):
+            if cut == 0:  # gone right after the status line
+                outcomes[f"{kind} disconnected"] += 1
+                return
+            for i, line in enumerate(response.iter_lines(), 1):
+                if error_line(line):
                     outcomes[f"{kind} stream error"] += 1
+                    return
+                if cut is not None and i >= cut:
+                    outcomes[f"{kind} disconnected"] += 1
                     return
         outcomes[f"{kind} ok"] += 1
     except httpx.HTTPError as exc:
@@ -69,44 +115,66 @@ def one_request(url: str, rng: random.Random, outcomes: Counter[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--parallel", type=int, default=8, help="the server's OPENZOO_NUM_PARALLEL")
+    parser.add_argument("--warmup", type=float, help="seconds before the RSS baseline (default: min(60, run/5))")
     args = parser.parse_args()
+    exit_on_sigterm()
+    duration = args.minutes * 60
+    warmup = args.warmup if args.warmup is not None else min(60.0, duration / 5)
+    outcomes: Counter[str] = Counter()
+    samples: list[tuple[float, int]] = []
+    peak_busy = 0
     with tempfile.TemporaryDirectory() as tmp:
         home = home_with_default_model(Path(tmp) / "home")
-        server = start_server(home, Path(tmp) / "server.log", {"OPENZOO_MAX_QUEUE": "4"})
-        outcomes: Counter[str] = Counter()
-        samples: list[tuple[float, int]] = []
-        end = time.monotonic() + args.minutes * 60
+        server = start_server(home, Path(tmp) / "server.log", {"OPENZOO_NUM_PARALLEL": str(args.parallel)})
         try:
+            with httpx.Client() as warm:  # load the model before the clock starts
+                warm.post(server.url + "/api/generate", json={"model": DEFAULT_MODEL, "prompt": ""}, timeout=120)
+            start = time.monotonic()
+            end = start + duration
+
             def client(seed: int) -> None:
                 rng = random.Random(seed)
-                while time.monotonic() < end:
-                    one_request(server.url, rng, outcomes)
+                with httpx.Client() as http:
+                    while time.monotonic() < end:
+                        one_request(http, server.url, rng, outcomes)
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
             for t in threads:
                 t.start()
-            start = time.monotonic()
             while any(t.is_alive() for t in threads):
                 samples.append((time.monotonic() - start, rss(server.process.pid)))
+                peak_busy = max(peak_busy, engine_state(server.url)[0])
                 time.sleep(5)
             for t in threads:
                 t.join()
-            time.sleep(2)
-            metrics = httpx.get(server.url + "/metrics").text
-            busy = sum(int(v) for v in re.findall(r"^openzoo_busy_slots\{[^}]*\} (\d+)$", metrics, re.M))
+            samples.append((time.monotonic() - start, rss(server.process.pid)))
+            deadline = time.monotonic() + 30
+            state = engine_state(server.url)
+            while state != (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                state = engine_state(server.url)
+            last = httpx.post(server.url + "/api/generate", timeout=120, json={
+                "model": DEFAULT_MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 4}})
+            last_ok = last.status_code == 200 and last.json().get("done") is True
         finally:
             stop_server(server)
-    baseline = next((r for t, r in samples if t >= 60), samples[0][1])
+    baseline = next((r for t, r in samples if t >= warmup), samples[0][1])
     growth = samples[-1][1] / baseline - 1
-    bad = {k: v for k, v in outcomes.items()
-           if not k.endswith((" ok", " disconnected", " 200", " 503", " 429"))}
-    print(f"{sum(outcomes.values())} requests in {args.minutes} min: {dict(sorted(outcomes.items()))}")
-    print(f"RSS after 1 min {baseline / 1e6:.0f} MB, at end {samples[-1][1] / 1e6:.0f} MB: growth {growth:+.1%} "
-          "(goal < 5 %)")
-    print(f"busy slots at the end: {busy} (goal 0); unexpected outcomes: {bad or 'none'}")
+    total = sum(outcomes.values())
+    bad = {k: v for k, v in outcomes.items() if not k.endswith((" ok", " disconnected"))}
+    fivexx = sum(v for k, v in outcomes.items() if re.search(r" 5\d\d$", k))
+    cut = sum(v for k, v in outcomes.items() if k.endswith(" disconnected"))
+    print(f"{total} requests in {args.minutes:g} min, {args.clients} clients, {args.parallel} slots "
+          f"(peak busy {peak_busy}), {cut} cut by their client: {dict(sorted(outcomes.items()))}")
+    print(f"{'PASS' if growth < 0.05 else 'FAIL'}: RSS {baseline / 1e6:.0f} MB after {warmup:.0f} s of warm-up, "
+          f"{samples[-1][1] / 1e6:.0f} MB at the end: growth {growth:+.1%} (goal < 5 %)")
+    print(f"{'PASS' if state == (0, 0) and last_ok else 'FAIL'}: no stuck slot: busy slots {state[0]}, queued "
+          f"{state[1]} once the clients stopped (goal 0, 0); a last request {'completed' if last_ok else 'FAILED'}")
+    print(f"{'PASS' if not bad else 'FAIL'}: {fivexx} 5xx answers; unexpected outcomes: {bad or 'none'} (goal none)")
 
 
 if __name__ == "__main__":

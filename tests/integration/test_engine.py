@@ -139,6 +139,67 @@ def test_alone_and_in_a_batch_of_8_give_the_same_tokens(model: LlamaCppModel) ->
         assert alone == other
 
 
+def lps_of(chunks: list[Event]) -> list[tuple[int, float]]:
+    return [(lp.token_id, lp.logprob) for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
+
+
+@pytest.mark.parametrize(
+    ("sampling", "grammar"),
+    [(GREEDY, None), (SamplingParams(temperature=0.7, top_k=40, top_p=0.95, seed=11), None), (GREEDY, ENDLESS)],
+    ids=["greedy", "seeded-sampling", "grammar"],
+)
+def test_guessed_tokens_are_those_of_plain_decoding(
+    model: LlamaCppModel, sampling: SamplingParams, grammar: str | None
+) -> None:
+    """A lone sequence's spare row carries a guess of its next token (draft.py); a right guess gives two
+    tokens in one step. Tokens and log-probabilities equal those of the same request decoded beside a
+    longer one (two rows every step: no spare row, no guess), bit for bit, sampler state included, and
+    the KV cache left behind serves a continuation exactly as a cold read of it.
+    """
+    p = prompt(model, "Repeat after me: red green blue, red green blue, red green blue, red green blue,")
+    req = GenerationRequest(prompt=p, sampling=sampling, max_tokens=40, logprobs=True, top_logprobs=2,
+                            grammar=grammar)
+    longer = GenerationRequest(prompt=prompt(model, "Write a long story about a lighthouse keeper."),
+                               sampling=GREEDY, max_tokens=req.max_tokens + 16, grammar=ENDLESS)
+    model.clear_cache()
+    beside = model.submit(longer)
+    together, _ = run(model, req)
+    list(beside)
+    wait_idle(model)
+
+    model.clear_cache()
+    before = model.stats()
+    alone, done = run(model, req)
+    after = model.stats()
+    rows, right = after.draft_rows_total - before.draft_rows_total, after.draft_tokens_total - before.draft_tokens_total
+    assert rows >= right > 0  # guesses were taken...
+    if sampling.temperature > 0:
+        assert rows > right  # ...and some were wrong: their KV cells were dropped
+    assert lps_of(alone) == lps_of(together) and len(tokens_of(alone)) == done.completion_tokens  # ...unseen
+
+    follow = GenerationRequest(prompt=p + tuple(tokens_of(alone)), sampling=GREEDY, max_tokens=8, logprobs=True)
+    reused = model.reused_prompt_tokens
+    warm, _ = run(model, follow)  # reads the guessed run's cells
+    assert model.reused_prompt_tokens - reused == len(follow.prompt) - 1
+    model.clear_cache()
+    cold, _ = run(model, follow)
+    assert lps_of(warm) == lps_of(cold)
+
+
+def test_prompts_sharing_only_bos_keep_their_own_caches(model: LlamaCppModel) -> None:
+    """A new prompt takes an empty slot rather than one whose cache shares only BOS with it, so the
+    prompts of several conversations stay cached side by side (one per slot)."""
+    reqs = [GenerationRequest(prompt=prompt(model, text), sampling=GREEDY, max_tokens=2)
+            for text in ("Name a color.", "Which fruit is red?", "Tell me about the planets.")]
+    model.clear_cache()
+    for r in reqs:
+        run(model, r)
+    for r in reqs:
+        reused = model.reused_prompt_tokens
+        run(model, r)
+        assert model.reused_prompt_tokens - reused == len(r.prompt) - 1
+
+
 def test_prefix_shared_from_a_running_sequence(model: LlamaCppModel) -> None:
     shared = "You are a helpful assistant. Answer briefly and precisely. The question follows. "
     first = GenerationRequest(prompt=prompt(model, shared + "What is rain?"), sampling=GREEDY, max_tokens=30)

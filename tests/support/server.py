@@ -34,13 +34,18 @@ class Server:
         return self.url.removeprefix("http://")
 
 
+#: Settings every test server runs with (besides its home and address); ``bench/decode.py`` loads the
+#: same ones in-process to compare like with like.
+SERVER_SETTINGS = {"OPENZOO_CONTEXT_LENGTH": "2048"}
+
+
 def start_server(home: Path, log: Path, extra_env: dict[str, str] | None = None, *, args: Sequence[str] = (),
                  port: int | None = None, ready_seconds: float = 120) -> Server:
     """``openzoo serve [args]`` on ``port`` (default: a free one; pass the old one to restart a zoo in place),
     once it answers ``GET /``."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENZOO_", "OLLAMA_"))}
-    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": f"127.0.0.1:{port}", "OPENZOO_CONTEXT_LENGTH": "2048",
+    env.update({"OPENZOO_HOME": str(home), "OPENZOO_HOST": f"127.0.0.1:{port}", **SERVER_SETTINGS,
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra_env or {})
     out = log.open("wb")
@@ -135,3 +140,12 @@ def stop_server_tree(server: Server, seconds: float = 60) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return survivors
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, ``kill``) into SystemExit, so that ``finally`` blocks stop the servers
+    a benchmark started instead of leaving them running."""
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)

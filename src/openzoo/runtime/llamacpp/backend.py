@@ -6,7 +6,8 @@ from pathlib import Path
 
 from openzoo.errors import NotFound
 from openzoo.runtime.base import LoadOptions
-from openzoo.runtime.llamacpp.engine import DEFAULT_PREFILL_CHUNK, LlamaCppModel
+from openzoo.runtime.llamacpp.engine import LlamaCppModel
+from openzoo.runtime.llamacpp.step import DEFAULT_PREFILL_CHUNK
 
 __all__ = ["LlamaCppBackend"]
 

@@ -15,6 +15,12 @@ A single thread owns the llama.cpp context. Each step it
 Requests join and leave between steps. Per step the Python work is O(active sequences); the only
 O(vocabulary) work is numpy on logits rows, and only for requests that ask for log-probabilities.
 
+Where the code is: this module holds the model's public side (``submit``, ``embed``, ``stats``,
+``close``), its setup and the decode thread's loop; ``slots.py`` the slots, the queue and admission
+(step 1); ``step.py`` the batch building and the decode (step 2); ``emission.py`` sampling and the
+events (step 3); ``jobs.py`` the request records they share; ``draft.py`` the guesses of a lone
+sequence's next token.
+
 KV cache
 --------
 The context is created with ``n_ctx * n_parallel`` cells, ``n_seq_max = n_parallel`` and a *unified* KV
@@ -27,7 +33,7 @@ without copying data. The per-sequence limit of ``n_ctx`` tokens is enforced her
 Batch invariance
 ----------------
 Greedy output must not depend on what else is in the batch, so every row must be computed by the same
-kernels whatever the batch looks like. ggml's CPU backend picks kernels by batch shape in four places,
+kernels whatever the batch looks like. ggml's CPU backend picks kernels by batch shape in these places,
 and each is pinned here (all measured with the default model):
 
 * K-quant matrix products switch to a tiled kernel at 8+ rows: ``GGML_CPU_TILED_MM=0`` (``native.py``).
@@ -36,9 +42,12 @@ and each is pinned here (all measured with the default model):
   that report AMX without enabling it.
 * Flash attention (on: without it results differ with the batch too) uses a tiled f32 kernel from 64
   query rows per micro-batch and an f16 one below: micro-batches are capped at ``UBATCH_ROWS = 63``.
-* A micro-batch of a single row with 512+ KV cells takes a split-KV kernel: the engine never sends a
-  lone row; when a step would leave one, a prompt chunk is shortened by a token or a throw-away row
-  (a scratch sequence, removed right after) is added.
+* A micro-batch of a single row takes other kernels: flash attention splits the KV cells between
+  threads from 512 cells, and llamafile's matrix products (Q5_0, Q8_0...) start at 2 rows, below which
+  ggml's own dot products run. The engine never sends a lone row; when a step would leave one, a
+  prompt chunk is shortened by a token, or a spare row is added: a guess of a generating sequence's
+  next token at the following position when its guesses have mostly been right (``draft.py``: a right
+  guess yields two tokens in the step), else a throw-away row (a scratch sequence, removed right after).
 
 Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
 ``scoring.py``.
@@ -60,109 +69,27 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openzoo.errors import ClientClosed, EngineError, InvalidModelFile, InvalidRequest, OpenzooError, ServerBusy
-from openzoo.events import Done, Event, Failure, TextChunk, TokenLogprob
+from openzoo.errors import EngineError, InvalidModelFile, InvalidRequest, OpenzooError, ServerBusy
 from openzoo.runtime.base import EngineStats, GenerationRequest, LoadOptions
 from openzoo.runtime.llamacpp.embed import Embedder
+from openzoo.runtime.llamacpp.emission import Emitter
+from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
-from openzoo.runtime.llamacpp.native import L, batch_put, detokenize, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
-from openzoo.runtime.llamacpp.stops import StopMatcher, Utf8Assembler
+from openzoo.runtime.llamacpp.slots import SlotTable
+from openzoo.runtime.llamacpp.step import DEFAULT_PREFILL_CHUNK, UBATCH_ROWS, Stepper
+from openzoo.runtime.llamacpp.stops import StopMatcher
 
-__all__ = ["LlamaCppHandle", "LlamaCppModel"]
-
-#: Prompt tokens read per step per sequence.
-DEFAULT_PREFILL_CHUNK = 256
-#: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
-#: 64 query rows, so micro-batches stay below that (see the module docstring).
-UBATCH_ROWS = 63
-#: Scoring-only requests taken into one step (scored together, several prompts per decode).
-MAX_SCORING = 32
-#: Reuse another sequence's cached prefix through ``seq_cp`` only when it saves this many tokens.
-MIN_SHARED_PREFIX = 16
-
-
-class LlamaCppHandle:
-    """A running generation: iterate for events; ``cancel()`` makes it leave at the next step."""
-
-    def __init__(self, model: LlamaCppModel) -> None:
-        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._model = model
-        self._finished = False
-        self.cancelled = False
-
-    def __iter__(self) -> Iterator[Event]:
-        while not self._finished:
-            event = self._events.get()
-            if isinstance(event, Done | Failure):
-                self._finished = True
-            yield event
-
-    def cancel(self) -> None:
-        """Ask the engine to drop this request; its stream then ends with a ClientClosed failure."""
-        self.cancelled = True
-        self._model._wake()
-
-    def _put(self, event: Event) -> None:
-        self._events.put(event)
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """A request and everything the engine tracks about it while it runs."""
-
-    request: GenerationRequest
-    handle: LlamaCppHandle
-    sampler: SamplerChain
-    submitted_ns: int
-    prompt: tuple[int, ...] = ()
-    n_done: int = 0  # prompt tokens whose KV is in the cache
-    next_token: int | None = None  # sampled, not yet decoded
-    generated: list[int] = field(default_factory=list)
-    utf8: Utf8Assembler = field(default_factory=Utf8Assembler)
-    stops: StopMatcher | None = None
-    pending_ids: list[int] = field(default_factory=list)
-    pending_lps: list[TokenLogprob] = field(default_factory=list)
-    prompt_lps: list[TokenLogprob | None] = field(default_factory=list)
-    scored: bool = False
-    prefill_start_ns: int = 0
-    first_token_ns: int = 0
-
-
-def _scoring_only(job: _Job) -> bool:
-    """A request for prompt log-probabilities and nothing generated: it never uses the generation KV."""
-    return job.request.max_tokens == 0 and job.request.prompt_logprobs is not None
-
-
-@dataclass(eq=False, slots=True)
-class _EmbedJob:
-    """An ``embed()`` call waiting for the decode thread."""
-
-    texts: Sequence[str]
-    normalize: bool
-    truncate: bool
-    future: Future[tuple[list[list[float]], int]] = field(default_factory=Future)
-
-
-@dataclass(eq=False, slots=True)
-class _Slot:
-    """One llama.cpp sequence id, the tokens its KV cells hold, and the job using it (if any)."""
-
-    seq: int
-    cache: list[int] = field(default_factory=list)
-    job: _Job | None = None
-    last_used: int = 0
+__all__ = ["LlamaCppModel"]
 
 
 class LlamaCppModel:
@@ -215,33 +142,28 @@ class LlamaCppModel:
         except BaseException:
             self._free_native()
             raise
-        self._n_swa = int(L.llama_model_n_swa(model))
-        self._pieces: dict[int, bytes] = {}
+        n_swa = int(L.llama_model_n_swa(model))
         self._raw_pieces: dict[int, bytes] = {}
-        self._eog_cache: dict[int, bool] = {}
         self._eos_ids: frozenset[int] | None = None
-        self._logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._embedder = Embedder(model, self._vocab, self._n_ctx, self._threads)
         self._scorer = PromptScorer(model, self._n_ctx, self._threads, self._n_vocab, self.token_bytes,
-                                    n_swa=self._n_swa, lora=self._lora)
-        self._scratch_seq = self._n_par
-        self._scratch_token = max(0, int(L.llama_vocab_bos(self._vocab)))
+                                    n_swa=n_swa, lora=self._lora)
         self._memory = int(L.llama_model_size(model)) + self._kv_bytes()
 
-        self._slots = [_Slot(seq=i) for i in range(self._n_par)]
-        self._pending: deque[_Job] = deque()
-        self._scoring: list[_Job] = []  # scoring-only jobs for the next step (they need no slot)
-        self._embed_jobs: deque[_EmbedJob] = deque()
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
+        self._totals = Totals()
+        logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
+        self._emitter = Emitter(ctx, self._mem, self._vocab, self._n_ctx, logprobs, self._lock, self._totals)
+        self._table = SlotTable(self._n_par, self._mem, n_swa, self._totals, self._emitter.fail)
+        self._stepper = Stepper(ctx, self._mem, self._batch, n_ctx=self._n_ctx, n_batch=self._n_batch,
+                                prefill_chunk=self._prefill_chunk,
+                                scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
+                                table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals)
+        self._embed_jobs: deque[EmbedJob] = deque()
         self._closing = False
         self._closed = False
         self._forget_idle = False
-        self._clock = 0
-        self._requests_total = 0
-        self._prompt_tokens_total = 0
-        self._completion_tokens_total = 0
-        self._reused_tokens_total = 0
         self._thread = threading.Thread(target=self._run, name=f"llama.cpp:{path.name}", daemon=True)
         self._thread.start()
 
@@ -276,7 +198,7 @@ class LlamaCppModel:
     @property
     def reused_prompt_tokens(self) -> int:
         """Prompt tokens taken from the KV cache instead of evaluated, since load (for metrics)."""
-        return self._reused_tokens_total
+        return self._totals.reused_tokens
 
     @property
     def memory_bytes(self) -> int:
@@ -299,21 +221,6 @@ class LlamaCppModel:
             data = token_piece(self._vocab, token, special=True)
             self._raw_pieces[token] = data
         return data
-
-    def _text_bytes(self, token: int) -> bytes:
-        """Bytes a token adds to streamed text: control tokens add nothing, as in llama-server."""
-        data = self._pieces.get(token)
-        if data is None:
-            data = token_piece(self._vocab, token, special=False)
-            self._pieces[token] = data
-        return data
-
-    def _is_eog(self, token: int) -> bool:
-        eog = self._eog_cache.get(token)
-        if eog is None:
-            eog = bool(L.llama_vocab_is_eog(self._vocab, token))
-            self._eog_cache[token] = eog
-        return eog
 
     # ------------------------------------------------------------------ requests
 
@@ -341,11 +248,11 @@ class LlamaCppModel:
         with self._lock:
             if self._closing:
                 raise EngineError("the model is being unloaded")
-            if len(self._pending) >= self._options.max_queue:
+            if len(self._table.pending) >= self._options.max_queue:
                 raise ServerBusy()
         sampler = SamplerChain(self._vocab, self._n_vocab, request.sampling, request.grammar)
-        handle = LlamaCppHandle(self)
-        job = _Job(
+        handle = LlamaCppHandle(self._wake)
+        job = Job(
             request=request,
             handle=handle,
             sampler=sampler,
@@ -357,11 +264,11 @@ class LlamaCppModel:
             if self._closing:
                 sampler.free()
                 raise EngineError("the model is being unloaded")
-            if len(self._pending) >= self._options.max_queue:
+            if len(self._table.pending) >= self._options.max_queue:
                 sampler.free()
                 raise ServerBusy()
-            self._pending.append(job)
-            self._requests_total += 1
+            self._table.pending.append(job)
+            self._totals.requests += 1
             self._cv.notify()
         return handle
 
@@ -376,7 +283,7 @@ class LlamaCppModel:
         """
         if threading.current_thread() is self._thread:
             return self._embedder.embed(texts, normalize=normalize, truncate=truncate)
-        job = _EmbedJob(texts=list(texts), normalize=normalize, truncate=truncate)
+        job = EmbedJob(texts=list(texts), normalize=normalize, truncate=truncate)
         with self._cv:
             if self._closing or self._closed:
                 raise EngineError("the model is unloaded")
@@ -387,12 +294,14 @@ class LlamaCppModel:
     def stats(self) -> EngineStats:
         with self._lock:
             return EngineStats(
-                busy_slots=sum(1 for s in self._slots if s.job is not None),
+                busy_slots=self._table.busy(),
                 total_slots=self._n_par,
-                queue_depth=len(self._pending),
-                requests_total=self._requests_total,
-                prompt_tokens_total=self._prompt_tokens_total,
-                completion_tokens_total=self._completion_tokens_total,
+                queue_depth=len(self._table.pending),
+                requests_total=self._totals.requests,
+                prompt_tokens_total=self._totals.prompt_tokens,
+                completion_tokens_total=self._totals.completion_tokens,
+                draft_rows_total=self._totals.draft_rows,
+                draft_tokens_total=self._totals.draft_tokens,
             )
 
     def clear_cache(self) -> None:
@@ -405,9 +314,7 @@ class LlamaCppModel:
         running sequence's next tokens fill out of position order; see "Limits" above).
         """
         with self._lock:
-            for slot in self._slots:
-                if slot.job is None:
-                    slot.cache = []
+            self._table.forget_idle()
             self._forget_idle = True
 
     def _free_forgotten(self) -> None:
@@ -416,12 +323,7 @@ class LlamaCppModel:
             return
         self._forget_idle = False
         self._scorer.forget()
-        if all(slot.job is None for slot in self._slots):
-            L.llama_memory_clear(self._mem, True)
-            return
-        for slot in self._slots:
-            if slot.job is None and not slot.cache:
-                L.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+        self._table.free_forgotten()
 
     def close(self) -> None:
         """Stop the decode thread, fail queued and running requests, free llama.cpp memory."""
@@ -437,16 +339,17 @@ class LlamaCppModel:
             return
         self._thread.join()
         err = EngineError("the model was unloaded before the request finished")
-        for job in [*self._pending, *self._scoring]:
-            self._fail(job, err)
-        self._pending.clear()
-        self._scoring.clear()
+        table = self._table
+        for job in [*table.pending, *table.scoring]:
+            Emitter.fail(job, err)
+        table.pending.clear()
+        table.scoring.clear()
         for ejob in self._embed_jobs:
             ejob.future.set_exception(EngineError("the model was unloaded before the embedding ran"))
         self._embed_jobs.clear()
-        for slot in self._slots:
+        for slot in table.slots:
             if slot.job is not None:
-                self._fail(slot.job, err)
+                Emitter.fail(slot.job, err)
                 slot.job = None
         self._embedder.close()
         self._scorer.close()
@@ -469,345 +372,36 @@ class LlamaCppModel:
         """The decode loop: admit, step, repeat; sleeps while there is nothing to do."""
         while True:
             with self._cv:
-                while (
-                    not self._closing
-                    and not self._pending
-                    and not self._embed_jobs
-                    and not any(s.job for s in self._slots)
-                    and not self._scoring
-                ):
+                while not self._closing and not self._embed_jobs and not self._table.has_work():
                     self._cv.wait()
                 if self._closing:
                     return
-                self._drop_cancelled_pending()
+                self._table.drop_cancelled_pending()
                 self._free_forgotten()
-                self._admit()
+                self._table.admit()
                 embeds = list(self._embed_jobs)
                 self._embed_jobs.clear()
             for ejob in embeds:
                 self._run_embed(ejob)
             try:
-                self._step()
+                self._stepper.step()
             except Exception as exc:  # a bug or a llama.cpp failure must not kill the thread
                 self._fail_all(EngineError(f"engine step failed: {exc}"))
 
-    def _run_embed(self, job: _EmbedJob) -> None:
+    def _run_embed(self, job: EmbedJob) -> None:
         try:
             job.future.set_result(self._embedder.embed(job.texts, normalize=job.normalize, truncate=job.truncate))
         except BaseException as exc:  # handed to the caller, who re-raises it
             job.future.set_exception(exc)
 
-    def _drop_cancelled_pending(self) -> None:
-        if any(job.handle.cancelled for job in self._pending):
-            keep: deque[_Job] = deque()
-            for job in self._pending:
-                if job.handle.cancelled:
-                    self._fail(job, ClientClosed("the request was cancelled"))
-                else:
-                    keep.append(job)
-            self._pending = keep
-
-    def _admit(self) -> None:
-        """Move queued jobs into idle slots, reusing the longest cached prefix (called under the lock).
-
-        Scoring-only jobs need no slot (they never touch the generation KV): up to
-        :data:`MAX_SCORING` of them are taken for the next step, where they are scored together.
-        """
-        waiting: deque[_Job] = deque()
-        while self._pending:
-            job = self._pending.popleft()
-            if _scoring_only(job):
-                if len(self._scoring) < MAX_SCORING:
-                    job.prefill_start_ns = time.perf_counter_ns()
-                    self._scoring.append(job)
-                    continue
-            else:
-                idle = [s for s in self._slots if s.job is None]
-                if idle:
-                    slot, keep, source = self._choose_slot(job, idle)
-                    self._start(job, slot, keep, source)
-                    continue
-            waiting.append(job)
-        self._pending = waiting
-
-    def _choose_slot(self, job: _Job, idle: list[_Slot]) -> tuple[_Slot, int, _Slot | None]:
-        """Pick a slot and how many cached prompt tokens to keep (and from which sequence)."""
-        prompt = job.prompt
-        limit = len(prompt) - 1  # at least one prompt token is decoded, to get logits
-        if limit <= 0:
-            return min(idle, key=lambda s: (len(s.cache) > 0, s.last_used)), 0, None
-        best, best_len = idle[0], -1
-        for slot in idle:
-            n = self._usable_prefix(slot, prompt, limit)
-            if n > best_len or (n == best_len and slot.last_used < best.last_used):
-                best, best_len = slot, n
-        # Another sequence (idle or running) may hold a longer prefix: share its cells with seq_cp.
-        source: _Slot | None = None
-        source_len = best_len + MIN_SHARED_PREFIX - 1
-        for slot in self._slots:
-            if slot is best:
-                continue
-            n = self._usable_prefix(slot, prompt, limit)
-            if n > source_len:
-                source, source_len = slot, n
-        if source is not None:
-            return best, source_len, source
-        return best, max(best_len, 0), None
-
-    def _usable_prefix(self, slot: _Slot, prompt: tuple[int, ...], limit: int) -> int:
-        """Length of the prefix of ``prompt`` whose KV ``slot`` holds and can still attend to."""
-        cache = slot.cache
-        n = 0
-        top = min(len(cache), limit)
-        while n < top and cache[n] == prompt[n]:
-            n += 1
-        if n and self._n_swa > 0:
-            # Sliding-window layers drop cells older than the window; the first new token needs the
-            # window before it, which may be gone if the slot ran far past the shared prefix.
-            pos_min = int(L.llama_memory_seq_pos_min(self._mem, slot.seq))
-            if pos_min > max(0, n - self._n_swa):
-                return 0
-        return n
-
-    def _start(self, job: _Job, slot: _Slot, keep: int, source: _Slot | None) -> None:
-        mem, seq = self._mem, slot.seq
-        if source is not None:
-            L.llama_memory_seq_rm(mem, seq, -1, -1)
-            L.llama_memory_seq_cp(mem, source.seq, seq, 0, keep)
-            slot.cache = list(job.prompt[:keep])
-        elif not L.llama_memory_seq_rm(mem, seq, keep, -1):
-            L.llama_memory_seq_rm(mem, seq, -1, -1)
-            keep = 0
-            slot.cache = []
-        else:
-            del slot.cache[keep:]
-        self._reused_tokens_total += keep
-        self._clock += 1
-        slot.last_used = self._clock
-        slot.job = job
-        job.n_done = keep
-        job.prefill_start_ns = time.perf_counter_ns()
-        params = job.request.sampling
-        if params.repeat_last_n != 0:
-            hist = job.prompt if params.repeat_last_n < 0 else job.prompt[-params.repeat_last_n :]
-            job.sampler.prime(hist)
-
-    def _step(self) -> None:
-        """Build one batch from every active slot, decode it, and sample."""
-        for slot in self._slots:
-            job = slot.job
-            if job is None:
-                continue
-            if job.handle.cancelled:
-                self._release(slot, ClientClosed("the request was cancelled"), drop_kv=True)
-        to_score: list[tuple[_Slot | None, _Job]] = [
-            (s, s.job) for s in self._slots
-            if s.job is not None and s.job.request.prompt_logprobs is not None and not s.job.scored]
-        for job in self._scoring:
-            if job.handle.cancelled:
-                self._fail(job, ClientClosed("the request was cancelled"))
-            else:
-                to_score.append((None, job))
-        self._scoring = []
-        if to_score:
-            self._score(to_score)
-        decoding = [s for s in self._slots if s.job is not None and s.job.next_token is not None]
-        budget = self._n_batch - len(decoding)
-        plan: list[list[Any]] = []  # [slot, rows]: prompt chunks, oldest admission first
-        for slot in sorted(
-            (s for s in self._slots if s.job is not None and s.job.next_token is None), key=lambda s: s.last_used
-        ):
-            job = slot.job
-            assert job is not None
-            rows = min(len(job.prompt) - job.n_done, self._prefill_chunk, budget)
-            if rows <= 0:
-                break
-            plan.append([slot, rows])
-            budget -= rows
-        n = len(decoding) + sum(rows for _, rows in plan)
-        if n == 0:
-            return
-        scratch = False
-        if n % UBATCH_ROWS == 1:
-            # A lone row in the last micro-batch would take a different attention kernel.
-            shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
-            if shrink is not None:
-                shrink[1] -= 1
-                n -= 1
-            else:
-                scratch = True
-        batch = self._batch
-        i = 0
-        for slot in decoding:
-            job = slot.job
-            assert job is not None and job.next_token is not None
-            batch_put(batch, i, job.next_token, len(slot.cache), slot.seq, True)
-            i += 1
-        for slot, rows in plan:
-            job = slot.job
-            assert job is not None
-            start, last = job.n_done, len(job.prompt) - 1
-            for j in range(start, start + rows):
-                batch_put(batch, i, job.prompt[j], j, slot.seq, j == last)
-                i += 1
-        if scratch:
-            batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
-            i += 1
-        batch.n_tokens = i
-        rc = L.llama_decode(self._ctx, batch)
-        if scratch:
-            L.llama_memory_seq_rm(self._mem, self._scratch_seq, -1, -1)
-        if rc != 0:
-            err = EngineError(f"llama_decode failed with status {rc}")
-            for slot in decoding:
-                self._release(slot, err, drop_kv=True)
-            for slot, _ in plan:
-                self._release(slot, err, drop_kv=True)
-            return
-        now = time.perf_counter_ns()
-        for index, slot in enumerate(decoding):
-            job = slot.job
-            assert job is not None and job.next_token is not None
-            slot.cache.append(job.next_token)
-            job.next_token = None
-            self._sample(slot, job, index)
-        index = len(decoding)
-        for slot, rows in plan:
-            job = slot.job
-            assert job is not None
-            start = job.n_done
-            slot.cache.extend(job.prompt[start : start + rows])
-            job.n_done += rows
-            index += rows
-            if job.n_done == len(job.prompt):
-                job.first_token_ns = now
-                if job.request.max_tokens == 0:
-                    self._finish(slot, "length")
-                else:
-                    self._sample(slot, job, index - 1)
-
-    def _score(self, work: list[tuple[_Slot | None, _Job]]) -> None:
-        """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.
-
-        A scoring-only request (no slot) ends here; one that also generates goes on to its prefill.
-        """
-        before = self._scorer.reused_tokens
-        try:
-            results = self._scorer.score_many(
-                [(job.prompt, job.request.prompt_logprobs or 0, job.request.prompt_logprobs_from) for _, job in work])
-        except EngineError as exc:
-            for slot, job in work:
-                if slot is None:
-                    self._fail(job, exc)
-                else:
-                    self._release(slot, exc, drop_kv=False)
-            return
-        self._reused_tokens_total += self._scorer.reused_tokens - before
-        now = time.perf_counter_ns()
-        for (slot, job), lps in zip(work, results, strict=True):
-            job.prompt_lps = lps
-            job.scored = True
-            if job.request.max_tokens == 0:
-                job.first_token_ns = now
-                self._complete(job, "length", slot)
-
-    def _sample(self, slot: _Slot, job: _Job, index: int) -> None:
-        req = job.request
-        rows = self._logprobs.rows(index, 1) if req.logprobs else None
-        token = job.sampler.sample(self._ctx, index)
-        if self._is_eog(token):
-            self._finish(slot, "stop")
-            return
-        job.generated.append(token)
-        job.pending_ids.append(token)
-        if rows is not None:
-            job.pending_lps.extend(self._logprobs.token_logprobs(rows, [token], req.top_logprobs))
-        text = job.utf8.feed(self._text_bytes(token))
-        if text:
-            if job.stops is not None:
-                res = job.stops.feed(text)
-                if res.stop is not None:
-                    if res.text:
-                        self._emit(job, res.text)
-                    self._finish(slot, "stop", flush=False)
-                    return
-                text = res.text
-            if text:
-                self._emit(job, text)
-        if len(job.generated) == req.max_tokens or len(job.prompt) + len(job.generated) >= self._n_ctx:
-            self._finish(slot, "length")
-            return
-        job.next_token = token
-
-    def _emit(self, job: _Job, text: str) -> None:
-        """Send text with the tokens (and logprobs) gathered since the last chunk."""
-        if not text and not job.pending_ids:
-            return
-        job.handle._put(TextChunk(text=text, token_ids=tuple(job.pending_ids), logprobs=tuple(job.pending_lps)))
-        job.pending_ids.clear()
-        job.pending_lps.clear()
-
-    def _finish(self, slot: _Slot, reason: str, *, flush: bool = True) -> None:
-        """End a slot's job normally; its KV stays cached for prefix reuse by later requests."""
-        job = slot.job
-        assert job is not None
-        self._complete(job, reason, slot, flush=flush)
-
-    def _complete(self, job: _Job, reason: str, slot: _Slot | None, *, flush: bool = True) -> None:
-        """Send a job's ``Done`` and free its slot, if it has one."""
-        if flush:
-            tail = job.utf8.flush()
-            if job.stops is not None:
-                res = job.stops.feed(tail) if tail else None
-                if res is not None and res.stop is not None:
-                    tail, reason = res.text, "stop"
-                else:
-                    tail = (res.text if res is not None else "") + job.stops.flush()
-            if tail or job.pending_ids:
-                self._emit(job, tail)
-        end = time.perf_counter_ns()
-        first = job.first_token_ns or end
-        done = Done(
-            reason=reason,
-            prompt_tokens=len(job.prompt),
-            completion_tokens=len(job.generated),
-            total_ns=end - job.submitted_ns,
-            prompt_eval_ns=first - job.prefill_start_ns,
-            eval_ns=end - first,
-            context=job.prompt + tuple(job.generated),
-            prompt_logprobs=tuple(job.prompt_lps),
-            prompt_token_ids=job.prompt if job.request.prompt_logprobs is not None else (),
-        )
-        with self._lock:
-            self._prompt_tokens_total += len(job.prompt)
-            self._completion_tokens_total += len(job.generated)
-            if slot is not None:
-                slot.job = None
-        job.sampler.free()
-        job.handle._put(done)
-
-    def _release(self, slot: _Slot, error: OpenzooError, *, drop_kv: bool) -> None:
-        """End a job with a failure, freeing its slot (and its KV cells when asked)."""
-        job = slot.job
-        assert job is not None
-        if drop_kv:
-            L.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
-            slot.cache = []
-        with self._lock:
-            slot.job = None
-        self._fail(job, error)
-
-    def _fail(self, job: _Job, error: OpenzooError) -> None:
-        job.sampler.free()
-        job.handle._put(Failure(error))
-
     def _fail_all(self, error: OpenzooError) -> None:
-        for slot in self._slots:
+        table = self._table
+        for slot in table.slots:
             if slot.job is not None:
-                self._release(slot, error, drop_kv=True)
-        for job in self._scoring:
-            self._fail(job, error)
-        self._scoring = []
+                self._emitter.release(slot, error, drop_kv=True)
+        for job in table.scoring:
+            Emitter.fail(job, error)
+        table.scoring = []
 
     # ------------------------------------------------------------------ setup and teardown
 

@@ -1,0 +1,199 @@
+"""One engine step: build a ``llama_batch`` from every active slot, decode it once, sample.
+
+The batch holds one token for every sequence that is generating and a prompt chunk for sequences still
+reading their prompt (oldest admission first), within ``n_batch`` rows. Its shape is kept inside what
+gives every row the same kernels (see "Batch invariance" in ``engine.py``): never a lone row in the last
+micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk can give up a row to the next micro-batch, a
+spare row is added: a guess of a generating sequence's next token (``draft.py``), or a throw-away token
+when no guess is worth its cost. Prompt log-probabilities are computed before the decode, in the scoring context, for
+every request of the step that asks for them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from openzoo.errors import ClientClosed, EngineError
+from openzoo.runtime.llamacpp.emission import Emitter
+from openzoo.runtime.llamacpp.jobs import Job, Totals
+from openzoo.runtime.llamacpp.native import L, batch_put
+from openzoo.runtime.llamacpp.scoring import PromptScorer
+from openzoo.runtime.llamacpp.slots import Slot, SlotTable
+
+__all__ = ["DEFAULT_PREFILL_CHUNK", "UBATCH_ROWS", "Stepper"]
+
+#: Prompt tokens read per step per sequence.
+DEFAULT_PREFILL_CHUNK = 256
+#: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
+#: 64 query rows, so micro-batches stay below that (see ``engine.py``).
+UBATCH_ROWS = 63
+
+
+class Stepper:
+    """Builds, decodes and samples one batch per call of :meth:`step` (decode thread only)."""
+
+    def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_ctx: int, n_batch: int, prefill_chunk: int,
+                 scratch_seq: int, scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
+                 totals: Totals) -> None:
+        self._ctx = ctx
+        self._n_ctx = n_ctx
+        self._mem = mem
+        self._batch = batch
+        self._n_batch = n_batch
+        self._prefill_chunk = prefill_chunk
+        self._scratch_seq = scratch_seq
+        self._scratch_token = scratch_token
+        self._table = table
+        self._emitter = emitter
+        self._scorer = scorer
+        self._totals = totals
+
+    def step(self) -> None:
+        """Build one batch from every active slot, decode it, and sample."""
+        emitter, slots = self._emitter, self._table.slots
+        for slot in slots:
+            job = slot.job
+            if job is None:
+                continue
+            if job.handle.cancelled:
+                emitter.release(slot, ClientClosed("the request was cancelled"), drop_kv=True)
+        to_score: list[tuple[Slot | None, Job]] = [
+            (s, s.job) for s in slots
+            if s.job is not None and s.job.request.prompt_logprobs is not None and not s.job.scored]
+        for job in self._table.scoring:
+            if job.handle.cancelled:
+                emitter.fail(job, ClientClosed("the request was cancelled"))
+            else:
+                to_score.append((None, job))
+        self._table.scoring = []
+        if to_score:
+            self._score(to_score)
+        decoding = [s for s in slots if s.job is not None and s.job.next_token is not None]
+        budget = self._n_batch - len(decoding)
+        plan: list[list[Any]] = []  # [slot, rows]: prompt chunks, oldest admission first
+        for slot in sorted(
+            (s for s in slots if s.job is not None and s.job.next_token is None), key=lambda s: s.last_used
+        ):
+            job = slot.job
+            assert job is not None
+            rows = min(len(job.prompt) - job.n_done, self._prefill_chunk, budget)
+            if rows <= 0:
+                break
+            plan.append([slot, rows])
+            budget -= rows
+        n = len(decoding) + sum(rows for _, rows in plan)
+        if n == 0:
+            return
+        scratch = False
+        guess: tuple[Slot, int, int] | None = None
+        if n % UBATCH_ROWS == 1:
+            # A lone row in the last micro-batch would take different kernels.
+            shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
+            if shrink is not None:
+                shrink[1] -= 1
+                n -= 1
+            else:
+                guess = self._guess(decoding)
+                scratch = guess is None
+        batch = self._batch
+        i = 0
+        for slot in decoding:
+            job = slot.job
+            assert job is not None and job.next_token is not None
+            batch_put(batch, i, job.next_token, len(slot.cache), slot.seq, True)
+            i += 1
+        for slot, rows in plan:
+            job = slot.job
+            assert job is not None
+            start, last = job.n_done, len(job.prompt) - 1
+            for j in range(start, start + rows):
+                batch_put(batch, i, job.prompt[j], j, slot.seq, j == last)
+                i += 1
+        if guess is not None:
+            batch_put(batch, i, guess[1], guess[2], guess[0].seq, True)
+            i += 1
+        if scratch:
+            batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
+            i += 1
+        batch.n_tokens = i
+        rc = L.llama_decode(self._ctx, batch)
+        if scratch:
+            L.llama_memory_seq_rm(self._mem, self._scratch_seq, -1, -1)
+        if rc != 0:
+            err = EngineError(f"llama_decode failed with status {rc}")
+            for slot in decoding:
+                emitter.release(slot, err, drop_kv=True)
+            for slot, _ in plan:
+                emitter.release(slot, err, drop_kv=True)
+            return
+        now = time.perf_counter_ns()
+        guessed, guess_token = (guess[0], guess[1]) if guess is not None else (None, -1)
+        for index, slot in enumerate(decoding):
+            job = slot.job
+            assert job is not None and job.next_token is not None
+            slot.cache.append(job.next_token)
+            job.next_token = None
+            if slot is guessed:
+                emitter.sample_guessed(slot, job, index, guess_token, i - 1)
+            else:
+                emitter.sample(slot, job, index)
+        index = len(decoding)
+        for slot, rows in plan:
+            job = slot.job
+            assert job is not None
+            start = job.n_done
+            slot.cache.extend(job.prompt[start : start + rows])
+            job.n_done += rows
+            index += rows
+            if job.n_done == len(job.prompt):
+                job.first_token_ns = now
+                if job.request.max_tokens == 0:
+                    emitter.finish(slot, "length")
+                else:
+                    emitter.sample(slot, job, index - 1)
+
+    def _guess(self, decoding: list[Slot]) -> tuple[Slot, int, int] | None:
+        """A generating sequence whose next token is worth guessing: (slot, guess, its position).
+
+        The guess goes one position after the token the sequence decodes in this step, if that is inside
+        its context. A step that ends a prompt gets no guess: a guess makes a step longer (its row needs
+        logits), and that step's length is the time to first token of its request and of every request
+        that arrives during it.
+        """
+        for slot in decoding:
+            job = slot.job
+            assert job is not None
+            position = len(job.prompt) + len(job.generated)
+            if position + 1 >= self._n_ctx:
+                continue
+            token = job.propose()
+            if token is not None:
+                return slot, token, position
+        return None
+
+    def _score(self, work: list[tuple[Slot | None, Job]]) -> None:
+        """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.
+
+        A scoring-only request (no slot) ends here; one that also generates goes on to its prefill.
+        """
+        emitter = self._emitter
+        before = self._scorer.reused_tokens
+        try:
+            results = self._scorer.score_many(
+                [(job.prompt, job.request.prompt_logprobs or 0, job.request.prompt_logprobs_from) for _, job in work])
+        except EngineError as exc:
+            for slot, job in work:
+                if slot is None:
+                    emitter.fail(job, exc)
+                else:
+                    emitter.release(slot, exc, drop_kv=False)
+            return
+        self._totals.reused_tokens += self._scorer.reused_tokens - before
+        now = time.perf_counter_ns()
+        for (slot, job), lps in zip(work, results, strict=True):
+            job.prompt_lps = lps
+            job.scored = True
+            if job.request.max_tokens == 0:
+                job.first_token_ns = now
+                emitter.complete(job, "length", slot)
