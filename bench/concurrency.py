@@ -310,6 +310,9 @@ def main() -> None:
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the serialized openzoo and llama-cpp-python's server")
     args = parser.parse_args()
+    for src in args.compare_src:
+        if not (src / "openzoo" / "__init__.py").is_file():
+            parser.error(f"--compare-src {src}: no openzoo package there; give the `src` folder of a checkout")
     exit_on_sigterm()
     levels = [int(n) for n in args.levels.split(",")]
     figures: dict[str, Figures] = {}

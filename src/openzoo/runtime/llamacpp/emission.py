@@ -85,17 +85,19 @@ class Emitter:
             return
         job.next_token = token
 
-    def sample_guessed(self, slot: Slot, job: Job, index: int, guess: int, guess_index: int) -> None:
-        """Sample row ``index``, then, if that gave ``guess`` (decoded in row ``guess_index``, one position
-        further), the row after it as well; otherwise drop the guess's KV cell (see ``draft.py``)."""
-        self._totals.draft_rows += 1
+    def sample_guessed(self, slot: Slot, job: Job, index: int, guesses: list[int], first: int) -> None:
+        """Sample row ``index``; while that gives the next of ``guesses`` (decoded in rows ``first``, ...,
+        one position further each), sample the guess's row too. The KV cells of the guesses not taken
+        are dropped (see ``draft.py``)."""
+        self._totals.draft_rows += len(guesses)
         self.sample(slot, job, index)
-        if slot.job is job and job.next_token == guess:
+        for row, guess in enumerate(guesses, first):
+            if slot.job is not job or job.next_token != guess:
+                break
             slot.cache.append(guess)
             job.next_token = None
             self._totals.draft_tokens += 1
-            self.sample(slot, job, guess_index)
-            return
+            self.sample(slot, job, row)
         L.llama_memory_seq_rm(self._mem, slot.seq, len(slot.cache), -1)
 
     def _emit(self, job: Job, text: str) -> None:

@@ -68,11 +68,11 @@ class Job:
     first_token_ns: int = 0
     drafter: Drafter | None = None  # built the first time the job's next token is guessed
 
-    def propose(self) -> int | None:
-        """A guess of the token after the context so far worth decoding (see ``draft.py``), or None."""
+    def propose(self, limit: int) -> list[int]:
+        """Guesses of the next ``limit`` tokens at most worth decoding (see ``draft.py``), or none."""
         if self.drafter is None:
             self.drafter = Drafter(self.prompt + tuple(self.generated))
-        return self.drafter.propose()
+        return self.drafter.propose(limit)
 
 
 def scoring_only(job: Job) -> bool:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from openzoo.errors import ClientClosed, EngineError
+from openzoo.runtime.llamacpp.draft import GUESSES
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import Job, Totals
 from openzoo.runtime.llamacpp.native import L, batch_put
@@ -86,7 +87,7 @@ class Stepper:
         if n == 0:
             return
         scratch = False
-        guess: tuple[Slot, int, int] | None = None
+        guess: tuple[Slot, list[int], int] | None = None
         if n % UBATCH_ROWS == 1:
             # A lone row in the last micro-batch would take different kernels.
             shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
@@ -110,9 +111,11 @@ class Stepper:
             for j in range(start, start + rows):
                 batch_put(batch, i, job.prompt[j], j, slot.seq, j == last)
                 i += 1
+        first_guess = i
         if guess is not None:
-            batch_put(batch, i, guess[1], guess[2], guess[0].seq, True)
-            i += 1
+            for k, token in enumerate(guess[1]):
+                batch_put(batch, i, token, guess[2] + k, guess[0].seq, True)
+                i += 1
         if scratch:
             batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
             i += 1
@@ -128,14 +131,14 @@ class Stepper:
                 emitter.release(slot, err, drop_kv=True)
             return
         now = time.perf_counter_ns()
-        guessed, guess_token = (guess[0], guess[1]) if guess is not None else (None, -1)
+        guessed, guesses = (guess[0], guess[1]) if guess is not None else (None, [])
         for index, slot in enumerate(decoding):
             job = slot.job
             assert job is not None and job.next_token is not None
             slot.cache.append(job.next_token)
             job.next_token = None
             if slot is guessed:
-                emitter.sample_guessed(slot, job, index, guess_token, i - 1)
+                emitter.sample_guessed(slot, job, index, guesses, first_guess)
             else:
                 emitter.sample(slot, job, index)
         index = len(decoding)
@@ -153,23 +156,20 @@ class Stepper:
                 else:
                     emitter.sample(slot, job, index - 1)
 
-    def _guess(self, decoding: list[Slot]) -> tuple[Slot, int, int] | None:
-        """A generating sequence whose next token is worth guessing: (slot, guess, its position).
+    def _guess(self, decoding: list[Slot]) -> tuple[Slot, list[int], int] | None:
+        """A generating sequence whose next tokens are worth guessing: (slot, guesses, first position).
 
-        The guess goes one position after the token the sequence decodes in this step, if that is inside
-        its context. A step that ends a prompt gets no guess: a guess makes a step longer (its row needs
-        logits), and that step's length is the time to first token of its request and of every request
-        that arrives during it.
+        The guesses go after the token the sequence decodes in this step, inside its context. A step that
+        ends a prompt gets none: guesses make a step longer (their rows need logits), and that step's
+        length is the time to first token of its request and of every request that arrives during it.
         """
         for slot in decoding:
             job = slot.job
             assert job is not None
             position = len(job.prompt) + len(job.generated)
-            if position + 1 >= self._n_ctx:
-                continue
-            token = job.propose()
-            if token is not None:
-                return slot, token, position
+            guesses = job.propose(min(GUESSES, self._n_ctx - 1 - position))
+            if guesses:
+                return slot, guesses, position
         return None
 
     def _score(self, work: list[tuple[Slot | None, Job]]) -> None:
