@@ -50,6 +50,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_QUEUE", "512", "Requests waiting per model before new ones get 503.", "max_queue"),
     Setting("CONTEXT_LENGTH", "4096", "Default context length (num_ctx) per request.", "context_length"),
     Setting("NUM_THREADS", "0", "CPU threads for inference; 0 uses every core.", "num_threads"),
+    Setting("GUESS_TOKENS", "1",
+            "Spare rows of a decode step carry prompt-lookup guesses of the next tokens (the output is the "
+            "same either way; 0 turns them off, e.g. to measure what they gain).", "guess_tokens"),
     Setting("API_KEY", "",
             "Bearer key every request must send. Required to bind a non-loopback address.", "api_key"),
     Setting("ORIGINS", "", "Extra CORS origins, comma-separated ('*' wildcards allowed).", "origins"),
@@ -103,6 +106,7 @@ class Config:
     max_queue: int
     context_length: int
     num_threads: int
+    guess_tokens: bool
     api_key: str
     origins: tuple[str, ...]
     max_body_bytes: int
@@ -243,6 +247,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_queue=max(0, _int("MAX_QUEUE", raw["max_queue"])),
         context_length=max(64, _int("CONTEXT_LENGTH", raw["context_length"])),
         num_threads=max(0, _int("NUM_THREADS", raw["num_threads"])),
+        guess_tokens=_bool(raw["guess_tokens"]),
         api_key=raw["api_key"],
         origins=tuple(o.strip() for o in raw["origins"].split(",") if o.strip()),
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),

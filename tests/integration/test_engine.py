@@ -47,6 +47,15 @@ def model(gguf_path: Path) -> Iterator[LlamaCppModel]:
     m.close()
 
 
+@pytest.fixture(scope="module")
+def plain(gguf_path: Path) -> Iterator[LlamaCppModel]:
+    """Like ``model``, without guesses of the next tokens (plain decoding, for comparison)."""
+    m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=1024, n_parallel=8, n_threads=THREADS, max_queue=64,
+                                                      guess_tokens=False))
+    yield m
+    m.close()
+
+
 @pytest.fixture()
 def small(gguf_path: Path) -> Iterator[LlamaCppModel]:
     """One slot, a queue of one, 256 tokens of context."""
@@ -149,23 +158,19 @@ def lps_of(chunks: list[Event]) -> list[tuple[int, float]]:
     ids=["greedy", "seeded-sampling", "grammar"],
 )
 def test_guessed_tokens_are_those_of_plain_decoding(
-    model: LlamaCppModel, sampling: SamplingParams, grammar: str | None
+    model: LlamaCppModel, plain: LlamaCppModel, sampling: SamplingParams, grammar: str | None
 ) -> None:
-    """A lone sequence's spare row carries a guess of its next token (draft.py); a right guess gives two
-    tokens in one step. Tokens and log-probabilities equal those of the same request decoded beside a
-    longer one (two rows every step: no spare row, no guess), bit for bit, sampler state included, and
-    the KV cache left behind serves a continuation exactly as a cold read of it.
+    """A lone sequence's spare rows carry guesses of its next tokens (draft.py); right guesses give
+    several tokens in one step. Tokens and log-probabilities equal those of plain decoding (an engine
+    without guesses), bit for bit, sampler state included, and the KV cache left behind serves a
+    continuation exactly as a cold read of it.
     """
     p = prompt(model, "Repeat after me: red green blue, red green blue, red green blue, red green blue,")
     req = GenerationRequest(prompt=p, sampling=sampling, max_tokens=40, logprobs=True, top_logprobs=2,
                             grammar=grammar)
-    longer = GenerationRequest(prompt=prompt(model, "Write a long story about a lighthouse keeper."),
-                               sampling=GREEDY, max_tokens=req.max_tokens + 16, grammar=ENDLESS)
-    model.clear_cache()
-    beside = model.submit(longer)
-    together, _ = run(model, req)
-    list(beside)
-    wait_idle(model)
+    plain_before = plain.stats()
+    reference, _ = run(plain, req)
+    assert plain.stats().draft_rows_total == plain_before.draft_rows_total  # plain decoding indeed
 
     model.clear_cache()
     before = model.stats()
@@ -175,7 +180,7 @@ def test_guessed_tokens_are_those_of_plain_decoding(
     assert rows >= right > 0  # guesses were taken...
     if sampling.temperature > 0:
         assert rows > right  # ...and some were wrong: their KV cells were dropped
-    assert lps_of(alone) == lps_of(together) and len(tokens_of(alone)) == done.completion_tokens  # ...unseen
+    assert lps_of(alone) == lps_of(reference) and len(tokens_of(alone)) == done.completion_tokens  # ...unseen
 
     follow = GenerationRequest(prompt=p + tuple(tokens_of(alone)), sampling=GREEDY, max_tokens=8, logprobs=True)
     reused = model.reused_prompt_tokens
@@ -184,6 +189,30 @@ def test_guessed_tokens_are_those_of_plain_decoding(
     model.clear_cache()
     cold, _ = run(model, follow)
     assert lps_of(warm) == lps_of(cold)
+
+
+def test_guesses_in_a_step_of_several_sequences_are_those_of_plain_decoding(
+    model: LlamaCppModel, plain: LlamaCppModel
+) -> None:
+    """Three repeating sequences generate together: each step fills its 4-row tile with one sequence's
+    guesses (draft.py). Guesses are taken, and every sequence's tokens and log-probabilities equal those
+    of the same request decoded alone without guesses, bit for bit, greedy and with a seeded sampler."""
+    texts = ["Repeat: one two three, one two three, one two three, one two three,",
+             "Repeat: up down, up down, up down, up down, up down, up down,",
+             "Repeat: a b c d, a b c d, a b c d, a b c d, a b c d,"]
+    samplings = [GREEDY, SamplingParams(temperature=0.7, top_k=40, top_p=0.95, seed=5), GREEDY]
+    reqs = [GenerationRequest(prompt=prompt(model, t), sampling=s, max_tokens=48, logprobs=True, top_logprobs=2)
+            for t, s in zip(texts, samplings, strict=True)]
+    model.clear_cache()
+    before = model.stats()
+    handles = [model.submit(r) for r in reqs]
+    together = [list(h) for h in handles]
+    after = model.stats()
+    assert after.draft_tokens_total - before.draft_tokens_total > 0
+    for r, events in zip(reqs, together, strict=True):
+        plain.clear_cache()
+        alone, _ = run(plain, r)
+        assert lps_of(alone) == lps_of(events) and len(lps_of(alone)) > 0
 
 
 def test_prompts_sharing_only_bos_keep_their_own_caches(model: LlamaCppModel) -> None:

@@ -76,13 +76,15 @@ class GenerationHandle(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
-    """How to load a model: context per sequence, parallel sequences, threads, LoRA adapters."""
+    """How to load a model: context per sequence, parallel sequences, threads, LoRA adapters, and
+    whether decode steps may carry guesses of the next tokens (engines that can; output is the same)."""
 
     n_ctx: int = 4096
     n_parallel: int = 4
     n_threads: int = 0  # 0: all cores
     max_queue: int = 512
     adapters: tuple[tuple[Path, float], ...] = ()
+    guess_tokens: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,10 @@ class Scheduler:
     """Owns every loaded model of one process."""
 
     def __init__(self, backend: Backend, *, max_loaded: int = 3, num_parallel: int = 4,
-                 max_queue: int = 512, num_threads: int = 0, keep_alive: float | None = 300.0) -> None:
+                 max_queue: int = 512, num_threads: int = 0, keep_alive: float | None = 300.0,
+                 guess_tokens: bool = True) -> None:
         self.backend = backend
+        self.guess_tokens = guess_tokens
         self.max_loaded = max(1, max_loaded)
         self.num_parallel = num_parallel
         self.max_queue = max_queue
@@ -120,7 +122,7 @@ class Scheduler:
         try:
             model = self.backend.load(spec.weights, LoadOptions(
                 n_ctx=spec.n_ctx, n_parallel=self.num_parallel, n_threads=self.num_threads,
-                max_queue=self.max_queue, adapters=spec.adapters))
+                max_queue=self.max_queue, adapters=spec.adapters, guess_tokens=self.guess_tokens))
         except BaseException:
             with self._cond:
                 self._loading.discard(key)

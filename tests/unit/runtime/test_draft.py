@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, Drafter
+from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, Drafter, spare_rows
 
 
 def test_guess_is_what_followed_the_last_two_tokens_most_recently() -> None:
@@ -36,18 +36,38 @@ def test_tables_follow_added_tokens() -> None:
     assert d.propose(1) == [3]
 
 
-def test_guesses_are_decoded_only_while_most_first_guesses_are_right() -> None:
+def test_success_rate_follows_first_guesses_decoded_or_not() -> None:
     d = Drafter([1, 2, 1])
     misses = 0
-    while d.propose(1):  # after 1 comes a new token every time: each first guess is wrong
+    while d.score >= CONFIDENT:  # after 1 comes a new token every time: each first guess is wrong
+        assert d.propose(1) == [2] if misses == 0 else d.propose(1)
         misses += 1
         d.add(100 + misses)
         d.add(1)
-    assert 1 <= misses <= 4 and d.score < CONFIDENT
+    assert 1 <= misses <= 4
     hits = 0
-    for token in [100 + misses, 1] * 4:  # now the text repeats: guesses are still made and scored
-        if d.propose(1):
-            break
-        d.add(token)
+    while d.score < CONFIDENT:  # now the text repeats: its guesses are right again
+        assert d.propose(1) == [100 + misses]
+        d.add(100 + misses)
+        d.add(1)
         hits += 1
-    assert 1 <= hits <= 3 and d.score >= CONFIDENT
+    assert 1 <= hits <= 3
+
+
+def test_a_token_without_a_guess_is_not_scored() -> None:
+    d = Drafter([1, 2, 3])
+    assert d.propose() == []
+    d.add(4)
+    assert d.score == 1.0
+
+
+def test_spare_rows_fill_a_tile_with_guesses_then_throw_away_rows() -> None:
+    assert spare_rows(5, 0, 60) == (8, 0)
+    assert spare_rows(5, 2, 60) == (8, 2)
+    assert spare_rows(6, 3, 60) == (8, 2)
+    assert spare_rows(8, 3, 60) == (8, 0)  # a whole tile takes no rows for guesses
+    assert spare_rows(58, 3, 60) == (60, 2)
+    assert spare_rows(61, 3, 60) == (61, 0)  # past the limit (a micro-batch) nothing is added
+    for generating in range(1, 61):
+        rows, guesses = spare_rows(generating, 3, 60)
+        assert rows % ROW_TILE == 0 and generating <= rows < generating + ROW_TILE and guesses <= 3

@@ -1,37 +1,54 @@
-"""Guesses of a sequence's next token from its own context (prompt lookup), for the engine's spare row.
+"""Guesses of a sequence's next tokens from its own context (prompt lookup), for a step's spare rows.
 
-When a step would send a lone row, the engine must add a second one (see "Batch invariance" in
-``engine.py``). Instead of a throw-away token, it can add rows that carry guesses of the tokens the lone
-sequence is about to sample, at the following positions: where the sampled token equals the first guess,
-the guess's row already holds the logits for the token after it, and so on down the chain, so a step can
-yield up to :data:`GUESSES` + 1 tokens; the KV cells of the guesses that turned out wrong are removed.
-Either way the tokens are those of plain decoding, bit for bit: no row's result depends on the others.
+A step often has rows to spare. When it would send a lone row, the engine must add a second one (see
+"Batch invariance" in ``engine.py``); and ggml's CPU matrix kernels work on tiles of 4 rows, so a step of
+5, 6 or 7 rows costs as much as one of 8 or more. Measured on 2 cores with the engine's settings (median
+of 30 interleaved steps, every row with logits): 1 row 16.6 ms; 2, 3, 4 rows 29.5, 35.1, 38.2 ms; 5, 6, 7
+rows 59.9, 66.2, 68.0 ms; 8 rows 55.1 ms; 9-11 rows 75-86 ms; 12 rows 74.1 ms; 16 rows 93.1 ms. Steps of
+a multiple of 4 rows cost about 20 ms plus 4.6 ms per row: the fixed part is the weights' trip through
+memory, the rest mostly the output matrix (262,144 x 640 for the default model).
 
-Guesses are not free, though: the throw-away row needs no logits, a guess does, and the output matrix
-(262,144 x 640 for the default model) is most of a step's work. Measured on 2 cores (p20 of 100 steps):
-one row plus a throw-away row 16.8 ms; plus 1, 2, 3 guesses 27.4, 32.5, 35.9 ms; plus 4 guesses 55.5 ms
-(llamafile's kernels tile 5 rows badly). Three guesses beat the throw-away row from about 60 % right
-first guesses, and are the best choice from there on. So every lone step's first guess is scored against
-the token that comes next, whether it was decoded or not, and a sequence's guesses are decoded only
-while their running success rate is at least :data:`CONFIDENT` (a new sequence starts confident; one
-that misses often stops guessing until its text turns repetitive).
+Instead of throw-away tokens, those rows can carry guesses of the tokens one sequence is about to sample,
+at the following positions: where the sampled token equals the first guess, the guess's row already
+holds the logits for the token after it, and so on down the chain, so a step can yield several tokens
+for one sequence; the KV cells of the guesses that turned out wrong are removed. Either way the tokens
+are those of plain decoding, bit for bit: no row's result depends on the others. Only one sequence
+guesses per step, its guesses after every other row of the step: the cells of wrong guesses are then the
+last ones the step filled, so the next tokens of every sequence still land in cells after its earlier
+ones (flash attention reduces in cell order, see ``engine.py``).
 
-The guess is what followed the most recent earlier occurrence of the context's last two tokens (else of
-its last token), as in llama.cpp's lookup decoding and "prompt lookup" speculative decoding. It is often
-right where text repeats itself or its prompt (code, edits, extraction, lists, a small model's loops),
-and costs O(1) per token: the tables are built the first time a guess is asked for, then kept up to date.
+How many guesses a step carries (:func:`spare_rows` for steps of several rows):
+
+* a lone row (the spare row is otherwise a throw-away row without logits, 19.4 ms for both): up to
+  :data:`GUESSES` guesses while at least :data:`CONFIDENT` of the sequence's first guesses were right;
+* a step of only generating rows (no prompt chunk: a guess would delay that prompt's first token): the
+  rows up to the next multiple of 4 are free, so they carry guesses, or throw-away rows with logits
+  (without logits, the output matrix would still run on a ragged number of rows). No rows are added
+  beyond that: more rows make the step longer for every sequence in it, to speed up one. Tried with
+  8 clients (4 or 8 more rows of guesses where their expected yield paid for their cost, 80 % right):
+  120 tok/s instead of 129, as the sequences that do not repeat themselves waited longer per token.
+
+Every generating step's first guess is scored against the token that comes next, whether it was decoded
+or not (a new sequence starts confident; one that misses often stops guessing until its text turns
+repetitive). The guess is what followed the most recent earlier occurrence of the context's last two
+tokens (else of its last token), as in llama.cpp's lookup decoding and "prompt lookup" speculative
+decoding. It is often right where text repeats itself or its prompt (code, edits, extraction, lists, a
+small model's loops), and costs O(1) per token: the tables are built the first time a guess is asked
+for, then kept up to date.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CONFIDENT", "GUESSES", "Drafter"]
+__all__ = ["CONFIDENT", "GUESSES", "ROW_TILE", "Drafter", "spare_rows"]
 
-#: Running success rate of first guesses from which guesses are decoded (break-even is about 0.6).
+#: Running success rate of first guesses from which a lone row's guesses are decoded (break-even about 0.6).
 CONFIDENT = 0.65
-#: Guesses decoded per step at most, each one position after the previous (see above).
+#: Guesses beside a lone row at most, each one position after the previous (see above).
 GUESSES = 3
+#: Rows per tile of ggml's CPU matrix kernels: steps of a multiple of this many rows waste nothing.
+ROW_TILE = 4
 #: Weight of the past in the running success rate (per guess).
 _MEMORY = 0.8
 
@@ -63,10 +80,10 @@ class Drafter:
         self._prev, self._last = self._last, token
 
     def propose(self, limit: int = GUESSES) -> list[int]:
-        """Guesses of the next ``limit`` tokens at most, each following the previous, or none when they
-        are not worth decoding.
+        """Guesses of the next ``limit`` tokens at most, each following the previous (none for a token
+        never seen before).
 
-        A first guess is scored when the next token is added, also one not worth decoding now.
+        The first guess is scored when the next token is added, whether it was decoded or not.
         """
         prev, last = self._prev, self._last
         guesses: list[int] = []
@@ -78,7 +95,21 @@ class Drafter:
                 break
             guesses.append(follower)
             prev, last = last, follower
-        if not guesses:
-            return []
-        self._pending = guesses[0]
-        return guesses if self.score >= CONFIDENT else []
+        if guesses:
+            self._pending = guesses[0]
+        return guesses
+
+
+def spare_rows(generating: int, chain: int, max_rows: int) -> tuple[int, int]:
+    """Rows of a step of ``generating`` generating rows and nothing else, and how many of them carry
+    guesses, given the best chain of ``chain`` guesses on offer.
+
+    The step is filled up to a whole number of :data:`ROW_TILE` rows (at most ``max_rows``, itself a
+    multiple of the tile), which costs nothing; the spare rows carry guesses as far as the chain goes,
+    throw-away tokens after that. No tile is added for guesses: it would slow every other sequence of the
+    step to speed one (see above).
+    """
+    if generating > max_rows:
+        return generating, 0
+    rows = -(-generating // ROW_TILE) * ROW_TILE
+    return rows, min(rows - generating, chain)

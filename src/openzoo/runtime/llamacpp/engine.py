@@ -159,7 +159,8 @@ class LlamaCppModel:
         self._stepper = Stepper(ctx, self._mem, self._batch, n_ctx=self._n_ctx, n_batch=self._n_batch,
                                 prefill_chunk=self._prefill_chunk,
                                 scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
-                                table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals)
+                                table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals,
+                                guesses=options.guess_tokens)
         self._embed_jobs: deque[EmbedJob] = deque()
         self._closing = False
         self._closed = False

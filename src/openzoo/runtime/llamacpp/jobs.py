@@ -68,11 +68,12 @@ class Job:
     first_token_ns: int = 0
     drafter: Drafter | None = None  # built the first time the job's next token is guessed
 
-    def propose(self, limit: int) -> list[int]:
-        """Guesses of the next ``limit`` tokens at most worth decoding (see ``draft.py``), or none."""
+    def propose(self, limit: int) -> tuple[list[int], float]:
+        """Guesses of the next ``limit`` tokens at most, and how often such guesses were right (see
+        ``draft.py``)."""
         if self.drafter is None:
             self.drafter = Drafter(self.prompt + tuple(self.generated))
-        return self.drafter.propose(limit)
+        return self.drafter.propose(limit), self.drafter.score
 
 
 def scoring_only(job: Job) -> bool:

@@ -4,9 +4,10 @@ The batch holds one token for every sequence that is generating and a prompt chu
 reading their prompt (oldest admission first), within ``n_batch`` rows. Its shape is kept inside what
 gives every row the same kernels (see "Batch invariance" in ``engine.py``): never a lone row in the last
 micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk can give up a row to the next micro-batch, a
-spare row is added: a guess of a generating sequence's next token (``draft.py``), or a throw-away token
-when no guess is worth its cost. Prompt log-probabilities are computed before the decode, in the scoring context, for
-every request of the step that asks for them.
+spare row is added. A step of only generating rows is filled up to a multiple of ggml's 4-row tiles,
+which costs nothing. Spare rows carry guesses of one generating sequence's next tokens where they are
+worth it (``draft.py``), else throw-away tokens. Prompt log-probabilities are computed before the
+decode, in the scoring context, for every request of the step that asks for them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from typing import Any
 
 from openzoo.errors import ClientClosed, EngineError
-from openzoo.runtime.llamacpp.draft import GUESSES
+from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, spare_rows
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import Job, Totals
 from openzoo.runtime.llamacpp.native import L, batch_put
@@ -29,6 +30,9 @@ DEFAULT_PREFILL_CHUNK = 256
 #: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
 #: 64 query rows, so micro-batches stay below that (see ``engine.py``).
 UBATCH_ROWS = 63
+#: Rows of a step of only generating rows once spare rows are added, at most: a multiple of 4 that
+#: keeps the step in one micro-batch.
+_SPARE_LIMIT = UBATCH_ROWS // 4 * 4
 
 
 class Stepper:
@@ -36,8 +40,9 @@ class Stepper:
 
     def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_ctx: int, n_batch: int, prefill_chunk: int,
                  scratch_seq: int, scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
-                 totals: Totals) -> None:
+                 totals: Totals, guesses: bool = True) -> None:
         self._ctx = ctx
+        self._guesses = guesses
         self._n_ctx = n_ctx
         self._mem = mem
         self._batch = batch
@@ -86,17 +91,22 @@ class Stepper:
         n = len(decoding) + sum(rows for _, rows in plan)
         if n == 0:
             return
-        scratch = False
         guess: tuple[Slot, list[int], int] | None = None
-        if n % UBATCH_ROWS == 1:
+        scratch = 0  # throw-away rows
+        # A lone row's spare needs no logits; spares that fill a tile need them, or the output matrix
+        # (most of a step's work) would still run on a ragged number of rows.
+        scratch_logits = not plan and 2 <= n <= _SPARE_LIMIT
+        if scratch_logits:
+            guess, scratch = self._spare(decoding)
+        elif n % UBATCH_ROWS == 1:
             # A lone row in the last micro-batch would take different kernels.
             shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
             if shrink is not None:
                 shrink[1] -= 1
                 n -= 1
             else:
-                guess = self._guess(decoding)
-                scratch = guess is None
+                guess = self._lone_guess(decoding)
+                scratch = 0 if guess is not None else 1
         batch = self._batch
         i = 0
         for slot in decoding:
@@ -116,8 +126,8 @@ class Stepper:
             for k, token in enumerate(guess[1]):
                 batch_put(batch, i, token, guess[2] + k, guess[0].seq, True)
                 i += 1
-        if scratch:
-            batch_put(batch, i, self._scratch_token, 0, self._scratch_seq, False)
+        for k in range(scratch):
+            batch_put(batch, i, self._scratch_token, k, self._scratch_seq, scratch_logits)
             i += 1
         batch.n_tokens = i
         rc = L.llama_decode(self._ctx, batch)
@@ -156,21 +166,40 @@ class Stepper:
                 else:
                     emitter.sample(slot, job, index - 1)
 
-    def _guess(self, decoding: list[Slot]) -> tuple[Slot, list[int], int] | None:
-        """A generating sequence whose next tokens are worth guessing: (slot, guesses, first position).
-
-        The guesses go after the token the sequence decodes in this step, inside its context. A step that
-        ends a prompt gets none: guesses make a step longer (their rows need logits), and that step's
-        length is the time to first token of its request and of every request that arrives during it.
-        """
+    def _lone_guess(self, decoding: list[Slot]) -> tuple[Slot, list[int], int] | None:
+        """Guesses to go beside a lone generating row, if its guesses have mostly been right:
+        (slot, guesses, first position), after the token the sequence decodes in this step."""
         for slot in decoding:
             job = slot.job
             assert job is not None
             position = len(job.prompt) + len(job.generated)
-            guesses = job.propose(min(GUESSES, self._n_ctx - 1 - position))
-            if guesses:
+            guesses, score = job.propose(min(GUESSES if self._guesses else 0, self._n_ctx - 1 - position))
+            if guesses and score >= CONFIDENT:
                 return slot, guesses, position
         return None
+
+    def _spare(self, decoding: list[Slot]) -> tuple[tuple[Slot, list[int], int] | None, int]:
+        """The spare rows of a step of only generating rows (see ``draft.py``): the guesses of the
+        sequence whose guesses do best, and how many throw-away rows fill the step up to a whole number
+        of tiles.
+
+        Every sequence is asked for guesses, so that each one's success rate stays current.
+        """
+        best: tuple[Slot, list[int], int] | None = None
+        best_score = -1.0
+        for slot in decoding:
+            job = slot.job
+            assert job is not None
+            position = len(job.prompt) + len(job.generated)
+            guesses, score = job.propose(min(ROW_TILE - 1 if self._guesses else 0, self._n_ctx - 1 - position))
+            if guesses and score > best_score:
+                best, best_score = (slot, guesses, position), score
+        chain = len(best[1]) if best is not None else 0
+        rows, taken = spare_rows(len(decoding), chain, _SPARE_LIMIT)
+        scratch = rows - len(decoding) - taken
+        if best is None or taken == 0:
+            return None, scratch
+        return (best[0], best[1][:taken], best[2]), scratch
 
     def _score(self, work: list[tuple[Slot | None, Job]]) -> None:
         """Compute ``prompt_logprobs`` in the scoring context, all of a step's requests together.
