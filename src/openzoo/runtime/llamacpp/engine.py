@@ -45,9 +45,11 @@ and each is pinned here (all measured with the default model):
 * A micro-batch of a single row takes other kernels: flash attention splits the KV cells between
   threads from 512 cells, and llamafile's matrix products (Q5_0, Q8_0...) start at 2 rows, below which
   ggml's own dot products run. The engine never sends a lone row; when a step would leave one, a
-  prompt chunk is shortened by a token, or a spare row is added: a guess of a generating sequence's
-  next token at the following position when its guesses have mostly been right (``draft.py``: a right
-  guess yields two tokens in the step), else a throw-away row (a scratch sequence, removed right after).
+  prompt chunk is shortened by a token, or spare rows are added: guesses of a generating sequence's
+  next tokens at the following positions when its guesses have mostly been right (``draft.py``: right
+  guesses yield several tokens in the step), else a throw-away row (a scratch sequence, removed right
+  after). A step of only generating rows is also filled up to a multiple of 4 rows, for speed
+  (``draft.py``); spare rows never change the other rows' results.
 
 Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
 ``scoring.py``.
