@@ -49,21 +49,23 @@ CONFIGS: tuple[tuple[str, dict[str, str], tuple[str, ...]], ...] = (
 )
 
 
-def round_rate(url: str, tokens: int) -> float:
+def round_rate(client: httpx.Client, url: str, tokens: int) -> float:
     """Tokens per second over one round of CLIENTS concurrent streams."""
     start = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
-        results = list(pool.map(lambda i: stream_one(url, DEFAULT_MODEL, PROMPTS[i % len(PROMPTS)], tokens),
-                                range(CLIENTS)))
+        results = list(pool.map(
+            lambda i: stream_one(client, url, DEFAULT_MODEL, PROMPTS[i % len(PROMPTS)], tokens), range(CLIENTS)))
     return sum(r[1] for r in results) / (time.perf_counter() - start)
 
 
 def measure(url: str, tokens: int, rounds: int) -> tuple[float, list[int]]:
     """Median tok/s over ``rounds``, and the requests each replica took (from /zoo/replicas)."""
     httpx.post(url + "/api/generate", json={"model": DEFAULT_MODEL}, timeout=600).raise_for_status()  # load all
-    stream_one(url, DEFAULT_MODEL, PROMPTS[0], 4)
-    before = {r["id"]: r["requests"] for r in httpx.get(url + "/zoo/replicas").json()["replicas"]}
-    rates = [round_rate(url, tokens) for _ in range(rounds)]
+    # One persistent client, connections kept alive as real clients do (see bench/concurrency.py).
+    with httpx.Client(limits=httpx.Limits(max_connections=2 * CLIENTS, keepalive_expiry=1.0)) as client:
+        stream_one(client, url, DEFAULT_MODEL, PROMPTS[0], 4)
+        before = {r["id"]: r["requests"] for r in client.get(url + "/zoo/replicas").json()["replicas"]}
+        rates = [round_rate(client, url, tokens) for _ in range(rounds)]
     time.sleep(1.0)  # replicas report twice a second
     after = httpx.get(url + "/zoo/replicas").json()["replicas"]
     return statistics.median(rates), sorted(r["requests"] - before.get(r["id"], 0) for r in after)
