@@ -29,9 +29,11 @@ PASS/FAIL line per goal:
 
     .venv/bin/python bench/concurrency.py [--levels 1,4,8] [--rounds 3] [--tokens 96]
                                           [--llama-server PATH] [--no-baselines] [--compare-src DIR]
+                                          [--compare-env KEY=VALUE]
 
 ``--compare-src DIR`` adds an openzoo server run from another checkout's ``src`` folder (e.g. from
-``git archive <commit> src | tar -x -C /tmp/base``), for before/after figures of a change in one run.
+``git archive <commit> src | tar -x -C /tmp/base``), for before/after figures of a change in one run;
+``--compare-env KEY=VALUE`` one from this checkout with a setting changed (``OPENZOO_GUESS_TOKENS=0``).
 """
 
 from __future__ import annotations
@@ -200,8 +202,9 @@ def start_external(name: str, cmd: list[str], port: int, model: str, log: Path, 
     return Running(name, url, model, stop)
 
 
-def start_openzoo(name: str, home: Path, log: Path, parallel: str, src: Path | None = None) -> Running:
-    env = {"OPENZOO_NUM_PARALLEL": parallel} | ({"PYTHONPATH": str(src)} if src else {})
+def start_openzoo(name: str, home: Path, log: Path, parallel: str, src: Path | None = None,
+                  extra: dict[str, str] | None = None) -> Running:
+    env = {"OPENZOO_NUM_PARALLEL": parallel} | ({"PYTHONPATH": str(src)} if src else {}) | (extra or {})
     server = start_server(home, log, env)
     with httpx.Client() as client:
         stream_one(client, server.url, DEFAULT_MODEL, PROMPTS[0], 4)  # loads the model
@@ -239,6 +242,9 @@ def start_all(args: argparse.Namespace, stack: ExitStack, tmp: Path) -> list[Run
     keep(start_openzoo(OPENZOO, home, tmp / "openzoo.log", "8"))
     for i, src in enumerate(args.compare_src):
         keep(start_openzoo(f"openzoo from {src.name}", home, tmp / f"other-{i}.log", "8", src.resolve()))
+    for i, setting in enumerate(args.compare_env):
+        key, _, value = setting.partition("=")
+        keep(start_openzoo(f"openzoo {setting}", home, tmp / f"env-{i}.log", "8", extra={key: value}))
     if args.llama_server:
         keep(start_llama_server(args.llama_server, gguf, tmp, shlex.split(args.llama_server_args)))
     if args.baselines:
@@ -307,9 +313,15 @@ def main() -> None:
     parser.add_argument("--compare-src", type=Path, action="append", default=[],
                         help="also run an openzoo server from this source folder (a `src` of another checkout), "
                              "to compare a change before and after in one run; repeatable")
+    parser.add_argument("--compare-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also run an openzoo server from this checkout with this environment variable set "
+                             "(e.g. OPENZOO_GUESS_TOKENS=0), to compare a setting in one run; repeatable")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the serialized openzoo and llama-cpp-python's server")
     args = parser.parse_args()
+    for setting in args.compare_env:
+        if "=" not in setting:
+            parser.error(f"--compare-env {setting}: expected KEY=VALUE")
     for src in args.compare_src:
         if not (src / "openzoo" / "__init__.py").is_file():
             parser.error(f"--compare-src {src}: no openzoo package there; give the `src` folder of a checkout")
@@ -319,7 +331,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         servers = start_all(args, stack, Path(tmp))
         prompts = token_prompts(servers[0].url)
-        ours = [s for s in servers if s.name in (OPENZOO, SERIAL) or s.name.startswith("openzoo from")]
+        ours = [s for s in servers if s.name.startswith("openzoo")]
         # Idle connections are dropped after 1 s, before a server's keep-alive timeout (5 s for uvicorn and
         # llama-server) can close one under a new request while other servers are being measured.
         limits = httpx.Limits(max_connections=max(levels) * 2, keepalive_expiry=1.0)
