@@ -64,7 +64,14 @@ from batch import PROMPTS, default_model  # noqa: E402
 
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
-from support.server import exit_on_sigterm, free_port, start_server, stop_server, wait_ready  # noqa: E402
+from support.server import (  # noqa: E402
+    exit_on_sigterm,
+    free_port,
+    start_server,
+    stop_process,
+    stop_server,
+    wait_ready,
+)
 
 THREADS = str(os.cpu_count() or 1)
 OPENZOO = "openzoo NUM_PARALLEL=8"
@@ -182,12 +189,7 @@ def start_external(name: str, cmd: list[str], port: int, model: str, log: Path, 
     url = f"http://127.0.0.1:{port}"
 
     def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     try:
         # /v1/models answers 200 once the model is loaded (llama-server says 503 while it loads).
