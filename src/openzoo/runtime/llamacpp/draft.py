@@ -2,11 +2,12 @@
 
 A step often has rows to spare. When it would send a lone row, the engine must add a second one (see
 "Batch invariance" in ``engine.py``); and ggml's CPU matrix kernels work on tiles of 4 rows, so a step of
-5, 6 or 7 rows costs as much as one of 8 or more. Measured on 2 cores with the engine's settings (median
-of 30 interleaved steps, every row with logits): 1 row 16.6 ms; 2, 3, 4 rows 29.5, 35.1, 38.2 ms; 5, 6, 7
-rows 59.9, 66.2, 68.0 ms; 8 rows 55.1 ms; 9-11 rows 75-86 ms; 12 rows 74.1 ms; 16 rows 93.1 ms. Steps of
-a multiple of 4 rows cost about 20 ms plus 4.6 ms per row: the fixed part is the weights' trip through
-memory, the rest mostly the output matrix (262,144 x 640 for the default model).
+5, 6 or 7 rows costs more than one of 8. Measured on 2 cores with the engine's settings by
+``bench/step_rows.py`` (median of 30 interleaved steps, every row with logits): 1 row 12.4 ms; 2, 3, 4
+rows 23.4, 28.2, 31.0 ms; 5, 6, 7 rows 47.1, 51.2, 55.8 ms; 8 rows 44.4 ms; 9-11 rows 60-70 ms; 12 rows
+57.3 ms; 16 rows 69.7 ms. Steps of a multiple of 4 rows cost about 18 ms plus 3.2 ms per row: the fixed
+part is the weights' trip through memory, the rest mostly the output matrix (262,144 x 640 for the
+default model).
 
 Instead of throw-away tokens, those rows can carry guesses of the tokens one sequence is about to sample,
 at the following positions: where the sampled token equals the first guess, the guess's row already
@@ -19,7 +20,7 @@ ones (flash attention reduces in cell order, see ``engine.py``).
 
 How many guesses a step carries (:func:`spare_rows` for steps of several rows):
 
-* a lone row (the spare row is otherwise a throw-away row without logits, 19.4 ms for both): up to
+* a lone row (the spare row is otherwise a throw-away row without logits, 14.5 ms for both): up to
   :data:`GUESSES` guesses while at least :data:`CONFIDENT` of the sequence's first guesses were right;
 * a step of only generating rows (no prompt chunk: a guess would delay that prompt's first token): the
   rows up to the next multiple of 4 are free, so they carry guesses, or throw-away rows with logits
