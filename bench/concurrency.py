@@ -284,7 +284,7 @@ def report(args: argparse.Namespace, levels: list[int], figures: dict[str, Figur
         f"{name}: " + ", ".join(str(figures[name].tokens[n]) for n in levels) for name in names))
     for name, (rows, right) in guesses.items():
         total = sum(figures[name].tokens.values())
-        print(f"{name}: {rows} guessed tokens decoded in lone sequences' spare rows, {right} right: "
+        print(f"{name}: {rows} guessed tokens decoded in spare rows, {right} right: "
               f"{right / max(1, total):.1%} of its tokens came without a step of their own")
     ours = figures[OPENZOO]
     goals: list[tuple[bool, str]] = []

@@ -141,7 +141,7 @@ class Metrics:
                [f'openzoo_replica_requests_total{{replica="{r.id}",pid="{r.pid}"}} {r.requests}' for r in replicas])
         metric("openzoo_replica_in_flight", "gauge", "Generations running or queued, per replica.",
                [f'openzoo_replica_in_flight{{replica="{r.id}"}} {r.in_flight}' for r in replicas])
-        metric("openzoo_draft_rows_total", "counter", "Guessed next tokens decoded in a lone sequence's spare row.",
+        metric("openzoo_draft_rows_total", "counter", "Guessed next tokens decoded in a step's spare rows.",
                [f'openzoo_draft_rows_total{{model="{name}"}} {s.draft_rows_total}' for name, s in engines])
         metric("openzoo_draft_tokens_total", "counter", "Right guesses: tokens generated without a step of their own.",
                [f'openzoo_draft_tokens_total{{model="{name}"}} {s.draft_tokens_total}' for name, s in engines])

@@ -97,7 +97,7 @@ class EngineStats:
     requests_total: int
     prompt_tokens_total: int
     completion_tokens_total: int
-    draft_rows_total: int = 0  # guessed next tokens decoded in a spare row (llama.cpp engine, draft.py)
+    draft_rows_total: int = 0  # guessed next tokens decoded in spare rows (llama.cpp engine, draft.py)
     draft_tokens_total: int = 0  # of those, right guesses: tokens gained without a decode step of their own
 
 

@@ -99,5 +99,5 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens taken from a KV cache instead of evaluated
-    draft_rows: int = 0  # guessed tokens decoded in a lone sequence's spare row (draft.py)
+    draft_rows: int = 0  # guessed tokens decoded in a step's spare rows (draft.py)
     draft_tokens: int = 0  # of those, guesses that were right: tokens gained without a step
