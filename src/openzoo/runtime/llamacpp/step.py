@@ -166,14 +166,20 @@ class Stepper:
                 else:
                     emitter.sample(slot, job, index - 1)
 
+    def _propose(self, slot: Slot, limit: int) -> tuple[list[int], float, int]:
+        """A generating sequence's guesses (at most ``limit``, none when guesses are off or its context is
+        full), their success rate, and the position of the first: after the token it decodes this step."""
+        job = slot.job
+        assert job is not None
+        position = len(job.prompt) + len(job.generated)
+        guesses, score = job.propose(min(limit if self._guesses else 0, self._n_ctx - 1 - position))
+        return guesses, score, position
+
     def _lone_guess(self, decoding: list[Slot]) -> tuple[Slot, list[int], int] | None:
         """Guesses to go beside a lone generating row, if its guesses have mostly been right:
-        (slot, guesses, first position), after the token the sequence decodes in this step."""
+        (slot, guesses, first position)."""
         for slot in decoding:
-            job = slot.job
-            assert job is not None
-            position = len(job.prompt) + len(job.generated)
-            guesses, score = job.propose(min(GUESSES if self._guesses else 0, self._n_ctx - 1 - position))
+            guesses, score, position = self._propose(slot, GUESSES)
             if guesses and score >= CONFIDENT:
                 return slot, guesses, position
         return None
@@ -188,10 +194,7 @@ class Stepper:
         best: tuple[Slot, list[int], int] | None = None
         best_score = -1.0
         for slot in decoding:
-            job = slot.job
-            assert job is not None
-            position = len(job.prompt) + len(job.generated)
-            guesses, score = job.propose(min(ROW_TILE - 1 if self._guesses else 0, self._n_ctx - 1 - position))
+            guesses, score, position = self._propose(slot, ROW_TILE - 1)
             if guesses and score > best_score:
                 best, best_score = (slot, guesses, position), score
         chain = len(best[1]) if best is not None else 0
