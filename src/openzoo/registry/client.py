@@ -158,19 +158,20 @@ class RegistryClient:
 
     def gossip_heads(self, origin: str | None = None) -> list[object]:
         """The signed heads this zoo saw of other zoos' logs (notes only: the caller verifies each)."""
-        data = self._json_object("/zoo/gossip/heads", {"origin": origin} if origin else None)
-        heads = data.get("heads")
-        if not isinstance(heads, list) or not all(isinstance(h, dict) for h in heads):
-            raise BadAnswer(f"{self.base}/zoo/gossip/heads did not answer a list of heads")
-        return [h.get("note") for h in heads]
+        return self._gossip("heads", "note", origin)
 
     def gossip_forks(self, origin: str | None = None) -> list[object]:
         """The fork evidence this zoo holds (raw: the caller verifies each against its pinned keys)."""
-        data = self._json_object("/zoo/gossip/forks", {"origin": origin} if origin else None)
-        forks = data.get("forks")
-        if not isinstance(forks, list) or not all(isinstance(f, dict) for f in forks):
-            raise BadAnswer(f"{self.base}/zoo/gossip/forks did not answer a list of forks")
-        return [f.get("evidence") for f in forks]
+        return self._gossip("forks", "evidence", origin)
+
+    def _gossip(self, kind: str, field: str, origin: str | None) -> list[object]:
+        """``field`` of every record ``/zoo/gossip/{kind}`` lists (about ``origin``'s log, if given)."""
+        path = f"/zoo/gossip/{kind}"
+        data = self._json_object(path, {"origin": origin} if origin else None)
+        records = data.get(kind)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise BadAnswer(f"{self.base}{path} did not answer a list of {kind}")
+        return [r.get(field) for r in records]
 
     def approval_receipts(self, bundle: Mapping[str, Any], size: int) -> list[LogReceipt]:
         """Inclusion receipts, under the tree of ``size``, of the logged approvals of the sealed request."""
