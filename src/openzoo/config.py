@@ -45,14 +45,21 @@ SETTINGS: tuple[Setting, ...] = (
             "forever; 0: unload at once).", "keep_alive"),
     Setting("MAX_LOADED_MODELS", "3", "Most models loaded at once; the least recently used goes first.",
             "max_loaded_models"),
-    Setting("NUM_PARALLEL", "4", "Requests decoded together per model (continuous batching slots).",
-            "num_parallel"),
+    Setting("NUM_PARALLEL", "auto",
+            "Requests decoded together per model (continuous batching slots). auto: from the model's KV cache "
+            "per slot and the memory available at load, 1 to 8 (8 for the default model; see "
+            "docs/architecture.md); a number sets it.", "num_parallel"),
     Setting("MAX_QUEUE", "512", "Requests waiting per model before new ones get 503.", "max_queue"),
     Setting("CONTEXT_LENGTH", "4096", "Default context length (num_ctx) per request.", "context_length"),
     Setting("NUM_THREADS", "0", "CPU threads for inference; 0 uses every core.", "num_threads"),
     Setting("GUESS_TOKENS", "1",
             "Spare rows of a decode step carry prompt-lookup guesses of the next tokens (the output is the "
             "same either way; 0 turns them off, e.g. to measure what they gain).", "guess_tokens"),
+    Setting("PROMPT_CACHE_BYTES", "auto",
+            "RAM per model for the KV states of finished sequences, restored when a new prompt shares their "
+            "prefix (a chat's next turn, a shared system prompt) whichever slot it lands in; least recently "
+            "used first out. auto: a quarter of the memory available at load, at most 8 GiB; 0 turns it off.",
+            "prompt_cache_bytes"),
     Setting("API_KEY", "",
             "Bearer key every request must send. Required to bind a non-loopback address.", "api_key"),
     Setting("ORIGINS", "", "Extra CORS origins, comma-separated ('*' wildcards allowed).", "origins"),
@@ -89,6 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
 SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
+# Settings whose value, when it is this one, means "auto": chosen per model at load (runtime/sizing.py).
+AUTO_VALUES = {"num_parallel": 0, "prompt_cache_bytes": -1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,7 @@ class Config:
     scheme: str
     keep_alive: float | None  # seconds; None = forever
     max_loaded_models: int
-    num_parallel: int
+    num_parallel: int  # 0: auto (chosen per model at load, runtime/sizing.py)
     max_queue: int
     context_length: int
     num_threads: int
@@ -121,6 +130,7 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    prompt_cache_bytes: int = -1  # -1: auto (runtime/sizing.py); 0: off
 
     @property
     def catalog(self) -> str:
@@ -243,7 +253,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         scheme=scheme,
         keep_alive=parse_duration(raw["keep_alive"]),
         max_loaded_models=max(1, _int("MAX_LOADED_MODELS", raw["max_loaded_models"]) or 3),
-        num_parallel=max(1, _int("NUM_PARALLEL", raw["num_parallel"])),
+        num_parallel=_auto_int("NUM_PARALLEL", raw["num_parallel"], auto=0, low=1),
         max_queue=max(0, _int("MAX_QUEUE", raw["max_queue"])),
         context_length=max(64, _int("CONTEXT_LENGTH", raw["context_length"])),
         num_threads=max(0, _int("NUM_THREADS", raw["num_threads"])),
@@ -262,7 +272,18 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        prompt_cache_bytes=_auto_int("PROMPT_CACHE_BYTES", raw["prompt_cache_bytes"], auto=-1, low=0),
     )
+
+
+def _auto_int(name: str, text: str, *, auto: int, low: int) -> int:
+    """A number of at least ``low``, or ``auto`` for the word auto."""
+    if text.strip().lower() == "auto":
+        return auto
+    try:
+        return max(low, int(text))
+    except ValueError as exc:
+        raise InvalidRequest(f"OPENZOO_{name} must be an integer or auto, not {text!r}") from exc
 
 
 def _peers(text: str) -> tuple[str, ...]:

@@ -145,4 +145,17 @@ class Metrics:
                [f'openzoo_draft_rows_total{{model="{name}"}} {s.draft_rows_total}' for name, s in engines])
         metric("openzoo_draft_tokens_total", "counter", "Right guesses: tokens generated without a step of their own.",
                [f'openzoo_draft_tokens_total{{model="{name}"}} {s.draft_tokens_total}' for name, s in engines])
+        cache_metrics = (
+            ("openzoo_prompt_cache_hits_total", "counter",
+             "Prompts that got a saved KV prefix restored from the RAM prompt cache.", "prompt_cache_hits_total"),
+            ("openzoo_prompt_cache_tokens_total", "counter",
+             "Prompt tokens restored from the RAM prompt cache instead of read.", "prompt_cache_tokens_total"),
+            ("openzoo_prompt_cache_evictions_total", "counter",
+             "Prompt cache entries dropped to stay within its budget.", "prompt_cache_evictions_total"),
+            ("openzoo_prompt_cache_bytes", "gauge", "Bytes the RAM prompt cache holds.", "prompt_cache_bytes"),
+            ("openzoo_prompt_cache_budget_bytes", "gauge", "The RAM prompt cache's budget.",
+             "prompt_cache_budget_bytes"),
+        )
+        for name, kind, help_text, attr in cache_metrics:
+            metric(name, kind, help_text, [f'{name}{{model="{m}"}} {getattr(s, attr)}' for m, s in engines])
         return "\n".join(out) + "\n"

@@ -134,3 +134,21 @@ def test_disconnect_frees_slot(server: Server, n: int) -> None:
     while busy_slots(server.url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert busy_slots(server.url) == 0
+
+
+def test_ps_and_metrics_show_slots_and_the_prompt_cache(server: Server) -> None:
+    """With the defaults (OPENZOO_NUM_PARALLEL=auto) /api/ps shows the slots chosen and the RAM prompt
+    cache, and /metrics its counters, for each loaded model."""
+    httpx.post(server.url + "/api/generate", json={"model": MODEL, "prompt": "Hi", "options": {"num_predict": 2},
+                                                   "stream": False}, timeout=120)
+    models = httpx.get(server.url + "/api/ps").json()["models"]
+    entry = next(m for m in models if m["name"] == MODEL)
+    cache = entry["prompt_cache"]
+    assert entry["num_parallel"] >= 1
+    assert set(cache) == {"bytes", "budget_bytes", "entries", "hits", "tokens_reused", "evictions"}
+    assert 0 <= cache["bytes"] <= cache["budget_bytes"]
+    text = httpx.get(server.url + "/metrics").text
+    slots = re.search(r'^openzoo_slots\{model="[^"]+"\} (\d+)$', text, re.M)
+    assert slots is not None and int(slots.group(1)) == entry["num_parallel"]
+    for name in ("hits_total", "tokens_total", "evictions_total", "bytes", "budget_bytes"):
+        assert re.search(rf'^openzoo_prompt_cache_{name}\{{model="[^"]+"\}} \d+$', text, re.M), name

@@ -581,3 +581,80 @@ def test_lora_adapter_is_applied(gguf_path: Path, tmp_path: Path) -> None:
     n_prompt = len(base) - 4
     assert tuned[:n_prompt] != base[:n_prompt]  # prompt scoring sees the adapter
     assert tuned[n_prompt:] != base[n_prompt:]  # so does generation
+
+
+@pytest.fixture(scope="module")
+def two_slots(gguf_path: Path) -> Iterator[LlamaCppModel]:
+    """Two slots and a RAM prompt cache of 64 MB, so conversations outnumber slots."""
+    m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=1024, n_parallel=2, n_threads=THREADS,
+                                                      prompt_cache_bytes=64 << 20))
+    yield m
+    m.close()
+
+
+def _conversations(model: LlamaCppModel) -> list[tuple[int, ...]]:
+    return [prompt(model, f"Conversation {i}. " + f"The user asks about topic {i} and its long history. " * 6)
+            for i in range(3)]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SamplingParams(temperature=0.8, top_p=0.95, seed=7)],
+                         ids=["greedy", "seeded"])
+def test_prompt_cache_restores_a_prefix_into_another_slot_bit_identically(
+    two_slots: LlamaCppModel, sampling: SamplingParams
+) -> None:
+    """Three conversations on two slots: the first one's slot is taken by the third, its KV state goes
+    to the RAM prompt cache, and its next turn gets it restored into the other slot. Tokens and
+    log-probabilities equal those of a cold read (cache off), bit for bit."""
+    model = two_slots
+    first, second, third = _conversations(model)
+    turn = first + tuple(model.tokenize(" And what came next?", add_special=False))
+    req = GenerationRequest(prompt=turn, sampling=sampling, max_tokens=12, logprobs=True, top_logprobs=2)
+    model.clear_cache()
+    cold, _ = run(model, req)  # the cache is off (empty): the reference
+
+    def holding(tokens: tuple[int, ...]) -> int:
+        return next(s.seq for s in model._table.slots if s.cache[: len(tokens)] == list(tokens))
+
+    model.clear_cache()
+    run(model, GenerationRequest(prompt=first, sampling=GREEDY, max_tokens=4))
+    home = holding(first)
+    for p in (second, third):  # the other slot, then the first one's (least recently used)
+        run(model, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=4))
+    assert holding(third) == home
+    before = model.stats()
+    assert before.prompt_cache_entries == 1 and before.prompt_cache_bytes > 0
+    warm, _ = run(model, req)
+    after = model.stats()
+    assert after.prompt_cache_hits_total == before.prompt_cache_hits_total + 1
+    assert after.prompt_cache_tokens_total - before.prompt_cache_tokens_total >= len(first) - 1
+    assert holding(first) != home  # restored into the other slot
+    assert lps_of(warm) == lps_of(cold) and len(lps_of(cold)) == 12
+
+
+def test_prompt_cache_stays_within_its_budget(gguf_path: Path) -> None:
+    """A budget that holds one saved conversation: saving the next evicts the older one (least recently
+    used), the bytes held never exceed the budget, and clear_cache empties it."""
+    probe = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=512, n_parallel=1, n_threads=THREADS,
+                                                          prompt_cache_bytes=1 << 30))
+    try:
+        convs = _conversations(probe)
+        for p in convs[:2]:
+            run(probe, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=2))
+        one = probe.stats().prompt_cache_bytes  # the first conversation's state
+    finally:
+        probe.close()
+    m = LlamaCppBackend().load(gguf_path, LoadOptions(n_ctx=512, n_parallel=1, n_threads=THREADS,
+                                                      prompt_cache_bytes=one + one // 2))
+    try:
+        for p in convs:
+            run(m, GenerationRequest(prompt=p, sampling=GREEDY, max_tokens=2))
+            stats = m.stats()
+            assert stats.prompt_cache_bytes <= stats.prompt_cache_budget_bytes
+        assert stats.prompt_cache_evictions_total == 1 and stats.prompt_cache_entries == 1
+        run(m, GenerationRequest(prompt=convs[1], sampling=GREEDY, max_tokens=2))  # the second one is held
+        assert m.stats().prompt_cache_hits_total == 1
+        m.clear_cache()
+        run(m, GenerationRequest(prompt=convs[0], sampling=GREEDY, max_tokens=2))
+        assert m.stats().prompt_cache_hits_total == 1 and m.stats().prompt_cache_entries <= 1
+    finally:
+        m.close()

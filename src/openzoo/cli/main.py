@@ -275,7 +275,18 @@ def config(markdown: bool) -> None:
         value = getattr(current, setting.field, "")
         if setting.field in configuration.SECRETS and value:
             value = "(set)"
+        elif configuration.AUTO_VALUES.get(setting.field) == value:
+            value = f"auto ({_auto_now(setting.field)})"
         click.echo(f"OPENZOO_{setting.name}={value}")
+
+
+def _auto_now(field: str) -> str:
+    """What an ``auto`` setting comes to on this machine now (the slots depend on the model too)."""
+    from openzoo.runtime.sizing import auto_prompt_cache_bytes, available_memory
+
+    if field == "prompt_cache_bytes":
+        return f"{auto_prompt_cache_bytes(available_memory())} bytes now"
+    return "per model at load, from its KV cache per slot and free memory; `openzoo ps` shows it"
 
 
 def main() -> None:

@@ -275,7 +275,7 @@ def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool,
 def ps() -> None:
     """List models loaded in the running server (and its replicas, under ``serve --replicas``)."""
     client = Client(load_config())
-    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "SLOTS", "UNTIL"]
     if not client.is_up():
         click.echo(table([], headers))
         return
@@ -284,7 +284,7 @@ def ps() -> None:
     rows = []
     for m in models:
         rows.append([m["name"], m["digest"][:12], human_size(m["size"]), "100% CPU",
-                     str(m.get("context_length", "")), m["expires_at"],
+                     str(m.get("context_length", "")), str(m.get("num_parallel", "")), m["expires_at"],
                      *([str(m.get("replicas", 0))] if replicated else [])])
     click.echo(table(rows, [*headers, *(["REPLICAS"] if replicated else [])]))
     if replicated or not models:

@@ -80,11 +80,12 @@ class LoadOptions:
     whether decode steps may carry guesses of the next tokens (engines that can; output is the same)."""
 
     n_ctx: int = 4096
-    n_parallel: int = 4
+    n_parallel: int = 4  # 0: auto, from the KV cache per slot and free memory (runtime/sizing.py)
     n_threads: int = 0  # 0: all cores
     max_queue: int = 512
     adapters: tuple[tuple[Path, float], ...] = ()
     guess_tokens: bool = True
+    prompt_cache_bytes: int = -1  # RAM for saved KV states of finished sequences; -1: auto, 0: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,12 @@ class EngineStats:
     completion_tokens_total: int
     draft_rows_total: int = 0  # guessed next tokens decoded in spare rows (llama.cpp engine, draft.py)
     draft_tokens_total: int = 0  # of those, right guesses: tokens gained without a decode step of their own
+    prompt_cache_hits_total: int = 0  # prompts that got a saved KV prefix restored from the RAM prompt cache
+    prompt_cache_tokens_total: int = 0  # prompt tokens those restores saved from being read
+    prompt_cache_evictions_total: int = 0  # entries dropped to stay within the budget
+    prompt_cache_bytes: int = 0  # held now
+    prompt_cache_entries: int = 0  # held now
+    prompt_cache_budget_bytes: int = 0
 
 
 class LoadedModel(Protocol):

@@ -71,11 +71,12 @@ class LoadedInfo:
 class Scheduler:
     """Owns every loaded model of one process."""
 
-    def __init__(self, backend: Backend, *, max_loaded: int = 3, num_parallel: int = 4,
+    def __init__(self, backend: Backend, *, max_loaded: int = 3, num_parallel: int = 0,
                  max_queue: int = 512, num_threads: int = 0, keep_alive: float | None = 300.0,
-                 guess_tokens: bool = True) -> None:
+                 guess_tokens: bool = True, prompt_cache_bytes: int = -1) -> None:
         self.backend = backend
         self.guess_tokens = guess_tokens
+        self.prompt_cache_bytes = prompt_cache_bytes
         self.max_loaded = max(1, max_loaded)
         self.num_parallel = num_parallel
         self.max_queue = max_queue
@@ -122,7 +123,8 @@ class Scheduler:
         try:
             model = self.backend.load(spec.weights, LoadOptions(
                 n_ctx=spec.n_ctx, n_parallel=self.num_parallel, n_threads=self.num_threads,
-                max_queue=self.max_queue, adapters=spec.adapters, guess_tokens=self.guess_tokens))
+                max_queue=self.max_queue, adapters=spec.adapters, guess_tokens=self.guess_tokens,
+                prompt_cache_bytes=self.prompt_cache_bytes))
         except BaseException:
             with self._cond:
                 self._loading.discard(key)

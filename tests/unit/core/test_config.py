@@ -73,3 +73,12 @@ def test_monitor_settings() -> None:
     assert config.load({"OPENZOO_MONITOR_INTERVAL": "0"}).monitor_interval == 0.0
     with pytest.raises(InvalidRequest, match="not a zoo URL"):
         config.load({"OPENZOO_MONITOR_PEERS": "http://a b"})
+
+
+def test_num_parallel_and_prompt_cache_default_to_auto() -> None:
+    cfg = config.load({})
+    assert cfg.num_parallel == 0 and cfg.prompt_cache_bytes == -1  # chosen per model at load
+    cfg = config.load({"OPENZOO_NUM_PARALLEL": "3", "OPENZOO_PROMPT_CACHE_BYTES": "0"})
+    assert cfg.num_parallel == 3 and cfg.prompt_cache_bytes == 0
+    with pytest.raises(InvalidRequest, match="OPENZOO_PROMPT_CACHE_BYTES"):
+        config.load({"OPENZOO_PROMPT_CACHE_BYTES": "lots"})

@@ -85,11 +85,13 @@ from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
 from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.prompt_cache import PromptCache
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.slots import SlotTable
 from openzoo.runtime.llamacpp.step import DEFAULT_PREFILL_CHUNK, UBATCH_ROWS, Stepper
 from openzoo.runtime.llamacpp.stops import StopMatcher
+from openzoo.runtime.sizing import auto_prompt_cache_bytes, auto_slots, available_memory
 
 __all__ = ["LlamaCppModel"]
 
@@ -103,11 +105,10 @@ class LlamaCppModel:
 
     def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> None:
         ensure_backend()
-        if options.n_ctx <= 0 or options.n_parallel <= 0:
-            raise InvalidRequest("n_ctx and n_parallel must be positive")
+        if options.n_ctx <= 0 or options.n_parallel < 0:
+            raise InvalidRequest("n_ctx must be positive and n_parallel not negative (0: auto)")
         self._options = options
         self._n_ctx = options.n_ctx
-        self._n_par = options.n_parallel
         self._threads = options.n_threads if options.n_threads > 0 else (os.cpu_count() or 1)
         self._prefill_chunk = max(1, prefill_chunk)
 
@@ -120,6 +121,11 @@ class LlamaCppModel:
         self._ctx: Any = None
         self._batch: Any = None
         try:
+            available = available_memory()
+            self._n_par = options.n_parallel or auto_slots(
+                self._kv_bytes_per_token() * self._n_ctx, int(L.llama_model_size(model)), available)
+            cache_budget = (auto_prompt_cache_bytes(available) if options.prompt_cache_bytes < 0
+                            else options.prompt_cache_bytes)
             self._vocab: Any = L.llama_model_get_vocab(model)
             self._n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
             self._n_batch = max(512, self._prefill_chunk + self._n_par)
@@ -157,7 +163,8 @@ class LlamaCppModel:
         self._totals = Totals()
         logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
         self._emitter = Emitter(ctx, self._mem, self._vocab, self._n_ctx, logprobs, self._lock, self._totals)
-        self._table = SlotTable(self._n_par, self._mem, n_swa, self._totals, self._emitter.fail)
+        self._prompt_cache = PromptCache(ctx, self._mem, cache_budget, n_swa)
+        self._table = SlotTable(self._n_par, self._mem, n_swa, self._totals, self._emitter.fail, self._prompt_cache)
         self._stepper = Stepper(ctx, self._mem, self._batch, n_ctx=self._n_ctx, n_batch=self._n_batch,
                                 prefill_chunk=self._prefill_chunk,
                                 scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
@@ -205,8 +212,8 @@ class LlamaCppModel:
 
     @property
     def memory_bytes(self) -> int:
-        """Weights plus the KV cache at full size."""
-        return self._memory
+        """Weights plus the KV cache at full size, plus what the prompt cache holds in RAM."""
+        return self._memory + self._prompt_cache.totals.bytes
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -296,6 +303,7 @@ class LlamaCppModel:
 
     def stats(self) -> EngineStats:
         with self._lock:
+            cache = self._prompt_cache.totals
             return EngineStats(
                 busy_slots=self._table.busy(),
                 total_slots=self._n_par,
@@ -305,6 +313,12 @@ class LlamaCppModel:
                 completion_tokens_total=self._totals.completion_tokens,
                 draft_rows_total=self._totals.draft_rows,
                 draft_tokens_total=self._totals.draft_tokens,
+                prompt_cache_hits_total=cache.hits,
+                prompt_cache_tokens_total=cache.tokens,
+                prompt_cache_evictions_total=cache.evictions,
+                prompt_cache_bytes=cache.bytes,
+                prompt_cache_entries=cache.entries,
+                prompt_cache_budget_bytes=self._prompt_cache.budget,
             )
 
     def clear_cache(self) -> None:
@@ -432,14 +446,18 @@ class LlamaCppModel:
         self._lora = (arr, len(handles), scales)
 
     def _kv_bytes(self) -> int:
-        """Size of a full KV cache in f16 (an upper bound: sliding-window layers keep fewer cells)."""
+        """Size of a full KV cache in f16, every slot's (sliding-window layers keep as many cells)."""
+        return self._kv_bytes_per_token() * self._n_ctx * self._n_par
+
+    def _kv_bytes_per_token(self) -> int:
+        """KV bytes one token takes in f16, all layers together."""
         n_layer = int(L.llama_model_n_layer(self._model))
         n_head_kv = int(L.llama_model_n_head_kv(self._model))
         n_head = max(1, int(L.llama_model_n_head(self._model)))
         arch = self._meta("general.architecture") or ""
         k_len = int(self._meta(f"{arch}.attention.key_length") or 0) or int(L.llama_model_n_embd(self._model)) // n_head
         v_len = int(self._meta(f"{arch}.attention.value_length") or 0) or k_len
-        return n_layer * self._n_ctx * self._n_par * n_head_kv * (k_len + v_len) * 2
+        return n_layer * n_head_kv * (k_len + v_len) * 2
 
     def _meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(256)

@@ -6,6 +6,11 @@ slot with the longest such prefix, unless it is only a few tokens (a BOS, a temp
 empty slot, else the least recently used one, so that one prompt does not evict another's cache to save
 a token. When another sequence (idle or running) holds a clearly longer prefix, its cells are shared
 with ``llama_memory_seq_cp`` instead. See ``engine.py`` for why cell order matters.
+
+Beyond the slots, the prompt cache (``prompt_cache.py``) keeps the KV states of sequences whose slot
+was taken by another prompt: a slot's cells are saved there before they are overwritten, and a prompt
+whose prefix an entry holds (clearly longer than any slot's) gets it restored into the free slot whose
+own cache is worth least (empty, else least recently used).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from openzoo.errors import ClientClosed, OpenzooError
 from openzoo.runtime.llamacpp.jobs import Job, Totals, scoring_only
 from openzoo.runtime.llamacpp.native import L
+from openzoo.runtime.llamacpp.prompt_cache import CacheEntry, PromptCache, shared_prefix
 
 __all__ = ["MAX_SCORING", "MIN_SHARED_PREFIX", "Slot", "SlotTable"]
 
@@ -48,8 +54,9 @@ class SlotTable:
     """
 
     def __init__(self, n_parallel: int, mem: Any, n_swa: int, totals: Totals,
-                 fail: Callable[[Job, OpenzooError], None]) -> None:
+                 fail: Callable[[Job, OpenzooError], None], cache: PromptCache) -> None:
         self.slots = [Slot(seq=i) for i in range(n_parallel)]
+        self.cache = cache
         self.pending: deque[Job] = deque()
         self.scoring: list[Job] = []  # scoring-only jobs for the next step (they need no slot)
         self._mem = mem
@@ -100,7 +107,9 @@ class SlotTable:
         self.pending = waiting
 
     def forget_idle(self) -> None:
-        """Forget the cached prefixes of idle slots; their cells are freed by :meth:`free_forgotten`."""
+        """Forget the cached prefixes of idle slots and the prompt cache; the slots' cells are freed by
+        :meth:`free_forgotten`."""
+        self.cache.clear()
         for slot in self.slots:
             if slot.job is None:
                 slot.cache = []
@@ -120,12 +129,13 @@ class SlotTable:
             if slot.job is None and not slot.cache:
                 L.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
 
-    def _choose_slot(self, job: Job, idle: list[Slot]) -> tuple[Slot, int, Slot | None]:
-        """Pick a slot and how many cached prompt tokens to keep (and from which sequence)."""
+    def _choose_slot(self, job: Job, idle: list[Slot]) -> tuple[Slot, int, Slot | CacheEntry | None]:
+        """Pick a slot and how many cached prompt tokens to keep, and where they come from: the slot
+        itself (None), another sequence (shared with ``seq_cp``) or a prompt cache entry."""
         prompt = job.prompt
         limit = len(prompt) - 1  # at least one prompt token is decoded, to get logits
         if limit <= 0:
-            return min(idle, key=lambda s: (len(s.cache) > 0, s.last_used)), 0, None
+            return self._least_worth(idle), 0, None
         best, best_len = idle[0], -1
         for slot in idle:
             n = self._usable_prefix(slot, prompt, limit)
@@ -134,10 +144,10 @@ class SlotTable:
         if best_len < MIN_SHARED_PREFIX and 2 * best_len < len(prompt):
             # A few shared tokens (BOS, a chat template's header) are not worth another prompt's cache:
             # take an empty slot, else the least recently used one, as llama-server does.
-            best = min(idle, key=lambda s: (len(s.cache) > 0, s.last_used))
+            best = self._least_worth(idle)
             best_len = self._usable_prefix(best, prompt, limit)
         # Another sequence (idle or running) may hold a longer prefix: share its cells with seq_cp.
-        source: Slot | None = None
+        source: Slot | CacheEntry | None = None
         source_len = best_len + MIN_SHARED_PREFIX - 1
         for slot in self.slots:
             if slot is best:
@@ -145,17 +155,22 @@ class SlotTable:
             n = self._usable_prefix(slot, prompt, limit)
             if n > source_len:
                 source, source_len = slot, n
+        # Or the prompt cache, restored into the idle slot whose own cache is worth least.
+        entry, entry_len = self.cache.best(prompt, limit)
+        if entry is not None and entry_len > source_len:
+            return self._least_worth(idle), entry_len, entry
         if source is not None:
             return best, source_len, source
         return best, max(best_len, 0), None
 
+    @staticmethod
+    def _least_worth(idle: list[Slot]) -> Slot:
+        """An empty idle slot, else the least recently used one."""
+        return min(idle, key=lambda s: (len(s.cache) > 0, s.last_used))
+
     def _usable_prefix(self, slot: Slot, prompt: tuple[int, ...], limit: int) -> int:
         """Length of the prefix of ``prompt`` whose KV ``slot`` holds and can still attend to."""
-        cache = slot.cache
-        n = 0
-        top = min(len(cache), limit)
-        while n < top and cache[n] == prompt[n]:
-            n += 1
+        n = shared_prefix(slot.cache, prompt, limit)
         if n and self._n_swa > 0:
             # Sliding-window layers drop cells older than the window; the first new token needs the
             # window before it, which may be gone if the slot ran far past the shared prefix.
@@ -164,9 +179,18 @@ class SlotTable:
                 return 0
         return n
 
-    def _start(self, job: Job, slot: Slot, keep: int, source: Slot | None) -> None:
+    def _start(self, job: Job, slot: Slot, keep: int, source: Slot | CacheEntry | None) -> None:
         mem, seq = self._mem, slot.seq
-        if source is not None:
+        own = keep if source is None else 0  # of the slot's own cached tokens, those kept
+        if len(slot.cache) - own >= MIN_SHARED_PREFIX:
+            self.cache.save(seq, slot.cache)  # about to be overwritten: keep it in RAM
+        if isinstance(source, CacheEntry):
+            if self.cache.restore(source, seq, keep):
+                slot.cache = list(source.tokens[:keep])
+            else:
+                keep = 0
+                slot.cache = []
+        elif source is not None:
             L.llama_memory_seq_rm(mem, seq, -1, -1)
             L.llama_memory_seq_cp(mem, source.seq, seq, 0, keep)
             slot.cache = list(job.prompt[:keep])
