@@ -103,6 +103,7 @@ class Running:
     url: str
     model: str
     stop: Callable[[], None]
+    pid: int = 0  # for its memory (bench/workloads.py)
 
 
 @dataclass
@@ -123,31 +124,36 @@ class Figures:
 
 def stream_one(client: httpx.Client, url: str, model: str, prompt: str | list[int], tokens: int,
                ) -> tuple[float, int]:
-    """(time to first token, text chunks received) for one streamed greedy completion.
+    """(time to first token, text chunks received) for one streamed greedy completion."""
+    first, _, count = stream_times(client, url, model, prompt, tokens)
+    return first, count
+
+
+def stream_times(client: httpx.Client, url: str, model: str, prompt: str | list[int], tokens: int,
+                 extra: dict[str, object] | None = None) -> tuple[float, list[float], int]:
+    """(time to first token, arrival time of each text chunk, text chunks) for one streamed completion,
+    greedy unless ``extra`` (more body fields) says otherwise.
 
     A kept-alive connection that the server closed (llama-server's HTTP library closes one after a few
     requests without saying so) fails before any answer: the request is then sent again on a new
     connection, and timed from there.
     """
-    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True}
+    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True, **(extra or {})}
     for attempt in range(3):
         start = time.perf_counter()
-        first = 0.0
-        count = 0
+        arrivals: list[float] = []
         try:
-            with client.stream("POST", url + "/v1/completions", json=body, timeout=600) as response:
+            with client.stream("POST", url + "/v1/completions", json=body, timeout=900) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
                     chunk = json.loads(line[6:])
                     if chunk["choices"] and chunk["choices"][0].get("text"):
-                        count += 1
-                        if not first:
-                            first = time.perf_counter() - start
-            return first, count
+                        arrivals.append(time.perf_counter())
+            return (arrivals[0] - start if arrivals else 0.0), arrivals, len(arrivals)
         except httpx.RemoteProtocolError:
-            if count or attempt == 2:
+            if arrivals or attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
@@ -201,35 +207,39 @@ def start_external(name: str, cmd: list[str], port: int, model: str, log: Path, 
         stop()
         raise RuntimeError(f"{name}: {type(exc).__name__}: {exc}; see {log.name}:\n"
                            + log.read_text(errors="replace")[-2000:]) from None
-    return Running(name, url, model, stop)
+    return Running(name, url, model, stop, process.pid)
 
 
 def start_openzoo(name: str, home: Path, log: Path, parallel: str, src: Path | None = None,
                   extra: dict[str, str] | None = None) -> Running:
-    env = {"OPENZOO_NUM_PARALLEL": parallel} | ({"PYTHONPATH": str(src)} if src else {}) | (extra or {})
-    server = start_server(home, log, env)
+    """An openzoo server from this checkout (or ``src``) with ``parallel`` slots ("" for the default)."""
+    env = ({"OPENZOO_NUM_PARALLEL": parallel} if parallel else {}) | ({"PYTHONPATH": str(src)} if src else {})
+    server = start_server(home, log, env | (extra or {}))
     with httpx.Client() as client:
         stream_one(client, server.url, DEFAULT_MODEL, PROMPTS[0], 4)  # loads the model
-    return Running(name, server.url, DEFAULT_MODEL, lambda: stop_server(server))
+    return Running(name, server.url, DEFAULT_MODEL, lambda: stop_server(server), server.process.pid)
 
 
-def start_llama_server(binary: Path, gguf: Path, tmp: Path, extra: list[str]) -> Running:
-    """llama-server with 8 slots and every core; without weight repacking if repacked weights crash.
+def start_llama_server(binary: Path, gguf: Path, tmp: Path, extra: list[str], *, slots: int = 8,
+                       ctx: int = 1024, name: str = CPP) -> Running:
+    """llama-server with ``slots`` slots of ``ctx`` tokens and every core; without weight repacking if
+    repacked weights crash.
 
     Repacking puts weights in AMX buffers on CPUs that report AMX; their kernels fault on virtual
     machines that report it without enabling it (openzoo's engine keeps them off too).
     """
     env = dict(os.environ, LD_LIBRARY_PATH=f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}")
     port = free_port()
-    cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-np", "8",
-           "-c", str(8 * 1024), "-t", THREADS, "-tb", THREADS, *extra]
+    cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
+           "-c", str(slots * ctx), "-t", THREADS, "-tb", THREADS, *extra]
+    log = tmp / f"cpp-{port}.log"
     try:
-        return start_external(CPP, cmd, port, "gemma", tmp / "cpp.log", env)
+        return start_external(name, cmd, port, "gemma", log, env)
     except RuntimeError as exc:
         print(f"{str(exc).splitlines()[0]}\n  again with --no-repack")
     port = free_port()
     cmd[cmd.index("--port") + 1] = str(port)
-    return start_external(CPP + " -nr", [*cmd, "--no-repack"], port, "gemma", tmp / "cpp-nr.log", env)
+    return start_external(name + " -nr", [*cmd, "--no-repack"], port, "gemma", tmp / f"cpp-nr-{port}.log", env)
 
 
 def start_all(args: argparse.Namespace, stack: ExitStack, tmp: Path) -> list[Running]:
@@ -306,6 +316,8 @@ def report(args: argparse.Namespace, levels: list[int], figures: dict[str, Figur
 
 
 def main() -> None:
+    from workloads import WORKLOADS, run_workload  # it imports this module's helpers
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--levels", default="1,2,4,8", help="concurrent clients, comma-separated")
@@ -320,6 +332,11 @@ def main() -> None:
                              "(e.g. OPENZOO_GUESS_TOKENS=0), to compare a setting in one run; repeatable")
     parser.add_argument("--no-baselines", dest="baselines", action="store_false",
                         help="leave out the serialized openzoo and llama-cpp-python's server")
+    parser.add_argument("--workload", choices=["greedy", *WORKLOADS], default="greedy",
+                        help="greedy: the levels above (default); the others are described in bench/workloads.py")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="workloads: multiply the issue's sizes (users, turns, history, rounds) by this, "
+                             "for a quick run on a busy machine")
     args = parser.parse_args()
     for setting in args.compare_env:
         if "=" not in setting:
@@ -328,6 +345,9 @@ def main() -> None:
         if not (src / "openzoo" / "__init__.py").is_file():
             parser.error(f"--compare-src {src}: no openzoo package there; give the `src` folder of a checkout")
     exit_on_sigterm()
+    if args.workload != "greedy":
+        run_workload(args)
+        return
     levels = [int(n) for n in args.levels.split(",")]
     figures: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:

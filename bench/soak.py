@@ -4,19 +4,23 @@ real ``openzoo serve`` with --parallel slots.
 Each client loops over streamed requests of a random kind (``/api/chat``, ``/api/generate``,
 ``/v1/chat/completions``, ``/v1/completions``; now and then an ``/api/embed``, which shares the decode
 thread) and of random length; about a third of the streams are cut at a random point, from right after
-the status line to deep into the stream, and the client starts its next request at once. Checks, each
-printed as PASS/FAIL:
+the status line to deep into the stream, and the client starts its next request at once. A quarter of
+the requests are turns of the client's chat session (``/api/chat``: a system prompt and a document of
+some 400 tokens, then every earlier turn, resent each time; a new session after 6 turns), so the RAM
+prompt cache (on, with a budget of --cache-bytes, small enough to evict) restores and saves KV states
+all along. Checks, each printed as PASS/FAIL:
 
 - RSS growth of the server from the end of the warm-up (--warmup, default a fifth of the run, at most a
   minute) to the end: below 5 %;
 - no stuck slot: once the clients stop, the server's own state (``/metrics``: busy slots and queue
   depth of every loaded model) returns to zero within 30 s, and a last request still completes;
 - no 5xx answer, no error line in a stream, no transport error: every request either completes or was
-  cut by its client.
+  cut by its client;
+- the prompt cache was used (hits) and stayed within its budget (``/metrics``).
 
 Bounded in time and count; loopback only.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--clients 8] [--parallel 8]
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 8] [--parallel 8] [--cache-bytes 67108864]
 """
 
 from __future__ import annotations
@@ -50,14 +54,31 @@ def rss(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) * 1024  # type: ignore[union-attr]
 
 
-def engine_state(url: str) -> tuple[int, int]:
-    """(busy slots, queued requests) summed over the loaded models, from the server's /metrics."""
+def metric_totals(url: str, *names: str) -> list[int]:
+    """Each named metric from the server's /metrics, summed over the loaded models."""
     text = httpx.get(url + "/metrics", timeout=30).text
+    return [sum(int(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\d+)$", text, re.M)) for name in names]
 
-    def total(name: str) -> int:
-        return sum(int(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\d+)$", text, re.M))
 
-    return total("openzoo_busy_slots"), total("openzoo_queue_depth")
+def engine_state(url: str) -> tuple[int, int]:
+    """(busy slots, queued requests) summed over the loaded models."""
+    busy, queued = metric_totals(url, "openzoo_busy_slots", "openzoo_queue_depth")
+    return busy, queued
+
+
+SESSION_TURNS = 6
+DOCUMENT = ("The harbour town kept its fishing fleet through three wars and two floods. " * 28).strip()
+QUESTIONS = ["What is the town known for?", "What happened in the floods?", "Who kept the fleet?",
+             "Summarize the document.", "What else do you know?", "Give one more detail."]
+
+
+def session_request(session: list[dict[str, str]], rng: random.Random) -> tuple[str, dict[str, object]]:
+    """The next turn of a client's chat session (a new one after SESSION_TURNS turns)."""
+    if not session or len(session) >= 1 + 2 * SESSION_TURNS:
+        session[:] = [{"role": "system", "content": f"Session {rng.random()}. Answer about this text: {DOCUMENT}"}]
+    turn = (len(session) - 1) // 2
+    session.append({"role": "user", "content": QUESTIONS[turn]})
+    return "/api/chat", {"model": DEFAULT_MODEL, "messages": list(session), "options": {"num_predict": 16}}
 
 
 def request_of(kind: str, rng: random.Random) -> tuple[str, dict[str, object]]:
@@ -83,7 +104,8 @@ def error_line(line: str) -> bool:
     return "error" in json.loads(payload)
 
 
-def one_request(client: httpx.Client, url: str, rng: random.Random, outcomes: Counter[str]) -> None:
+def one_request(client: httpx.Client, url: str, rng: random.Random, outcomes: Counter[str],
+                session: list[dict[str, str]]) -> None:
     if rng.random() < 0.05:
         try:
             r = client.post(url + "/api/embed", json={"model": DEFAULT_MODEL, "input": ["soak"]}, timeout=120)
@@ -91,9 +113,14 @@ def one_request(client: httpx.Client, url: str, rng: random.Random, outcomes: Co
         except httpx.HTTPError as exc:
             outcomes[f"embed {type(exc).__name__}"] += 1
         return
-    kind = rng.choice(KINDS)
-    cut = rng.randint(0, 12) if rng.random() < 0.3 else None
-    path, body = request_of(kind, rng)
+    if rng.random() < 0.25:
+        kind, cut = "chat-session", None
+        path, body = session_request(session, rng)
+    else:
+        kind = rng.choice(KINDS)
+        cut = rng.randint(0, 12) if rng.random() < 0.3 else None
+        path, body = request_of(kind, rng)
+    reply: list[str] = []
     try:
         with client.stream("POST", url + path, json=body, timeout=300) as response:
             if response.status_code != 200:
@@ -106,10 +133,14 @@ def one_request(client: httpx.Client, url: str, rng: random.Random, outcomes: Co
                 if error_line(line):
                     outcomes[f"{kind} stream error"] += 1
                     return
+                if kind == "chat-session" and line:
+                    reply.append(json.loads(line).get("message", {}).get("content", ""))
                 if cut is not None and i >= cut:
                     outcomes[f"{kind} disconnected"] += 1
                     return
         outcomes[f"{kind} ok"] += 1
+        if kind == "chat-session":
+            session.append({"role": "assistant", "content": "".join(reply)})
     except httpx.HTTPError as exc:
         outcomes[f"{kind} {type(exc).__name__}"] += 1
 
@@ -119,6 +150,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=8, help="the server's OPENZOO_NUM_PARALLEL")
+    parser.add_argument("--cache-bytes", type=int, default=64 << 20, help="the server's OPENZOO_PROMPT_CACHE_BYTES")
     parser.add_argument("--warmup", type=float, help="seconds before the RSS baseline (default: min(60, run/5))")
     args = parser.parse_args()
     exit_on_sigterm()
@@ -129,7 +161,9 @@ def main() -> None:
     peak_busy = 0
     with tempfile.TemporaryDirectory() as tmp:
         home = home_with_default_model(Path(tmp) / "home")
-        server = start_server(home, Path(tmp) / "server.log", {"OPENZOO_NUM_PARALLEL": str(args.parallel)})
+        server = start_server(home, Path(tmp) / "server.log", {"OPENZOO_NUM_PARALLEL": str(args.parallel),
+                                                               "OPENZOO_PROMPT_CACHE_BYTES": str(args.cache_bytes),
+                                                               "OPENZOO_CONTEXT_LENGTH": "4096"})
         try:
             with httpx.Client() as warm:  # load the model before the clock starts
                 warm.post(server.url + "/api/generate", json={"model": DEFAULT_MODEL, "prompt": ""}, timeout=120)
@@ -138,9 +172,10 @@ def main() -> None:
 
             def client(seed: int) -> None:
                 rng = random.Random(seed)
+                session: list[dict[str, str]] = []
                 with httpx.Client() as http:
                     while time.monotonic() < end:
-                        one_request(http, server.url, rng, outcomes)
+                        one_request(http, server.url, rng, outcomes, session)
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
             for t in threads:
@@ -160,6 +195,10 @@ def main() -> None:
             last = httpx.post(server.url + "/api/generate", timeout=120, json={
                 "model": DEFAULT_MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 4}})
             last_ok = last.status_code == 200 and last.json().get("done") is True
+            hits, reused, evictions, held, budget = metric_totals(
+                server.url, "openzoo_prompt_cache_hits_total", "openzoo_prompt_cache_tokens_total",
+                "openzoo_prompt_cache_evictions_total", "openzoo_prompt_cache_bytes",
+                "openzoo_prompt_cache_budget_bytes")
         finally:
             stop_server(server)
     baseline = next((r for t, r in samples if t >= warmup), samples[0][1])
@@ -175,6 +214,8 @@ def main() -> None:
     print(f"{'PASS' if state == (0, 0) and last_ok else 'FAIL'}: no stuck slot: busy slots {state[0]}, queued "
           f"{state[1]} once the clients stopped (goal 0, 0); a last request {'completed' if last_ok else 'FAILED'}")
     print(f"{'PASS' if not bad else 'FAIL'}: {fivexx} 5xx answers; unexpected outcomes: {bad or 'none'} (goal none)")
+    print(f"{'PASS' if hits and held <= budget else 'FAIL'}: prompt cache {hits} hits, {reused} tokens reused, "
+          f"{evictions} evictions, {held / 1e6:.1f} MB held of {budget / 1e6:.1f} MB (goal: hits, within budget)")
 
 
 if __name__ == "__main__":

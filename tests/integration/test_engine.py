@@ -152,6 +152,24 @@ def lps_of(chunks: list[Event]) -> list[tuple[int, float]]:
     return [(lp.token_id, lp.logprob) for c in chunks if isinstance(c, TextChunk) for lp in c.logprobs]
 
 
+def test_a_long_prompt_read_in_chunks_beside_running_streams_changes_nothing(model: LlamaCppModel) -> None:
+    """A 400-token prompt joins three generating streams: it is read a micro-batch at a time beside their
+    decode rows (step.py), and every sequence's tokens and log-probabilities equal its own alone."""
+    streams = [GenerationRequest(prompt=prompt(model, f"Describe city number {i} in detail."), sampling=GREEDY,
+                                 max_tokens=32, logprobs=True) for i in range(3)]
+    document = prompt(model, "A long report on rivers, lakes, tides and rain. " * 40)[:400]
+    long = GenerationRequest(prompt=document, sampling=GREEDY, max_tokens=8, logprobs=True)
+    model.clear_cache()
+    handles = [iter(model.submit(r)) for r in streams]
+    firsts = [next(h) for h in handles]  # all three are generating now
+    joined = model.submit(long)
+    together = [[f, *h][:-1] for f, h in zip(firsts, handles, strict=True)] + [list(joined)[:-1]]
+    for r, events in zip([*streams, long], together, strict=True):
+        model.clear_cache()
+        alone, _ = run(model, r)
+        assert lps_of(alone) == lps_of(events) and len(lps_of(alone)) > 0
+
+
 @pytest.mark.parametrize(
     ("sampling", "grammar"),
     [(GREEDY, None), (SamplingParams(temperature=0.7, top_k=40, top_p=0.95, seed=11), None), (GREEDY, ENDLESS)],

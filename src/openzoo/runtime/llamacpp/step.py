@@ -1,7 +1,11 @@
 """One engine step: build a ``llama_batch`` from every active slot, decode it once, sample.
 
 The batch holds one token for every sequence that is generating and a prompt chunk for sequences still
-reading their prompt (oldest admission first), within ``n_batch`` rows. Its shape is kept inside what
+reading their prompt (oldest admission first), within ``n_batch`` rows. While sequences are generating,
+prompt chunks only fill the step's one micro-batch (:data:`UBATCH_ROWS` rows with the generating ones):
+a step of several micro-batches would hold every running stream's next token back for all of them (a
+256-token chunk beside 7 streams made each of their tokens wait for five micro-batches), whereas
+filling the one micro-batch costs them little and reads the prompt almost as fast as alone. Its shape is kept inside what
 gives every row the same kernels (see "Batch invariance" in ``engine.py``): never a lone row in the last
 micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk can give up a row to the next micro-batch, a
 spare row is added. A step of only generating rows is filled up to a multiple of ggml's 4-row tiles,
@@ -33,6 +37,8 @@ UBATCH_ROWS = 63
 #: Rows of a step of only generating rows once spare rows are added, at most: a multiple of 4 that
 #: keeps the step in one micro-batch.
 _SPARE_LIMIT = UBATCH_ROWS // 4 * 4
+#: Prompt rows a step gives to prompt chunks while sequences generate, at least (however many generate).
+MIN_JOIN_ROWS = 16
 
 
 class Stepper:
@@ -77,6 +83,8 @@ class Stepper:
             self._score(to_score)
         decoding = [s for s in slots if s.job is not None and s.job.next_token is not None]
         budget = self._n_batch - len(decoding)
+        if decoding:  # prompts join in the step's one micro-batch (see above)
+            budget = min(budget, max(MIN_JOIN_ROWS, UBATCH_ROWS - len(decoding)))
         plan: list[list[Any]] = []  # [slot, rows]: prompt chunks, oldest admission first
         for slot in sorted(
             (s for s in slots if s.job is not None and s.job.next_token is None), key=lambda s: s.last_used
