@@ -83,6 +83,8 @@ class Done:
     prompt_logprobs: tuple[TokenLogprob | None, ...] = ()
     prompt_token_ids: tuple[int, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
+    draft_tokens: int = 0  # guesses of its next tokens decoded in spare rows (llama.cpp engine, draft.py)
+    draft_accepted: int = 0  # of those, the right ones: tokens it got without a step of their own
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,7 @@ def test_guessed_tokens_are_those_of_plain_decoding(
     after = model.stats()
     rows, right = after.draft_rows_total - before.draft_rows_total, after.draft_tokens_total - before.draft_tokens_total
     assert rows >= right > 0  # guesses were taken...
+    assert (done.draft_tokens, done.draft_accepted) == (rows, right)  # ...and reported with the request
     if sampling.temperature > 0:
         assert rows > right  # ...and some were wrong: their KV cells were dropped
     assert lps_of(alone) == lps_of(reference) and len(tokens_of(alone)) == done.completion_tokens  # ...unseen

@@ -139,7 +139,8 @@ def metrics(done: Done) -> dict[str, Any]:
     """Final-chunk timings in nanoseconds; zero metrics omitted, as Ollama does."""
     values = {"total_duration": done.total_ns, "load_duration": done.load_ns,
               "prompt_eval_count": done.prompt_tokens, "prompt_eval_duration": done.prompt_eval_ns,
-              "eval_count": done.completion_tokens, "eval_duration": done.eval_ns}
+              "eval_count": done.completion_tokens, "eval_duration": done.eval_ns,
+              "draft_count": done.draft_tokens, "draft_accepted_count": done.draft_accepted}
     return {k: int(v) for k, v in values.items() if v}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, Drafter, spare_rows
+from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, Drafter, NgramPool, spare_rows
 
 
 def test_guess_is_what_followed_the_last_two_tokens_most_recently() -> None:
@@ -71,3 +71,25 @@ def test_spare_rows_fill_a_tile_with_guesses_then_throw_away_rows() -> None:
     for generating in range(1, 61):
         rows, guesses = spare_rows(generating, 3, 60)
         assert rows % ROW_TILE == 0 and generating <= rows < generating + ROW_TILE and guesses <= 3
+
+
+def test_the_shared_pool_guesses_what_followed_in_earlier_requests() -> None:
+    pool = NgramPool()
+    pool.feed([10, 11, 12, 13, 14, 15])  # an earlier request
+    d = Drafter([99, 10, 11, 12], pool)  # this one has never seen what follows 11, 12
+    assert d.propose(3) == [13, 14, 15]
+    assert Drafter([99, 10, 11, 12]).propose(3) == []  # without the pool: nothing
+
+
+def test_the_sequence_s_own_pair_wins_over_the_pool() -> None:
+    pool = NgramPool()
+    pool.feed([1, 2, 3, 4])
+    d = Drafter([2, 3, 7, 1, 2, 3], pool)
+    assert d.propose(1) == [7]  # (2, 3) was followed by 7 in this sequence
+
+
+def test_the_pool_keeps_its_most_recent_contexts() -> None:
+    pool = NgramPool(limit=2)
+    pool.feed([1, 2, 3, 4, 5, 6])  # contexts (1,2,3) (2,3,4) (3,4,5)
+    assert len(pool) == 2
+    assert pool.get(1, 2, 3) is None and pool.get(3, 4, 5) == 6

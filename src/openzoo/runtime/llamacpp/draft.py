@@ -36,13 +36,19 @@ tokens (else of its last token), as in llama.cpp's lookup decoding and "prompt l
 decoding. It is often right where text repeats itself or its prompt (code, edits, extraction, lists, a
 small model's loops), and costs O(1) per token: the tables are built the first time a guess is asked
 for, then kept up to date.
+
+Where a sequence's own context has no follower for its last two tokens, the guess comes from an
+:class:`NgramPool` shared by every request of the model (as llama.cpp's n-gram cache): what followed the
+last three tokens in earlier requests' prompts and answers. A chat's turns, an agent's repeated tool
+output, templated answers: text that repeats across requests rather than within one. Pool guesses go
+through the same success rate, so on text that repeats nowhere they stop being decoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CONFIDENT", "GUESSES", "ROW_TILE", "Drafter", "spare_rows"]
+__all__ = ["CONFIDENT", "GUESSES", "ROW_TILE", "Drafter", "NgramPool", "spare_rows"]
 
 #: Running success rate of first guesses from which a lone row's guesses are decoded (break-even about 0.6).
 CONFIDENT = 0.65
@@ -52,16 +58,46 @@ GUESSES = 3
 ROW_TILE = 4
 #: Weight of the past in the running success rate (per guess).
 _MEMORY = 0.8
+#: Three-token contexts the shared pool remembers, at most (oldest out); about 100 bytes each.
+POOL_ENTRIES = 1 << 18
+
+
+class NgramPool:
+    """What followed each three-token context in the model's earlier requests (decode thread only)."""
+
+    __slots__ = ("_after3", "limit")
+
+    def __init__(self, limit: int = POOL_ENTRIES) -> None:
+        self._after3: dict[tuple[int, int, int], int] = {}
+        self.limit = limit
+
+    def feed(self, tokens: Sequence[int]) -> None:
+        """Learn a finished request's prompt and answer (the newest follower of a context wins)."""
+        table = self._after3
+        for i in range(3, len(tokens)):
+            key = (tokens[i - 3], tokens[i - 2], tokens[i - 1])
+            table.pop(key, None)  # re-inserted last: the most recent uses are evicted last
+            table[key] = tokens[i]
+        while len(table) > self.limit:
+            del table[next(iter(table))]
+
+    def get(self, a: int, b: int, c: int) -> int | None:
+        return self._after3.get((a, b, c))
+
+    def __len__(self) -> int:
+        return len(self._after3)
 
 
 class Drafter:
     """Follower tables of one sequence's context, fed token by token, and how well its guesses do."""
 
-    __slots__ = ("_after1", "_after2", "_last", "_pending", "_prev", "score")
+    __slots__ = ("_after1", "_after2", "_last", "_pending", "_pool", "_prev", "_prev2", "score")
 
-    def __init__(self, context: Sequence[int]) -> None:
+    def __init__(self, context: Sequence[int], pool: NgramPool | None = None) -> None:
         self._after1: dict[int, int] = {}
         self._after2: dict[tuple[int, int], int] = {}
+        self._pool = pool
+        self._prev2 = -1
         self._prev = -1
         self._last = -1
         self._pending = -1  # the last guess, until the token it guessed arrives
@@ -78,7 +114,7 @@ class Drafter:
             self._after1[self._last] = token
             if self._prev >= 0:
                 self._after2[(self._prev, self._last)] = token
-        self._prev, self._last = self._last, token
+        self._prev2, self._prev, self._last = self._prev, self._last, token
 
     def propose(self, limit: int = GUESSES) -> list[int]:
         """Guesses of the next ``limit`` tokens at most, each following the previous (none for a token
@@ -86,16 +122,19 @@ class Drafter:
 
         The first guess is scored when the next token is added, whether it was decoded or not.
         """
-        prev, last = self._prev, self._last
+        prev2, prev, last = self._prev2, self._prev, self._last
+        pool = self._pool
         guesses: list[int] = []
         while len(guesses) < limit:
             follower = self._after2.get((prev, last))
+            if follower is None and pool is not None:
+                follower = pool.get(prev2, prev, last)
             if follower is None:
                 follower = self._after1.get(last)
             if follower is None:
                 break
             guesses.append(follower)
-            prev, last = last, follower
+            prev2, prev, last = prev, last, follower
         if guesses:
             self._pending = guesses[0]
         return guesses

@@ -16,6 +16,7 @@ from typing import Any
 
 from openzoo.errors import OpenzooError
 from openzoo.events import Done, Failure, TextChunk
+from openzoo.runtime.llamacpp.draft import NgramPool
 from openzoo.runtime.llamacpp.jobs import Job, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
 from openzoo.runtime.llamacpp.native import L, token_piece
@@ -23,13 +24,17 @@ from openzoo.runtime.llamacpp.slots import Slot
 
 __all__ = ["Emitter"]
 
+#: Prompt tokens of a finished request the shared n-gram pool learns (its tail: a chat resends the rest).
+_POOL_PROMPT = 512
+
 
 class Emitter:
     """Samples running sequences and turns their tokens into events (decode thread only)."""
 
     def __init__(self, ctx: Any, mem: Any, vocab: Any, n_ctx: int, logprobs: LogprobReader,
-                 lock: threading.Lock, totals: Totals) -> None:
+                 lock: threading.Lock, totals: Totals, pool: NgramPool | None = None) -> None:
         self._ctx = ctx
+        self._pool = pool
         self._mem = mem
         self._vocab = vocab
         self._n_ctx = n_ctx
@@ -90,6 +95,7 @@ class Emitter:
         one position further each), sample the guess's row too. The KV cells of the guesses not taken
         are dropped (see ``draft.py``)."""
         self._totals.draft_rows += len(guesses)
+        job.draft_rows += len(guesses)
         self.sample(slot, job, index)
         for row, guess in enumerate(guesses, first):
             if slot.job is not job or job.next_token != guess:
@@ -97,6 +103,7 @@ class Emitter:
             slot.cache.append(guess)
             job.next_token = None
             self._totals.draft_tokens += 1
+            job.draft_tokens += 1
             self.sample(slot, job, row)
         L.llama_memory_seq_rm(self._mem, slot.seq, len(slot.cache), -1)
 
@@ -138,7 +145,11 @@ class Emitter:
             context=job.prompt + tuple(job.generated),
             prompt_logprobs=tuple(job.prompt_lps),
             prompt_token_ids=job.prompt if job.request.prompt_logprobs is not None else (),
+            draft_tokens=job.draft_rows,
+            draft_accepted=job.draft_tokens,
         )
+        if self._pool is not None and job.generated:
+            self._pool.feed(job.prompt[-_POOL_PROMPT:] + tuple(job.generated))
         with self._lock:
             self._totals.prompt_tokens += len(job.prompt)
             self._totals.completion_tokens += len(job.generated)

@@ -80,6 +80,7 @@ from typing import Any
 
 from openzoo.errors import EngineError, InvalidModelFile, InvalidRequest, OpenzooError, ServerBusy
 from openzoo.runtime.base import EngineStats, GenerationRequest, LoadOptions
+from openzoo.runtime.llamacpp.draft import NgramPool
 from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
@@ -162,14 +163,15 @@ class LlamaCppModel:
         self._cv = threading.Condition(self._lock)
         self._totals = Totals()
         logprobs = LogprobReader(ctx, self._n_vocab, self.token_bytes)
-        self._emitter = Emitter(ctx, self._mem, self._vocab, self._n_ctx, logprobs, self._lock, self._totals)
+        pool = NgramPool() if options.guess_tokens else None
+        self._emitter = Emitter(ctx, self._mem, self._vocab, self._n_ctx, logprobs, self._lock, self._totals, pool)
         self._prompt_cache = PromptCache(ctx, self._mem, cache_budget, n_swa)
         self._table = SlotTable(self._n_par, self._mem, n_swa, self._totals, self._emitter.fail, self._prompt_cache)
         self._stepper = Stepper(ctx, self._mem, self._batch, n_ctx=self._n_ctx, n_batch=self._n_batch,
                                 prefill_chunk=self._prefill_chunk,
                                 scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
                                 table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals,
-                                guesses=options.guess_tokens)
+                                guesses=options.guess_tokens, pool=pool)
         self._embed_jobs: deque[EmbedJob] = deque()
         self._closing = False
         self._closed = False

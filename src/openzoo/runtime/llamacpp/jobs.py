@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from openzoo.events import Done, Event, Failure, TokenLogprob
 from openzoo.runtime.base import GenerationRequest
-from openzoo.runtime.llamacpp.draft import Drafter
+from openzoo.runtime.llamacpp.draft import Drafter, NgramPool
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.stops import StopMatcher, Utf8Assembler
 
@@ -67,12 +67,14 @@ class Job:
     prefill_start_ns: int = 0
     first_token_ns: int = 0
     drafter: Drafter | None = None  # built the first time the job's next token is guessed
+    draft_rows: int = 0  # its guesses decoded in spare rows
+    draft_tokens: int = 0  # of those, the right ones
 
-    def propose(self, limit: int) -> tuple[list[int], float]:
+    def propose(self, limit: int, pool: NgramPool | None = None) -> tuple[list[int], float]:
         """Guesses of the next ``limit`` tokens at most, and how often such guesses were right (see
-        ``draft.py``)."""
+        ``draft.py``); ``pool`` is the model's shared n-gram pool."""
         if self.drafter is None:
-            self.drafter = Drafter(self.prompt + tuple(self.generated))
+            self.drafter = Drafter(self.prompt + tuple(self.generated), pool)
         return self.drafter.propose(limit), self.drafter.score
 
 

@@ -5,13 +5,15 @@ reading their prompt (oldest admission first), within ``n_batch`` rows. While se
 prompt chunks only fill the step's one micro-batch (:data:`UBATCH_ROWS` rows with the generating ones):
 a step of several micro-batches would hold every running stream's next token back for all of them (a
 256-token chunk beside 7 streams made each of their tokens wait for five micro-batches), whereas
-filling the one micro-batch costs them little and reads the prompt almost as fast as alone. Its shape is kept inside what
-gives every row the same kernels (see "Batch invariance" in ``engine.py``): never a lone row in the last
-micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk can give up a row to the next micro-batch, a
-spare row is added. A step of only generating rows is filled up to a multiple of ggml's 4-row tiles,
-which costs nothing. Spare rows carry guesses of one generating sequence's next tokens where they are
-worth it (``draft.py``), else throw-away tokens. Prompt log-probabilities are computed before the
-decode, in the scoring context, for every request of the step that asks for them.
+filling the one micro-batch costs them little and reads the prompt almost as fast as alone.
+
+The step's shape is kept inside what gives every row the same kernels (see "Batch invariance" in
+``engine.py``): never a lone row in the last micro-batch of :data:`UBATCH_ROWS`. Where no prompt chunk
+can give up a row to the next micro-batch, a spare row is added. A step of only generating rows is
+filled up to a multiple of ggml's 4-row tiles, which costs nothing. Spare rows carry guesses of one
+generating sequence's next tokens where they are worth it (``draft.py``), else throw-away tokens.
+Prompt log-probabilities are computed before the decode, in the scoring context, for every request of
+the step that asks for them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from typing import Any
 
 from openzoo.errors import ClientClosed, EngineError
-from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, spare_rows
+from openzoo.runtime.llamacpp.draft import CONFIDENT, GUESSES, ROW_TILE, NgramPool, spare_rows
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import Job, Totals
 from openzoo.runtime.llamacpp.native import L, batch_put
@@ -46,9 +48,10 @@ class Stepper:
 
     def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_ctx: int, n_batch: int, prefill_chunk: int,
                  scratch_seq: int, scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
-                 totals: Totals, guesses: bool = True) -> None:
+                 totals: Totals, guesses: bool = True, pool: NgramPool | None = None) -> None:
         self._ctx = ctx
         self._guesses = guesses
+        self._pool = pool
         self._n_ctx = n_ctx
         self._mem = mem
         self._batch = batch
@@ -180,7 +183,7 @@ class Stepper:
         job = slot.job
         assert job is not None
         position = len(job.prompt) + len(job.generated)
-        guesses, score = job.propose(min(limit if self._guesses else 0, self._n_ctx - 1 - position))
+        guesses, score = job.propose(min(limit if self._guesses else 0, self._n_ctx - 1 - position), self._pool)
         return guesses, score, position
 
     def _lone_guess(self, decoding: list[Slot]) -> tuple[Slot, list[int], int] | None:
