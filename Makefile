@@ -19,7 +19,7 @@ POSTGRES := /usr/lib/postgresql/15/bin/postgres
 POSTGRES_STAMP := $(VENV)/.postgres-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: run test lint typecheck docs bench bench-peer clean
+.PHONY: run test lint typecheck docs bench bench-peer bench-traffic clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ lint: $(STAMP)
 bench-peer: $(STAMP)
 	bin=$$(bench/build_llama_server.sh $(PY)) && \
 	PYTHONPATH=src $(PY) bench/concurrency.py --levels 1,4,8 --no-baselines --llama-server "$$bin"
+
+# The traffic of issue 20 against llama-server, one workload after another (bench/workloads.py).
+bench-traffic: $(STAMP)
+	bin=$$(bench/build_llama_server.sh $(PY)) && for w in varied chat mixed prefill defaults; do \
+	PYTHONPATH=src $(PY) bench/concurrency.py --workload $$w --llama-server "$$bin" || exit 1; done
 
 docs: $(STAMP)
 	$(VENV)/bin/openzoo config --markdown > docs/configuration.md

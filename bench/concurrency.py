@@ -31,6 +31,9 @@ PASS/FAIL line per goal:
                                           [--llama-server PATH] [--no-baselines] [--compare-src DIR]
                                           [--compare-env KEY=VALUE]
 
+``--workload varied|chat|mixed|prefill|defaults`` runs one of issue 20's workloads instead (described in
+``bench/workloads.py``; ``make bench-traffic`` runs them all), ``--scale`` shrinks them for a quick run.
+
 ``--compare-src DIR`` adds an openzoo server run from another checkout's ``src`` folder (e.g. from
 ``git archive <commit> src | tar -x -C /tmp/base``), for before/after figures of a change in one run;
 ``--compare-env KEY=VALUE`` one from this checkout with a setting changed (``OPENZOO_GUESS_TOKENS=0``).
