@@ -207,7 +207,7 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
 def _detok_doc(url: str, tokens: int, tag: str) -> str:
     ids = _document(url, tokens, tag)[1:]
     return str(httpx.post(url + "/detokenize", json={"model": DEFAULT_MODEL, "tokens": ids}, timeout=60
-                          ).json()["content"])
+                          ).json()["prompt"])
 
 
 # ----------------------------------------------------------------------------------------------- mixed
@@ -266,7 +266,7 @@ def _mixed_on(server: Running, prompts: list[list[int]], eog: dict[str, int], do
                 steady.append(b - a)
             elif a >= start and b <= end + 0.5:
                 during.append(b - a)
-    return alone, doc_ttft, _p99(steady), _p99(during)
+    return alone, doc_ttft, max(1e-6, _p99(steady)), _p99(during)
 
 
 def _p99(values: list[float]) -> float:
