@@ -160,12 +160,13 @@ def _no_eog(url: str) -> dict[str, int]:
 def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> tuple[list[Goal], list[Running]]:
     users, turns = max(2, round(8 * args.scale)), max(2, round(6 * args.scale))
     history_tokens = max(200, round(1500 * args.scale))
+    slots = max(1, users // 2)  # fewer slots than users: other users take a user's slot between its turns
     ctx = {"OPENZOO_CONTEXT_LENGTH": "4096"}
-    on = _keep(stack, start_openzoo("openzoo cache on", home, tmp / "on.log", "4", extra=ctx))
-    off = _keep(stack, start_openzoo("openzoo cache off", home, tmp / "off.log", "4",
+    on = _keep(stack, start_openzoo("openzoo cache on", home, tmp / "on.log", str(slots), extra=ctx))
+    off = _keep(stack, start_openzoo("openzoo cache off", home, tmp / "off.log", str(slots),
                                      extra=ctx | {"OPENZOO_PROMPT_CACHE_BYTES": "0"}))
     peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp,
-                                           ["--cache-reuse", "256", "--cache-ram", "2048"], slots=4, ctx=4096))
+                                           ["--cache-reuse", "256", "--cache-ram", "2048"], slots=slots, ctx=4096))
     docs = [SYSTEM + _detok_doc(on.url, history_tokens, f"user {u}") for u in range(users)]
     replies = ["The document says the town grew around a mill.", "It mentions canals and a stone weir.",
                "The fire destroyed the archives.", "The railway brought workshops.", "Floods reached the hall."]
@@ -195,8 +196,8 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
     speedup = median[off.name] / median[on.name]
     vs_peer = median[peer.name] / median[on.name]
     goals = [
-        (speedup >= 5, f"chat ({users} users x {turns} turns, {history_tokens}-token documents, 4 slots): cache on "
-                       f"{median[on.name] * 1000:.0f} ms = {speedup:.1f}x faster than off "
+        (speedup >= 5, f"chat ({users} users x {turns} turns, {history_tokens}-token documents, {slots} slots): "
+                       f"cache on {median[on.name] * 1000:.0f} ms = {speedup:.1f}x faster than off "
                        f"({median[off.name] * 1000:.0f} ms) (goal >= 5x)"),
         (vs_peer >= 1.0, f"chat: cache on {median[on.name] * 1000:.0f} ms vs llama-server "
                          f"{median[peer.name] * 1000:.0f} ms = {vs_peer:.2f}x its speed (goal >= 1.0x)"),
