@@ -191,8 +191,13 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
         with ThreadPoolExecutor(users) as pool:
             list(pool.map(user, range(users)))
         median[server.name] = statistics.median(ttfts)
+        cache = ""
+        if server is not peer:
+            entry = httpx.get(server.url + "/api/ps", timeout=30).json()["models"][0]["prompt_cache"]
+            cache = (f"; prompt cache: {entry['hits']} hits, {entry['tokens_reused']} tokens reused, "
+                     f"{entry['bytes'] / 1e6:.0f} MB held, {entry['evictions']} evictions")
         print(f"chat, {server.name}: median TTFT of turns 2-{turns} {median[server.name] * 1000:.0f} ms "
-              f"over {len(ttfts)} turns")
+              f"over {len(ttfts)} turns{cache}")
     speedup = median[off.name] / median[on.name]
     vs_peer = median[peer.name] / median[on.name]
     goals = [
