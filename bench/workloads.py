@@ -166,7 +166,8 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
     off = _keep(stack, start_openzoo("openzoo cache off", home, tmp / "off.log", str(slots),
                                      extra=ctx | {"OPENZOO_PROMPT_CACHE_BYTES": "0"}))
     peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp,
-                                           ["--cache-reuse", "256", "--cache-ram", "2048"], slots=slots, ctx=4096))
+                                           ["--cache-reuse", "256", "--cache-ram", "2048"], slots=slots, ctx=4096,
+                                           name=f"llama.cpp llama-server -np {slots}"))
     docs = [SYSTEM + _detok_doc(on.url, history_tokens, f"user {u}") for u in range(users)]
     replies = ["The document says the town grew around a mill.", "It mentions canals and a stone weir.",
                "The fire destroyed the archives.", "The railway brought workshops.", "Floods reached the hall."]
