@@ -366,7 +366,7 @@ def run_workload(args: argparse.Namespace) -> None:
         memory = {s.name: _rss_peak(s.pid) for s in servers if s.pid}
     for name, rss in memory.items():
         print(f"peak RSS {name}: {rss / 1e6:.0f} MB")
-    peers = [rss for name, rss in memory.items() if name.startswith(CPP)]
+    peers = [rss for name, rss in memory.items() if name.startswith(CPP.split(" -np")[0])]
     if peers:
         for name, rss in memory.items():
             if name.startswith("openzoo"):
