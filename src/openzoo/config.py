@@ -85,6 +85,10 @@ SETTINGS: tuple[Setting, ...] = (
             "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
             "oci_username"),
     Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
+    Setting("RESPONSES_KEEP", "1000",
+            "Most OpenAI Responses API responses kept in the catalog for previous_response_id and GET "
+            "/v1/responses/{id} (requests with store: false are never kept); the oldest go first.",
+            "responses_keep"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -121,6 +125,7 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    responses_keep: int = 1000
 
     @property
     def catalog(self) -> str:
@@ -262,6 +267,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        responses_keep=max(1, _int("RESPONSES_KEEP", raw["responses_keep"])),
     )
 
 

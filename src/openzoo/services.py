@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from openzoo.config import Config
 from openzoo.datasets.service import Datasets
@@ -21,6 +22,9 @@ from openzoo.metrics import Metrics
 from openzoo.models import DEFAULT_MODEL, Models
 from openzoo.runtime.scheduler import Scheduler
 from openzoo.store.store import Store
+
+if TYPE_CHECKING:
+    from openzoo.store.responses import StoredResponses
 
 log = logging.getLogger("openzoo")
 
@@ -73,6 +77,14 @@ class Services:
         """Inference on this process's own engine (what a replica serves)."""
         return Inference(self.models, self.scheduler, default_num_ctx=self.config.context_length,
                          metrics=self.metrics)
+
+    @cached_property
+    def responses(self) -> StoredResponses:
+        """Responses of ``/v1/responses`` kept for ``previous_response_id`` (in the catalog)."""
+        from openzoo.store.responses import StoredResponses
+
+        catalog = self.store.catalog
+        return StoredResponses(catalog.connection, catalog.transaction, self.config.responses_keep)
 
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""

@@ -40,14 +40,38 @@ def openai_body(error: OpenzooError) -> dict[str, Any]:
                       "code": error.code}}
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    529: "overloaded_error"}
+
+
+def anthropic_status(error: OpenzooError) -> int:
+    """Anthropic's clients retry 529 (overloaded); a full queue is that."""
+    return 529 if isinstance(error, ServerBusy) else error.http_status
+
+
+def anthropic_body(error: OpenzooError) -> dict[str, Any]:
+    """Anthropic's envelope (also the ``error`` event of its streams)."""
+    status = anthropic_status(error)
+    kind = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
 def is_openai_path(path: str) -> bool:
-    return path.startswith("/v1/") or path in {"/tokenize", "/detokenize", "/tokenizer_info"}
+    return (path.startswith("/v1/") or path in {"/tokenize", "/detokenize", "/tokenizer_info"}) \
+        and not is_anthropic_path(path)
 
 
 def error_response(request: Request, error: OpenzooError) -> JSONResponse:
     headers = {"X-Openzoo-Error-Code": error.code}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if is_anthropic_path(request.url.path):
+        return JSONResponse(anthropic_body(error), status_code=anthropic_status(error), headers=headers)
     if is_openai_path(request.url.path):
         return JSONResponse(openai_body(error), status_code=openai_status(error), headers=headers)
     return JSONResponse(ollama_body(error), status_code=error.http_status, headers=headers)

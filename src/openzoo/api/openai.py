@@ -82,19 +82,22 @@ def _close_all(generations: list[GenerationStream]) -> Any:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     body = await read_body(request, wire.ChatCompletionBody)
+    wire.check_unsupported(body)
     services = services_of(request)
     options = wire.options_from(body)
+    messages, tools, fmt = wire.messages(body.messages), wire.tools_for(body), wire.chat_format(body)
+    bias = wire.logit_bias(body.logit_bias)
+    single_call = body.parallel_tool_calls is False
     seeds = [options.get("seed")] * body.n
     if body.n > 1 and options.get("seed") is not None:
         seeds = [int(options["seed"]) + i for i in range(body.n)]
 
     def start(seed: Any) -> Any:
         return lambda: services.inference.chat(ChatRequest(
-            model=body.model, messages=wire.messages(body.messages), tools=wire.tools_for(body),
-            format=wire.response_format(body.response_format),
+            model=body.model, messages=messages, tools=tools, format=fmt,
             options={**options, **({"seed": seed} if seed is not None else {})},
             keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs,
-            top_logprobs=body.top_logprobs or 0))
+            top_logprobs=body.top_logprobs or 0, logit_bias=bias))
 
     generations = await _start_all([start(seed) for seed in seeds])
     cid, created = wire.new_id("chatcmpl"), wire.now()
@@ -117,7 +120,7 @@ async def chat_completions(request: Request) -> Response:
                     completion_tokens += event.completion_tokens
                     delta: dict[str, Any] = {}
                     if event.tool_calls:
-                        delta["tool_calls"] = wire.tool_calls(event)
+                        delta["tool_calls"] = wire.tool_calls(event, single_call)
                     yield sse_event(wire.chat_chunk(cid, created, model, index, delta, wire.finish_reason(event)))
                 elif isinstance(event, Failure):
                     yield sse_event(_openai_error(event.error))
@@ -134,7 +137,7 @@ async def chat_completions(request: Request) -> Response:
         completion_tokens += done.completion_tokens
         message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text for c in chunks)}
         if done.tool_calls:
-            message["tool_calls"] = wire.tool_calls(done)
+            message["tool_calls"] = wire.tool_calls(done, single_call)
             message["content"] = None
         choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": wire.finish_reason(done),
                                   "logprobs": None}
@@ -194,15 +197,16 @@ async def completions(request: Request) -> Response:
         raise InvalidRequest("echo with logprobs is only supported without streaming", param="echo")
     want_prompt_lps = body.echo and body.logprobs is not None
     top = body.logprobs or 0
+    bias = wire.logit_bias(body.logit_bias)
 
     def start(prompt: str | list[int], j: int) -> Any:
         opts = dict(options)
         if body.n > 1 and "seed" in opts:
             opts["seed"] = int(opts["seed"]) + j
         return lambda: services.inference.completion(CompletionRequest(
-            model=body.model, prompt=prompt, suffix=body.suffix, raw=True, add_special=False, options=opts,
+            model=body.model, prompt=prompt, suffix=body.suffix, raw=True, options=opts,
             keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs is not None, top_logprobs=top,
-            prompt_logprobs=top if want_prompt_lps else None))
+            prompt_logprobs=top if want_prompt_lps else None, logit_bias=bias))
 
     jobs = [(prompt, j) for prompt in prompts for j in range(body.n)]
     generations = await _start_all([start(p, j) for p, j in jobs])

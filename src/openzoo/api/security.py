@@ -6,9 +6,10 @@ forget. Rules:
 - On a loopback bind the ``Host`` header must be a local name; a page on evil.example that rebinds
   its DNS to 127.0.0.1 gets 403.
 - CORS answers only for localhost-like origins and those in ``OPENZOO_ORIGINS`` (``*`` wildcards).
-- With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` (compared in
-  constant time) or, on ``/ui``, the login cookie; ``GET /``, the login form and the UI's static
-  assets stay open, and a browser asking for another ``/ui`` page is redirected to the login form.
+- With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` or ``x-api-key:
+  <key>`` (Anthropic's clients send that; compared in constant time) or, on ``/ui``, the login
+  cookie; ``GET /``, the login form and the UI's static assets stay open, and a browser asking
+  for another ``/ui`` page is redirected to the login form.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import socket
+from typing import Any
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,7 +36,8 @@ DEFAULT_ORIGINS = (
 ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, "
                  "x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, "
                  "x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, "
-                 "x-stainless-async, x-stainless-helper-method, x-stainless-timeout")
+                 "x-stainless-async, x-stainless-helper-method, x-stainless-timeout, "
+                 "x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access")
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 
 
@@ -123,6 +126,8 @@ class SecurityMiddleware:
         supplied = headers.get("authorization", "")
         if supplied.lower().startswith("bearer "):
             token = supplied[7:].strip()
+        elif headers.get("x-api-key"):
+            token = headers["x-api-key"].strip()
         elif path.startswith("/ui"):
             token = session.cookie(headers.get("cookie", ""), session.KEY_COOKIE)
         else:
@@ -132,16 +137,19 @@ class SecurityMiddleware:
 
 async def _reply(send: Send, status: int, path: str, message: str | None,
                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    from openzoo.api.errors import is_openai_path
+    from openzoo.api.errors import is_anthropic_path, is_openai_path
 
     if message is None:
         body = b""
         headers: list[tuple[bytes, bytes]] = []
     else:
         code = {401: "unauthorized", 403: "forbidden"}.get(status, "error")
-        payload = ({"error": {"message": message, "type": "authentication_error" if status == 401
-                              else "permission_error", "param": None, "code": code}}
-                   if is_openai_path(path) else {"error": message})
+        kind = "authentication_error" if status == 401 else "permission_error"
+        payload: dict[str, Any] = {"error": message}
+        if is_anthropic_path(path):
+            payload = {"type": "error", "error": {"type": kind, "message": message}}
+        elif is_openai_path(path):
+            payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         body = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status,

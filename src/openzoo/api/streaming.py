@@ -60,9 +60,11 @@ def ndjson_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def sse_event(obj: dict[str, Any] | str) -> bytes:
+def sse_event(obj: dict[str, Any] | str, event: str | None = None) -> bytes:
+    """One SSE event; ``event`` names it (the Responses and Anthropic streams name each by its type)."""
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return f"data: {data}\n\n".encode()
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
 
 
 class ClosingStreamingResponse(StreamingResponse):

@@ -1,0 +1,72 @@
+"""Anthropic Messages API routes (``/v1/messages``): a thin translator onto the one chat path.
+
+The official ``anthropic`` client works against openzoo by changing only ``base_url``: it sends its
+key as ``x-api-key`` (accepted where ``OPENZOO_API_KEY`` is set) and ``anthropic-version`` (accepted,
+any value). Errors use Anthropic's envelope (``api/errors.py`` picks it by path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from openzoo.api import anthropic_wire as wire
+from openzoo.api.deps import services_of
+from openzoo.api.errors import anthropic_body
+from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama_wire import keep_alive
+from openzoo.api.openai import _collect
+from openzoo.api.streaming import ClosingStreamingResponse, sse_event
+from openzoo.events import Done, Failure, TextChunk
+from openzoo.inference import ChatRequest, count_chat_tokens
+
+router = APIRouter()
+
+
+@router.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    body = await read_body(request, wire.MessagesBody)
+    wire.check_unsupported(body)
+    services = services_of(request)
+    chat = ChatRequest(model=body.model, messages=wire.messages(body), tools=wire.domain_tools(body),
+                       format=wire.output_format(body), options=wire.options(body),
+                       keep_alive=keep_alive(body.keep_alive))
+    generation = await _run(services.inference.chat, chat)
+    message_id = wire.new_id("msg")
+
+    if not body.stream:
+        chunks, done = await _collect(generation)
+        content = wire.content_of(done, "".join(c.text for c in chunks), wire.single_call(body))
+        return JSONResponse(wire.message_object(message_id, body.model, content, wire.stop_reason(done),
+                                                wire.usage(done.prompt_tokens, done.completion_tokens)))
+
+    sequence = wire.EventSequence(message_id, body, generation.prompt_tokens)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for event in sequence.start():
+            yield sse_event(event, event["type"])
+        async for item in _events(generation):
+            events: list[dict[str, Any]] = []
+            if isinstance(item, TextChunk):
+                events = sequence.text_delta(item.text)
+            elif isinstance(item, Done):
+                events = sequence.finish(item)
+            elif isinstance(item, Failure):
+                events = [anthropic_body(item.error)]
+            for event in events:
+                yield sse_event(event, event["type"])
+
+    return ClosingStreamingResponse(stream(), media_type="text/event-stream", on_close=generation.close)
+
+
+@router.post("/v1/messages/count_tokens")
+async def count_tokens(request: Request) -> dict[str, Any]:
+    """The prompt's token count as ``/v1/messages`` would build it (template, system, tools)."""
+    body = await read_body(request, wire.CountTokensBody)
+    wire.check_unsupported(body)
+    services = services_of(request)
+    chat = ChatRequest(model=body.model, messages=wire.messages(body), tools=wire.domain_tools(body))
+    return {"input_tokens": await _run(count_chat_tokens, services.inference, chat)}

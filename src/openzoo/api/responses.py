@@ -1,0 +1,108 @@
+"""OpenAI Responses API routes (``/v1/responses``): a thin translator onto the one chat path.
+
+``POST`` turns input items (and, with ``previous_response_id``, the stored conversation before them)
+into a domain chat request, answers with a response object or its event stream, and keeps the
+response in the catalog unless ``store`` is false; ``GET`` and ``DELETE`` read and remove kept ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from openzoo.api import responses_wire as wire
+from openzoo.api.deps import services_of
+from openzoo.api.errors import openai_body
+from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama_wire import keep_alive
+from openzoo.api.openai import _collect
+from openzoo.api.streaming import ClosingStreamingResponse, sse_event
+from openzoo.errors import InvalidRequest, NotFound
+from openzoo.events import Done, Failure, TextChunk
+from openzoo.inference import ChatRequest
+from openzoo.services import Services
+
+router = APIRouter()
+
+
+def _history(services: Services, body: wire.ResponsesBody) -> list[dict[str, Any]]:
+    """Every input item of the conversation: the stored one continued, then this request's."""
+    items = wire.input_items(body.input)
+    if body.previous_response_id is None:
+        return items
+    previous = services.responses.get(body.previous_response_id)
+    if previous is None:
+        raise InvalidRequest(f"Previous response with id '{body.previous_response_id}' not found.",
+                             param="previous_response_id")
+    return [*previous.history, *previous.response.get("output", []), *items]
+
+
+def _save(services: Services, body: wire.ResponsesBody, response: dict[str, Any],
+          history: list[dict[str, Any]]) -> None:
+    if body.store:
+        services.responses.save(response, history)
+
+
+@router.post("/v1/responses")
+async def create_response(request: Request) -> Response:
+    body = await read_body(request, wire.ResponsesBody)
+    wire.check_unsupported(body)
+    services = services_of(request)
+    history = await _run(_history, services, body)
+    chat = ChatRequest(model=body.model, messages=wire.messages(history, body.instructions),
+                       tools=wire.domain_tools(body), format=wire.output_format(body), options=wire.options(body),
+                       keep_alive=keep_alive(body.keep_alive))
+    generation = await _run(services.inference.chat, chat)
+    response_id, created_at = wire.new_id("resp"), time.time()
+
+    if not body.stream:
+        chunks, done = await _collect(generation)
+        output = wire.output_of(done, "".join(c.text for c in chunks), body)
+        status = "completed" if done.tool_calls else wire.status_of(done)
+        reply = wire.response_object(response_id, created_at, body, status=status, output=output,
+                                     usage_=wire.usage(done.prompt_tokens, done.completion_tokens))
+        await _run(_save, services, body, reply, history)
+        return JSONResponse(reply)
+
+    sequence = wire.EventSequence(response_id, created_at, body)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for event in sequence.created():
+            yield sse_event(event, event["type"])
+        async for item in _events(generation):
+            events: list[dict[str, Any]] = []
+            if isinstance(item, TextChunk):
+                events = sequence.text_delta(item.text)
+            elif isinstance(item, Done):
+                events, final = sequence.finish(item)
+                await _run(_save, services, body, final, history)
+            elif isinstance(item, Failure):
+                events = sequence.failed(openai_body(item.error)["error"])
+            for event in events:
+                yield sse_event(event, event["type"])
+
+    return ClosingStreamingResponse(stream(), media_type="text/event-stream", on_close=generation.close)
+
+
+def _stored(services: Services, response_id: str) -> dict[str, Any]:
+    found = services.responses.get(response_id)
+    if found is None:
+        raise NotFound(f"Response with id '{response_id}' not found.")
+    return found.response
+
+
+@router.get("/v1/responses/{response_id}")
+async def get_response(request: Request, response_id: str) -> dict[str, Any]:
+    return await _run(_stored, services_of(request), response_id)
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
+    services = services_of(request)
+    if not await _run(services.responses.delete, response_id):
+        raise NotFound(f"Response with id '{response_id}' not found.")
+    return wire.deleted(response_id)
