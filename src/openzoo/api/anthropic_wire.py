@@ -37,6 +37,16 @@ class ToolChoice(_Body):
     disable_parallel_tool_use: bool | None = None
 
 
+class JsonFormat(_Body):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(..., alias="schema")
+
+
+class OutputConfig(_Body):
+    format: JsonFormat | None = None
+    effort: str | None = Field(None, description="accepted; openzoo's models do not reason")
+
+
 class CountTokensBody(_Body):
     """``POST /v1/messages/count_tokens``: the prompt-shaping fields of a Messages request."""
 
@@ -46,6 +56,7 @@ class CountTokensBody(_Body):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: dict[str, Any] | None = Field(None, description='only {"type": "disabled"}')
+    output_config: OutputConfig | None = None
 
 
 class MessagesBody(CountTokensBody):
@@ -96,10 +107,15 @@ def domain_tools(body: CountTokensBody) -> list[dict[str, Any]] | None:
 
 
 def output_format(body: CountTokensBody) -> dict[str, Any] | None:
-    """``tool_choice`` ``any`` or ``tool`` force a call: the schema its grammar generates under."""
+    """The schema the answer is generated under (a grammar): ``output_config.format``, or the call
+    that ``tool_choice`` ``any`` or ``tool`` force."""
     choice, tools = body.tool_choice, domain_tools(body)
+    structured = body.output_config.format.schema_ if body.output_config and body.output_config.format else None
     if choice is None or choice.type in ("auto", "none"):
-        return None
+        return structured
+    if structured is not None:
+        raise InvalidRequest("tool_choice that forces a call cannot be combined with output_config.format",
+                             param="tool_choice")
     if not tools:
         raise InvalidRequest("tool_choice: a forced tool call needs tools", param="tool_choice")
     if choice.type == "tool":

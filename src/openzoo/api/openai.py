@@ -251,8 +251,10 @@ async def completions(request: Request) -> Response:
         logprobs = None
         if body.logprobs is not None:
             entries = await _run(_prompt_entries, generation, done) if want_prompt_lps else []
+            # a text prompt's added BOS is scored but not echoed: it takes no characters of the text
+            unseen = int(isinstance(prompt, str) and bool(entries) and not prompt.startswith(entries[0][0]))
             entries += [(lp.token, lp.logprob, wire.top_dict(lp)) for c in chunks for lp in c.logprobs]
-            logprobs = wire.legacy_logprobs(entries)
+            logprobs = wire.legacy_logprobs(entries, unseen=unseen)
         choices.append({"text": prompt_text + generated, "index": index, "logprobs": logprobs,
                         "finish_reason": wire.finish_reason(done)})
     return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,

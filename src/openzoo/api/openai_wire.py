@@ -345,16 +345,20 @@ def chat_text_delta(chunk: TextChunk) -> dict[str, Any]:
 
 
 def legacy_logprobs(entries: list[tuple[str, float | None, dict[str, float] | None]],
-                    start_offset: int = 0) -> dict[str, Any]:
-    """The completions API's logprobs object: parallel lists plus character offsets."""
+                    start_offset: int = 0, unseen: int = 0) -> dict[str, Any]:
+    """The completions API's logprobs object: parallel lists plus character offsets into the text.
+
+    The first ``unseen`` entries are tokens the echoed text does not show (the BOS token added to a
+    text prompt): they take no characters.
+    """
     tokens, token_lps, tops, offsets = [], [], [], []
     offset = start_offset
-    for token, lp, top in entries:
+    for i, (token, lp, top) in enumerate(entries):
         tokens.append(token)
         token_lps.append(lp)
         tops.append(top)
         offsets.append(offset)
-        offset += len(token)
+        offset += len(token) if i >= unseen else 0
     return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops, "text_offset": offsets}
 
 
