@@ -14,21 +14,21 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from openzoo.api import anthropic_wire as wire
+from openzoo.api.bodies import JsonBodyRoute, reply
 from openzoo.api.deps import services_of
 from openzoo.api.errors import anthropic_body
-from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import keep_alive
 from openzoo.api.openai import _collect
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
 from openzoo.events import Done, Failure, TextChunk
 from openzoo.inference import ChatRequest, count_chat_tokens
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
-@router.post("/v1/messages")
-async def create_message(request: Request) -> Response:
-    body = await read_body(request, wire.MessagesBody)
+@router.post("/v1/messages", responses=reply(wire.MessageObject, "text/event-stream"))
+async def create_message(request: Request, body: wire.MessagesBody) -> Response:
     wire.check_unsupported(body)
     services = services_of(request)
     chat = ChatRequest(model=body.model, messages=wire.messages(body), tools=wire.domain_tools(body),
@@ -62,10 +62,9 @@ async def create_message(request: Request) -> Response:
     return ClosingStreamingResponse(stream(), media_type="text/event-stream", on_close=generation.close)
 
 
-@router.post("/v1/messages/count_tokens")
-async def count_tokens(request: Request) -> dict[str, Any]:
+@router.post("/v1/messages/count_tokens", responses=reply(wire.TokenCount))
+async def count_tokens(request: Request, body: wire.CountTokensBody) -> dict[str, Any]:
     """The prompt's token count as ``/v1/messages`` would build it (template, system, tools)."""
-    body = await read_body(request, wire.CountTokensBody)
     wire.check_unsupported(body)
     services = services_of(request)
     chat = ChatRequest(model=body.model, messages=wire.messages(body), tools=wire.domain_tools(body))

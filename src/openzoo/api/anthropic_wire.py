@@ -312,3 +312,27 @@ class EventSequence:
                     "usage": {"output_tokens": done.completion_tokens}},
                    {"type": "message_stop"}]
         return events
+
+
+# --- reply shapes, as /openapi.json describes them (the builders above make the objects) ---------
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class MessageObject(_Reply):
+    """A message (streamed: ``message_start`` … ``message_stop`` events)."""
+
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    stop_sequence: str | None = None
+    usage: dict[str, int]
+
+
+class TokenCount(_Reply):
+    input_tokens: int

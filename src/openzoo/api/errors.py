@@ -88,7 +88,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, InvalidRequest(describe_validation(exc.errors())))
+        """FastAPI's 422 for a body that does not fit its declared model → the API's own 400."""
+        return error_response(request, InvalidRequest(describe_validation(exc.errors()),
+                                                      param=validation_param(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -109,9 +111,33 @@ def install(app: FastAPI) -> None:
 
 
 def describe_validation(errors: Any) -> str:
-    """Pydantic's error list → one sentence naming the field and what was wrong."""
+    """Pydantic's error list → one sentence naming the field and what was wrong.
+
+    The body as a whole gets Ollama's words: ``missing request body``, ``invalid JSON: ...``,
+    ``request body must be a JSON object``.
+    """
+    errors = list(errors)
+    first = errors[0] if errors else {}
+    where = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        return f"invalid JSON: {(first.get('ctx') or {}).get('error', 'cannot parse the body')}"
+    if where == ("body",) and first.get("type") == "missing":
+        return "missing request body"
+    if where == ("body",):
+        return "request body must be a JSON object"
     parts = []
     for err in list(errors)[:3]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid value')}")
     return "invalid request: " + "; ".join(parts)
+
+
+def validation_param(errors: Any) -> str | None:
+    """The field a validation error names, in OpenAI's ``param`` form (``messages[0].role``)."""
+    errors = list(errors)
+    if not errors:
+        return None
+    path = ""
+    for part in errors[0].get("loc", ())[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or None

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from openzoo.api import openai_wire as wire
+from openzoo.api.bodies import JsonBodyRoute, reply
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import b64_float32, keep_alive
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
 from openzoo.errors import InvalidRequest, ModelNotFound, OpenzooError
@@ -24,7 +25,7 @@ from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 SSE = "text/event-stream"
 
 
@@ -79,9 +80,8 @@ def _close_all(generations: list[GenerationStream]) -> Any:
 # --- chat --------------------------------------------------------------------------------------
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    body = await read_body(request, wire.ChatCompletionBody)
+@router.post("/v1/chat/completions", responses=reply(wire.ChatCompletion, SSE))
+async def chat_completions(request: Request, body: wire.ChatCompletionBody) -> Response:
     wire.check_unsupported(body)
     services = services_of(request)
     options = wire.options_from(body)
@@ -186,9 +186,8 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
                          param="prompt")
 
 
-@router.post("/v1/completions")
-async def completions(request: Request) -> Response:
-    body = await read_body(request, wire.CompletionBody)
+@router.post("/v1/completions", responses=reply(wire.Completion, SSE))
+async def completions(request: Request, body: wire.CompletionBody) -> Response:
     wire.check_unsupported(body)
     services = services_of(request)
     options = wire.options_from(body)
@@ -290,9 +289,8 @@ def _completion_chunk(cid: str, created: int, model: str, index: int, text: str,
 # --- embeddings and models ---------------------------------------------------------------------
 
 
-@router.post("/v1/embeddings")
-async def embeddings(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.EmbeddingBody)
+@router.post("/v1/embeddings", responses=reply(wire.EmbeddingList))
+async def embeddings(request: Request, body: wire.EmbeddingBody) -> dict[str, Any]:
     services = services_of(request)
     if body.encoding_format not in {"float", "base64"}:
         raise InvalidRequest('encoding_format must be "float" or "base64"', param="encoding_format")
@@ -319,13 +317,13 @@ def _model_object(name: str, modified: float) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(modified), "owned_by": namespace}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=reply(wire.ModelList))
 async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [_model_object(m.name, m.modified_at)
                                        for m in services_of(request).models.list_models()]}
 
 
-@router.get("/v1/models/{model:path}")
+@router.get("/v1/models/{model:path}", responses=reply(wire.ModelObject))
 async def get_model(request: Request, model: str) -> dict[str, Any]:
     for m in services_of(request).models.list_models():
         if m.name == model or m.name == f"{model}:latest":
@@ -349,15 +347,14 @@ def _served_model(services: Services, requested: str | None) -> str:
     return models[0]
 
 
-@router.get("/tokenizer_info")
+@router.get("/tokenizer_info", responses=reply(wire.TokenizerInfo))
 async def tokenizer_info(request: Request, model: str | None = None) -> dict[str, Any]:
     services = services_of(request)
     return await _run(lambda: services.inference.tokenizer_info(_served_model(services, model)))
 
 
-@router.post("/tokenize")
-async def tokenize(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.TokenizeBody)
+@router.post("/tokenize", responses=reply(wire.TokenizeReply))
+async def tokenize(request: Request, body: wire.TokenizeBody) -> dict[str, Any]:
     services = services_of(request)
     text = body.prompt if body.prompt is not None else body.content
     if text is None:
@@ -367,9 +364,8 @@ async def tokenize(request: Request) -> dict[str, Any]:
     return {"tokens": tokens}
 
 
-@router.post("/detokenize")
-async def detokenize(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.DetokenizeBody)
+@router.post("/detokenize", responses=reply(wire.DetokenizeReply))
+async def detokenize(request: Request, body: wire.DetokenizeBody) -> dict[str, Any]:
     services = services_of(request)
     text = await _run(lambda: services.inference.detokenize(_served_model(services, body.model), body.tokens))
     return {"prompt": text}

@@ -380,3 +380,96 @@ def check_unsupported(body: CompletionBody | ChatCompletionBody) -> None:
             raise NotSupported(f"{name} is not supported", param=name)
     if body.modalities is not None and body.modalities != ["text"]:
         raise NotSupported('only modalities ["text"] are supported', param="modalities")
+
+
+# --- reply shapes, as /openapi.json describes them (the translators above build the objects) -----
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Usage(_Reply):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatChoice(_Reply):
+    index: int
+    message: dict[str, Any]
+    finish_reason: str | None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletion(_Reply):
+    """A chat completion (streamed: ``chat.completion.chunk`` objects with ``delta`` instead of ``message``)."""
+
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(_Reply):
+    text: str
+    index: int
+    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None
+
+
+class Completion(_Reply):
+    id: str
+    object: str = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class EmbeddingItem(_Reply):
+    object: str = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingList(_Reply):
+    object: str = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: dict[str, int]
+
+
+class ModelObject(_Reply):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(_Reply):
+    object: str = "list"
+    data: list[ModelObject]
+
+
+class TokenizeReply(_Reply):
+    tokens: list[int]
+
+
+class DetokenizeReply(_Reply):
+    prompt: str
+
+
+class TokenizerInfo(_Reply):
+    model: str
+    bos_token: str | None
+    bos_token_id: int | None
+    eos_token: str | None
+    eos_token_id: int | None
+    pad_token: str | None
+    chat_template: str
+    vocab_size: int
+    context_length: int

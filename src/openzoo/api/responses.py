@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from openzoo.api import responses_wire as wire
+from openzoo.api.bodies import JsonBodyRoute, reply
 from openzoo.api.deps import services_of
 from openzoo.api.errors import openai_body
-from openzoo.api.ollama import _events, _run, read_body
+from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import keep_alive
 from openzoo.api.openai import _collect
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
@@ -26,7 +27,7 @@ from openzoo.events import Done, Failure, TextChunk
 from openzoo.inference import ChatRequest
 from openzoo.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 def _history(services: Services, body: wire.ResponsesBody) -> list[dict[str, Any]]:
@@ -47,9 +48,8 @@ def _save(services: Services, body: wire.ResponsesBody, response: dict[str, Any]
         services.responses.save(response, history)
 
 
-@router.post("/v1/responses")
-async def create_response(request: Request) -> Response:
-    body = await read_body(request, wire.ResponsesBody)
+@router.post("/v1/responses", responses=reply(wire.ResponseObject, "text/event-stream"))
+async def create_response(request: Request, body: wire.ResponsesBody) -> Response:
     wire.check_unsupported(body)
     services = services_of(request)
     history = await _run(_history, services, body)
@@ -95,12 +95,12 @@ def _stored(services: Services, response_id: str) -> dict[str, Any]:
     return found.response
 
 
-@router.get("/v1/responses/{response_id}")
+@router.get("/v1/responses/{response_id}", responses=reply(wire.ResponseObject))
 async def get_response(request: Request, response_id: str) -> dict[str, Any]:
     return await _run(_stored, services_of(request), response_id)
 
 
-@router.delete("/v1/responses/{response_id}")
+@router.delete("/v1/responses/{response_id}", responses=reply(wire.DeletedResponse))
 async def delete_response(request: Request, response_id: str) -> dict[str, Any]:
     services = services_of(request)
     if not await _run(services.responses.delete, response_id):

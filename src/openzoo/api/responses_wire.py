@@ -400,3 +400,32 @@ class EventSequence:
                             param=error.get("param")),
                 self._event("response.failed", response=self._response(
                     "failed", [], error={"code": "server_error", "message": error.get("message", "")}))]
+
+
+# --- reply shapes, as /openapi.json describes them (the builders above make the objects) ---------
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ResponseObject(_Reply):
+    """A response (streamed: ``response.*`` events, each with its ``sequence_number``)."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: float
+    status: str
+    model: str
+    output: list[dict[str, Any]]
+    error: dict[str, Any] | None = None
+    incomplete_details: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+
+
+class DeletedResponse(_Reply):
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool

@@ -22,6 +22,7 @@ import socket
 from typing import Any
 from urllib.parse import quote
 
+from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openzoo.api import session
@@ -39,6 +40,11 @@ ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-W
                  "x-stainless-async, x-stainless-helper-method, x-stainless-timeout, "
                  "x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access")
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+#: How /openapi.json names the key of routes that need one even when ``OPENZOO_API_KEY`` guards nothing
+#: else (pushes into this zoo's registry). The middleware checks it; this only declares it.
+API_KEY_SCHEME = HTTPBearer(auto_error=False, scheme_name="OPENZOO_API_KEY",
+                            description="this zoo's OPENZOO_API_KEY as 'Authorization: Bearer <key>' (or x-api-key)")
 
 
 def is_loopback(host: str) -> bool:

@@ -24,15 +24,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from openzoo.api.bodies import JsonBodyRoute
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import NDJSON, _run, read_body
+from openzoo.api.ollama import NDJSON, _run
 from openzoo.api.streaming import ClosingStreamingResponse, ndjson_line
 from openzoo.audit.jobs import AuditJob, AuditJobs
 from openzoo.errors import InvalidRequest
 from openzoo.events import Progress
 from openzoo.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class DataBody(BaseModel):
@@ -77,11 +78,10 @@ def jobs_of(request: Request) -> AuditJobs:
 
 
 @router.post("/zoo/audits", status_code=202)
-async def start_audit(request: Request) -> JSONResponse:
+async def start_audit(request: Request, body: AuditBody) -> JSONResponse:
     """Validate and start an audit job; ``202`` with the job's status (``status: "queued"``)."""
     from openzoo.audit.runner import parse_suites
 
-    body = await read_body(request, AuditBody)
     if not body.model:
         raise InvalidRequest("model is required", param="model")
     services = services_of(request)

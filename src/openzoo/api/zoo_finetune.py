@@ -21,11 +21,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from openzoo import names
+from openzoo.api.bodies import JsonBodyRoute
 from openzoo.api.deps import services_of
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
 from openzoo.errors import BlobNotFound, InvalidRequest
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class FinetuneBody(BaseModel):

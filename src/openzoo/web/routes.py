@@ -265,11 +265,11 @@ def playground_page(request: Request, model: str = "") -> HTMLResponse:
 @web_router.post("/api/chat")
 async def playground_chat(request: Request) -> Response:
     """The Ollama chat handler itself, reachable with the login cookie; needs the page's CSRF token."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.chat(request)
+    return await ollama.chat(request, await ollama.read_body(request, ollama_wire.ChatBody))
 
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -284,11 +284,11 @@ def pull_page(request: Request) -> HTMLResponse:
 async def pull_from(request: Request) -> Response:
     """Ollama's pull handler itself (every reference :mod:`openzoo.transfers` knows), reachable with the
     login cookie; needs the page's CSRF token, as it writes to the store."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.pull(request)
+    return await ollama.pull(request, await ollama.read_body(request, ollama_wire.ModelBody))
 
 
 # --- log and queue -------------------------------------------------------------------------------
