@@ -7,7 +7,6 @@ any value). Errors use Anthropic's envelope (``api/errors.py`` picks it by path)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,12 +15,10 @@ from fastapi.responses import JSONResponse
 from openzoo.api import anthropic_wire as wire
 from openzoo.api.bodies import JsonBodyRoute, reply
 from openzoo.api.deps import services_of
-from openzoo.api.errors import anthropic_body
 from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import keep_alive
 from openzoo.api.openai import _collect
-from openzoo.api.streaming import ClosingStreamingResponse, sse_event
-from openzoo.events import Done, Failure, TextChunk
+from openzoo.api.streaming import named_sse
 from openzoo.inference import ChatRequest, count_chat_tokens
 
 router = APIRouter(route_class=JsonBodyRoute)
@@ -44,22 +41,7 @@ async def create_message(request: Request, body: wire.MessagesBody) -> Response:
                                                 wire.usage(done.prompt_tokens, done.completion_tokens)))
 
     sequence = wire.EventSequence(message_id, body, generation.prompt_tokens)
-
-    async def stream() -> AsyncIterator[bytes]:
-        for event in sequence.start():
-            yield sse_event(event, event["type"])
-        async for item in _events(generation):
-            events: list[dict[str, Any]] = []
-            if isinstance(item, TextChunk):
-                events = sequence.text_delta(item.text)
-            elif isinstance(item, Done):
-                events = sequence.finish(item)
-            elif isinstance(item, Failure):
-                events = [anthropic_body(item.error)]
-            for event in events:
-                yield sse_event(event, event["type"])
-
-    return ClosingStreamingResponse(stream(), media_type="text/event-stream", on_close=generation.close)
+    return named_sse(sequence, _events(generation), on_close=generation.close)
 
 
 @router.post("/v1/messages/count_tokens", responses=reply(wire.TokenCount))

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openzoo.api.openai_wire import domain_message
-from openzoo.errors import InvalidRequest, NotSupported
+from openzoo.api.errors import anthropic_body
+from openzoo.api.openai_wire import domain_message, sampling_options
+from openzoo.errors import InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Done
 from openzoo.formats.tools import call_schema
 
@@ -89,11 +90,8 @@ def new_id(prefix: str) -> str:
 
 def options(body: MessagesBody) -> dict[str, Any]:
     """Sampling fields → Ollama options, with Anthropic's defaults (temperature 1, no top-p/top-k cut)."""
-    opts: dict[str, Any] = dict(body.options or {})
-    opts.setdefault("temperature", 1.0 if body.temperature is None else body.temperature)
-    opts.setdefault("top_p", 1.0 if body.top_p is None else body.top_p)
+    opts = sampling_options(body.options, body.temperature, body.top_p, body.max_tokens)
     opts.setdefault("top_k", 0 if body.top_k is None else body.top_k)
-    opts["num_predict"] = body.max_tokens
     if body.stop_sequences:
         opts["stop"] = list(body.stop_sequences)
     return opts
@@ -312,6 +310,10 @@ class EventSequence:
                     "usage": {"output_tokens": done.completion_tokens}},
                    {"type": "message_stop"}]
         return events
+
+    def failed(self, error: OpenzooError) -> list[dict[str, Any]]:
+        """An error after the stream began: Anthropic's ``error`` event."""
+        return [anthropic_body(error)]
 
 
 # --- reply shapes, as /openapi.json describes them (the builders above make the objects) ---------

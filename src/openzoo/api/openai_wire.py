@@ -110,16 +110,24 @@ def now() -> int:
     return int(time.time())
 
 
+def sampling_options(options: dict[str, Any] | None, temperature: float | None, top_p: float | None,
+                     limit: int | None) -> dict[str, Any]:
+    """Sampling fields → Ollama options over the ``options`` extension, with the defaults OpenAI and
+    Anthropic share (temperature 1, no top-p cut); ``limit`` is the most tokens to generate."""
+    opts: dict[str, Any] = dict(options or {})
+    opts.setdefault("temperature", 1.0 if temperature is None else temperature)
+    opts.setdefault("top_p", 1.0 if top_p is None else top_p)
+    if limit is not None:
+        opts["num_predict"] = limit
+    return opts
+
+
 def options_from(body: ChatCompletionBody | CompletionBody) -> dict[str, Any]:
     """OpenAI sampling fields → Ollama options; OpenAI's defaults (temperature 1, top_p 1) apply."""
-    opts: dict[str, Any] = dict(body.options or {})
-    opts.setdefault("temperature", 1.0 if body.temperature is None else body.temperature)
-    opts.setdefault("top_p", 1.0 if body.top_p is None else body.top_p)
     limit = body.max_tokens
     if isinstance(body, ChatCompletionBody) and body.max_completion_tokens is not None:
         limit = body.max_completion_tokens
-    if limit is not None:
-        opts["num_predict"] = limit
+    opts = sampling_options(body.options, body.temperature, body.top_p, limit)
     if body.stop is not None:
         opts["stop"] = [body.stop] if isinstance(body.stop, str) else body.stop
     if body.seed is not None:
@@ -150,8 +158,20 @@ def response_format(fmt: dict[str, Any] | None) -> str | dict[str, Any] | None:
 _CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
-def _missing(field: str) -> InvalidRequest:
+def missing(field: str) -> InvalidRequest:
+    """OpenAI's words for a required field left out, naming it in ``param``."""
     return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+
+
+def checked_role(item: dict[str, Any], roles: tuple[str, ...], where: str) -> str:
+    """An item's ``role``, one of ``roles`` (400 naming ``<where>.role`` otherwise, as OpenAI words it)."""
+    role = item.get("role")
+    if role is None:
+        raise missing(f"{where}.role")
+    if role not in roles:
+        raise InvalidRequest(f"Invalid value: {role!r}. Supported values are: "
+                             + ", ".join(repr(r) for r in roles) + ".", param=f"{where}.role")
+    return str(role)
 
 
 def _text_parts(content: list[Any], where: str) -> tuple[str, list[str]]:
@@ -162,7 +182,7 @@ def _text_parts(content: list[Any], where: str) -> tuple[str, list[str]]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise _missing(f"{where}[{j}].text")
+                raise missing(f"{where}[{j}].text")
             texts.append(part["text"])
         elif kind == "image_url":
             url = str((part.get("image_url") or {}).get("url", ""))
@@ -181,11 +201,11 @@ def _check_tool_calls(calls: Any, where: str) -> None:
     for j, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(call, dict) or not call.get("id"):
-            raise _missing(f"{where}[{j}].id")
+            raise missing(f"{where}[{j}].id")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _missing(f"{where}[{j}].function.name")
+            raise missing(f"{where}[{j}].function.name")
         if not isinstance(function.get("arguments"), str):
-            raise _missing(f"{where}[{j}].function.arguments")
+            raise missing(f"{where}[{j}].function.arguments")
 
 
 def messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -204,12 +224,7 @@ def messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise InvalidRequest(f"{where} must be an object", param=where)
-        role = message.get("role")
-        if role is None:
-            raise _missing(f"{where}.role")
-        if role not in _CHAT_ROLES:
-            raise InvalidRequest(f"Invalid value: {role!r}. Supported values are: "
-                                 + ", ".join(repr(r) for r in _CHAT_ROLES) + ".", param=f"{where}.role")
+        role = checked_role(message, _CHAT_ROLES, where)
         content = message.get("content")
         tool_calls = message.get("tool_calls")
         if tool_calls is not None and role != "assistant":
@@ -219,7 +234,7 @@ def messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             _check_tool_calls(tool_calls, f"{where}.tool_calls")
             calls_seen = True
         if content is None and not (role == "assistant" and (tool_calls or "content" in message)):
-            raise _missing(f"{where}.content")
+            raise missing(f"{where}.content")
         images: list[str] = []
         if isinstance(content, list):
             content, images = _text_parts(content, f"{where}.content")
@@ -228,7 +243,7 @@ def messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                  param=f"{where}.content")
         if role == "tool":
             if not isinstance(message.get("tool_call_id"), str) or not message["tool_call_id"]:
-                raise _missing(f"{where}.tool_call_id")
+                raise missing(f"{where}.tool_call_id")
             if not calls_seen:
                 raise InvalidRequest(f"{where}: messages with role 'tool' must be a response to a preceding "
                                      "message with 'tool_calls'", param=f"{where}.role")

@@ -8,7 +8,6 @@ response in the catalog unless ``store`` is false; ``GET`` and ``DELETE`` read a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,13 +16,11 @@ from fastapi.responses import JSONResponse
 from openzoo.api import responses_wire as wire
 from openzoo.api.bodies import JsonBodyRoute, reply
 from openzoo.api.deps import services_of
-from openzoo.api.errors import openai_body
 from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import keep_alive
 from openzoo.api.openai import _collect
-from openzoo.api.streaming import ClosingStreamingResponse, sse_event
+from openzoo.api.streaming import named_sse
 from openzoo.errors import InvalidRequest, NotFound
-from openzoo.events import Done, Failure, TextChunk
 from openzoo.inference import ChatRequest
 from openzoo.services import Services
 
@@ -70,22 +67,11 @@ async def create_response(request: Request, body: wire.ResponsesBody) -> Respons
 
     sequence = wire.EventSequence(response_id, created_at, body)
 
-    async def stream() -> AsyncIterator[bytes]:
-        for event in sequence.created():
-            yield sse_event(event, event["type"])
-        async for item in _events(generation):
-            events: list[dict[str, Any]] = []
-            if isinstance(item, TextChunk):
-                events = sequence.text_delta(item.text)
-            elif isinstance(item, Done):
-                events, final = sequence.finish(item)
-                await _run(_save, services, body, final, history)
-            elif isinstance(item, Failure):
-                events = sequence.failed(openai_body(item.error)["error"])
-            for event in events:
-                yield sse_event(event, event["type"])
+    async def save() -> None:
+        if sequence.final is not None:
+            await _run(_save, services, body, sequence.final, history)
 
-    return ClosingStreamingResponse(stream(), media_type="text/event-stream", on_close=generation.close)
+    return named_sse(sequence, _events(generation), on_close=generation.close, on_done=save)
 
 
 def _stored(services: Services, response_id: str) -> dict[str, Any]:

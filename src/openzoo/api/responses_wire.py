@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openzoo.api.openai_wire import domain_message, forced_call
-from openzoo.errors import InvalidRequest, NotSupported
+from openzoo.api.openai_wire import checked_role, domain_message, forced_call, missing, sampling_options
+from openzoo.errors import InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Done
 
 _UNSUPPORTED = "not supported: a request that sets it is answered with 400"
@@ -98,12 +98,7 @@ def new_id(prefix: str) -> str:
 
 def options(body: ResponsesBody) -> dict[str, Any]:
     """Sampling fields → Ollama options, with OpenAI's defaults (temperature 1, top_p 1)."""
-    opts: dict[str, Any] = dict(body.options or {})
-    opts.setdefault("temperature", 1.0 if body.temperature is None else body.temperature)
-    opts.setdefault("top_p", 1.0 if body.top_p is None else body.top_p)
-    if body.max_output_tokens is not None:
-        opts["num_predict"] = body.max_output_tokens
-    return opts
+    return sampling_options(body.options, body.temperature, body.top_p, body.max_output_tokens)
 
 
 def domain_tools(body: ResponsesBody) -> list[dict[str, Any]] | None:
@@ -139,10 +134,6 @@ def output_format(body: ResponsesBody) -> str | dict[str, Any] | None:
 _ROLES = ("user", "system", "developer", "assistant")
 
 
-def _missing(field: str) -> InvalidRequest:
-    return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-
-
 def input_items(raw: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The request's ``input`` as a list of items (a string is one user message)."""
     if isinstance(raw, str):
@@ -157,14 +148,14 @@ def _content_text(content: Any, where: str) -> tuple[str, list[str]]:
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
-        raise _missing(f"{where}.content")
+        raise missing(f"{where}.content")
     texts: list[str] = []
     images: list[str] = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
             if not isinstance(part.get("text"), str):
-                raise _missing(f"{where}.content[{j}].text")
+                raise missing(f"{where}.content[{j}].text")
             texts.append(part["text"])
         elif kind == "refusal":
             texts.append(str(part.get("refusal", "")))
@@ -184,7 +175,7 @@ def _output_text(output: Any, where: str) -> str:
         return output
     if isinstance(output, list):
         return _content_text(output, where)[0]
-    raise _missing(f"{where}.output")
+    raise missing(f"{where}.output")
 
 
 def messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
@@ -203,20 +194,15 @@ def messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict
             raise InvalidRequest(f"{where} must be an object", param=where)
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
-            role = item.get("role")
-            if role is None:
-                raise _missing(f"{where}.role")
-            if role not in _ROLES:
-                raise InvalidRequest(f"Invalid value: {role!r}. Supported values are: "
-                                     + ", ".join(repr(r) for r in _ROLES) + ".", param=f"{where}.role")
+            role = checked_role(item, _ROLES, where)
             if "content" not in item:
-                raise _missing(f"{where}.content")
+                raise missing(f"{where}.content")
             text, images = _content_text(item["content"], where)
             out.append(domain_message("system" if role == "developer" else role, text, images=images))
         elif kind == "function_call":
             for field in ("call_id", "name", "arguments"):
                 if not isinstance(item.get(field), str):
-                    raise _missing(f"{where}.{field}")
+                    raise missing(f"{where}.{field}")
             calls[item["call_id"]] = item["name"]
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}
@@ -227,16 +213,16 @@ def messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
-                raise _missing(f"{where}.call_id")
+                raise missing(f"{where}.call_id")
             if "output" not in item:
-                raise _missing(f"{where}.output")
+                raise missing(f"{where}.output")
             if call_id not in calls:
                 raise InvalidRequest(f"No tool call found for function call output with call_id {call_id}.",
                                      param=f"{where}.call_id")
             out.append(domain_message("tool", _output_text(item["output"], where), tool_call_id=call_id,
                                       tool_name=calls[call_id]))
         elif kind is None:
-            raise _missing(f"{where}.type")
+            raise missing(f"{where}.type")
         else:
             raise NotSupported(f"input item type {kind!r} is not supported", param=f"{where}.type")
     if not any(m["role"] != "system" for m in out):
@@ -321,7 +307,8 @@ def deleted(response_id: str) -> dict[str, Any]:
 class EventSequence:
     """Builds the numbered stream events of one response, in the order the API documents.
 
-    ``created`` → (``text_delta``…) → ``finish``; each call returns the events to send now.
+    ``start`` → (``text_delta``…) → ``finish``; each call returns the events to send now, and
+    ``final`` holds the finished response object (to store).
     """
 
     def __init__(self, response_id: str, created_at: float, body: ResponsesBody) -> None:
@@ -329,6 +316,7 @@ class EventSequence:
         self._seq = 0
         self._message_id: str | None = None
         self._text: list[str] = []
+        self.final: dict[str, Any] | None = None
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._seq, **fields}
@@ -340,7 +328,7 @@ class EventSequence:
         return response_object(self.response_id, self.created_at, self.body, status=status, output=output,
                                usage_=usage_, error=error)
 
-    def created(self) -> list[dict[str, Any]]:
+    def start(self) -> list[dict[str, Any]]:
         return [self._event("response.created", response=self._response("in_progress", [])),
                 self._event("response.in_progress", response=self._response("in_progress", []))]
 
@@ -362,8 +350,8 @@ class EventSequence:
                                   content_index=0, delta=delta, logprobs=[]))
         return events
 
-    def finish(self, done: Done) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The closing events, and the final response object (to store)."""
+    def finish(self, done: Done) -> list[dict[str, Any]]:
+        """The closing events; the final response object is kept in ``final``."""
         events: list[dict[str, Any]] = []
         output: list[dict[str, Any]]
         if done.tool_calls:
@@ -389,17 +377,16 @@ class EventSequence:
                 self._event("response.output_item.done", output_index=0, item=item),
             ]
         status = "completed" if done.tool_calls else status_of(done)
-        final = self._response(status, output, usage(done.prompt_tokens, done.completion_tokens))
+        self.final = self._response(status, output, usage(done.prompt_tokens, done.completion_tokens))
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        events.append(self._event(kind, response=final))
-        return events, final
+        events.append(self._event(kind, response=self.final))
+        return events
 
-    def failed(self, error: dict[str, Any]) -> list[dict[str, Any]]:
+    def failed(self, error: OpenzooError) -> list[dict[str, Any]]:
         """An error after the stream began: an ``error`` event, then ``response.failed``."""
-        return [self._event("error", code=error.get("code"), message=error.get("message", ""),
-                            param=error.get("param")),
+        return [self._event("error", code=error.code, message=error.message, param=error.param),
                 self._event("response.failed", response=self._response(
-                    "failed", [], error={"code": "server_error", "message": error.get("message", "")}))]
+                    "failed", [], error={"code": "server_error", "message": error.message}))]
 
 
 # --- reply shapes, as /openapi.json describes them (the builders above make the objects) ---------

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from openzoo.api import responses_wire as wire
-from openzoo.errors import InvalidRequest, NotSupported
+from openzoo.errors import EngineError, InvalidRequest, NotSupported
 from openzoo.events import Done, ToolCall
 
 
@@ -76,9 +76,10 @@ def test_output_format_and_forced_calls() -> None:
 
 def test_event_sequence_of_a_text_answer() -> None:
     seq = wire.EventSequence("resp_1", 1.0, body())
-    events = seq.created() + seq.text_delta("Hel") + seq.text_delta("") + seq.text_delta("lo")
-    closing, final = seq.finish(Done("length", prompt_tokens=3, completion_tokens=2))
-    events += closing
+    events = seq.start() + seq.text_delta("Hel") + seq.text_delta("") + seq.text_delta("lo")
+    events += seq.finish(Done("length", prompt_tokens=3, completion_tokens=2))
+    final = seq.final
+    assert final is not None
     assert [e["type"] for e in events] == [
         "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
         "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
@@ -92,9 +93,19 @@ def test_event_sequence_of_a_text_answer() -> None:
 def test_event_sequence_of_tool_calls() -> None:
     seq = wire.EventSequence("resp_1", 1.0, body(parallel_tool_calls=False))
     done = Done("stop", tool_calls=(ToolCall("f", {"a": 1}), ToolCall("g", {})))
-    events, final = seq.finish(done)
+    events = seq.finish(done)
+    final = seq.final
+    assert final is not None
     assert [e["type"] for e in events] == ["response.output_item.added", "response.function_call_arguments.delta",
                                            "response.function_call_arguments.done", "response.output_item.done",
                                            "response.completed"]
     (call,) = final["output"]  # parallel_tool_calls: false keeps the first call
     assert call["type"] == "function_call" and call["arguments"] == '{"a": 1}' and call["call_id"].startswith("call_")
+
+
+def test_a_failure_mid_stream_is_an_error_event_then_failed() -> None:
+    seq = wire.EventSequence("resp_1", 1.0, body())
+    events = seq.start() + seq.failed(EngineError("the engine stopped"))
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-2]["message"] == "the engine stopped" and events[-2]["code"] == "engine_error"
+    assert events[-1]["response"]["status"] == "failed"
