@@ -72,6 +72,13 @@ def test_replies_are_declared(spec: dict[str, Any]) -> None:
                          ("post", "/v1/messages"), ("get", "/api/tags"), ("get", "/v1/models")):
         content = spec["paths"][path][method]["responses"]["200"]["content"]
         assert resolve(spec, content["application/json"]["schema"]).get("properties"), (method, path)
+    # a bad body is a 400 in the API's own envelope, never FastAPI's 422
+    envelopes = {"/api/chat": "OllamaError", "/v1/chat/completions": "OpenAIError", "/v1/responses": "OpenAIError",
+                 "/v1/messages": "AnthropicError"}
+    for path, name in envelopes.items():
+        bad = spec["paths"][path]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+        assert bad == {"$ref": f"#/components/schemas/{name}"}
+    assert not [p for p, ops in spec["paths"].items() for op in ops.values() if "422" in op["responses"]]
 
 
 def test_bodies_built_from_the_schema_pass_the_shape_checks(spec: dict[str, Any], server: Server) -> None:

@@ -78,7 +78,9 @@ def error_response(request: Request, error: OpenzooError) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into the envelope of the path's API."""
+    """Register the handlers that turn every failure into the envelope of the path's API, and make
+    ``/openapi.json`` say so (each operation's 400 with its API's envelope, not FastAPI's 422)."""
+    _document_envelopes(app)
 
     @app.exception_handler(OpenzooError)
     async def _openzoo(request: Request, exc: OpenzooError) -> JSONResponse:
@@ -141,3 +143,50 @@ def validation_param(errors: Any) -> str | None:
     for part in errors[0].get("loc", ())[1:]:
         path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
     return path or None
+
+
+# --- the envelopes as /openapi.json describes them ------------------------------------------------
+
+_ENVELOPES: dict[str, dict[str, Any]] = {
+    "OllamaError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+    "AnthropicError": {"type": "object", "required": ["type", "error"], "properties": {
+        "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
+                                              "properties": {"type": {"type": "string"},
+                                                             "message": {"type": "string"}}}}},
+}
+
+
+def envelope_name(path: str) -> str:
+    if is_anthropic_path(path):
+        return "AnthropicError"
+    return "OpenAIError" if is_openai_path(path) else "OllamaError"
+
+
+def _document_envelopes(app: FastAPI) -> None:
+    """Replace FastAPI's generated 422 (never sent: validation failures are 400) by the 400 each
+    operation really answers, in its API's envelope."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(_ENVELOPES)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for path, operations in spec.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {"description": "Bad request: the body or a field is invalid (the error "
+                                        "names it)", "content": {"application/json": {"schema": {
+                                            "$ref": f"#/components/schemas/{envelope_name(path)}"}}}}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
