@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from openzoo.catalog_url import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 from openzoo.errors import InvalidRequest
-from openzoo.store.db import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 
 DEFAULT_PORT = 11434
 

@@ -17,7 +17,7 @@ from typing import Any
 from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
-from openzoo.formats.gguf import GGUFInfo, validate_gguf
+from openzoo.formats.gguf import GGUFInfo, check_adapter, validate_gguf
 from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
@@ -483,8 +483,6 @@ class Models:
         yield Progress(f"parsing adapter {filename}")
         info = validate_gguf(self.store.blobs.path(digest))
         if base is not None:  # type, architecture and shapes must fit the base, or llama.cpp fails at load
-            from openzoo.finetune.export import check_adapter
-
             check_adapter(info, validate_gguf(self.store.blobs.path(base.digest)))
         return Layer(mt.ADAPTER, digest, self.store.blobs.size(digest))
 

@@ -240,7 +240,8 @@ async def show(request: Request) -> dict[str, Any]:
     from openzoo.show import show_model
 
     body = await read_body(request, wire.ModelBody)
-    return await _run(show_model, services_of(request), _require_model(body.target), body.verbose)
+    info = await _run(show_model, services_of(request).models, _require_model(body.target), body.verbose)
+    return wire.show_response(info)
 
 
 @router.get("/api/ps")

@@ -120,28 +120,28 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
         click.echo(openness_text(model))
         return
 
-    info = show_model(local_services(), model, verbose)
-    for flag, key in ((modelfile, "modelfile"), (license_, "license"), (parameters, "parameters"),
-                      (template, "template"), (system, "system")):
+    info = show_model(local_services().models, model, verbose)
+    for flag, text in ((modelfile, info.modelfile), (license_, info.license), (parameters, info.parameters),
+                       (template, info.template), (system, info.system)):
         if flag:
-            click.echo(info.get(key) or "")
+            click.echo(text or "")
             return
-    d, meta = info["details"], info["model_info"]
+    d, meta = info.details, info.model_info
     arch = meta.get("general.architecture", "")
-    rows = [["architecture", arch], ["parameters", d["parameter_size"]],
-            ["context length", str(meta.get(f"{arch}.context_length", ""))],
-            ["embedding length", str(meta.get(f"{arch}.embedding_length", ""))],
-            ["quantization", d["quantization_level"]]]
+    rows: list[tuple[str, object]] = [("architecture", arch), ("parameters", d.parameter_size),
+                                      ("context length", str(meta.get(f"{arch}.context_length", ""))),
+                                      ("embedding length", str(meta.get(f"{arch}.embedding_length", ""))),
+                                      ("quantization", d.quantization_level)]
     click.echo("  Model")
     click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
     click.echo("\n  Capabilities")
-    click.echo("\n".join(f"    {c}" for c in info["capabilities"]))
-    if info.get("parameters"):
+    click.echo("\n".join(f"    {c}" for c in info.capabilities))
+    if info.parameters:
         click.echo("\n  Parameters")
-        click.echo("\n".join("    " + line for line in info["parameters"].splitlines()))
-    if info.get("license"):
+        click.echo("\n".join("    " + line for line in info.parameters.splitlines()))
+    if info.license:
         click.echo("\n  License")
-        click.echo("\n".join("    " + line for line in info["license"].strip().splitlines()[:4]))
+        click.echo("\n".join("    " + line for line in info.license.strip().splitlines()[:4]))
     if verbose:
         click.echo("\n  Metadata")
         for key, value in meta.items():

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 
 from openzoo import names
-from openzoo.certify.canonical import b64decode, parse_json, sha256_digest
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
@@ -35,6 +34,7 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
+from openzoo.facts.canonical import b64decode, parse_json, sha256_digest
 from openzoo.names import ModelName
 from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob

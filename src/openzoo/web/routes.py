@@ -19,15 +19,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from openzoo import __version__
+from openzoo.api import session
 from openzoo.api.deps import services_of
-from openzoo.certify import licenses
-from openzoo.certify.licenses import LicenseFacts
 from openzoo.errors import OpenzooError
+from openzoo.facts import licenses
+from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
 from openzoo.services import Services
+from openzoo.show import ModelInfo, show_model
 from openzoo.web import catalog as cat
 from openzoo.web import datasets as dataset_pages
-from openzoo.web import facts, session, trust
+from openzoo.web import facts, trust
 
 web_router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -165,14 +167,12 @@ class ModelPage:
     card_error: str
     trust: trust.ModelTrust
     audits: list[facts.AuditView]
-    show: dict[str, Any] | None
+    show: ModelInfo | None
     show_error: str
 
 
 def model_page_data(request: Request, name: str) -> ModelPage:
     """Everything the model page shows; the model is verified (files, seal, log) now."""
-    from openzoo.show import show_model
-
     services = services_of(request)
     spec = services.models.resolve(name)
     display = spec.name.display
@@ -184,10 +184,10 @@ def model_page_data(request: Request, name: str) -> ModelPage:
         card = trust.card(services, display)
     except OpenzooError as exc:
         card_error = exc.message
-    show: dict[str, Any] | None = None
+    show: ModelInfo | None = None
     show_error = ""
     try:
-        show = show_model(services, display)
+        show = show_model(services.models, display)
     except OpenzooError as exc:
         show_error = exc.message
     return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, model_trust,
