@@ -85,6 +85,12 @@ SETTINGS: tuple[Setting, ...] = (
             "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
             "oci_username"),
     Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
+    Setting("WITNESS_INTERVAL", "1s",
+            "How often `openzoo serve` looks for a new checkpoint of its log to have cosigned by the witnesses "
+            "added with `openzoo witness ask` (Go duration or seconds; 0 turns it off).", "witness_interval"),
+    Setting("WITNESS_TIMEOUT", "5s",
+            "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
+            "log.", "witness_timeout"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -121,6 +127,8 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
+    witness_timeout: float = 5.0
 
     @property
     def catalog(self) -> str:
@@ -262,6 +270,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
+        witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
     )
 
 
