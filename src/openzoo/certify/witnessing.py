@@ -14,6 +14,7 @@ is logged and its error kept for ``openzoo witness list``, and the next checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -37,7 +38,7 @@ from openzoo.errors import InvalidRequest, NotFound, OpenzooError, VerificationF
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 
-__all__ = ["Asked", "LogWitness", "LogWitnesses", "log_witnesses", "witness_check", "witness_url",
+__all__ = ["Asked", "LogWitness", "LogWitnesses", "known_witnesses", "log_witnesses", "witness_check", "witness_url",
            "zoo_witness"]
 
 log = logging.getLogger("openzoo.witness")
@@ -235,6 +236,14 @@ def log_witnesses(cert: CertificationCore) -> LogWitnesses:
 def zoo_witness(cert: CertificationCore) -> Witness:
     """``cert``'s zoo as a witness of other logs (its key: ``keys/note/witness.key``)."""
     return _pair(cert)[1]
+
+
+def known_witnesses(cert: CertificationCore) -> list[NoteVerifier]:
+    """Witness keys this zoo knows: those its log asks and those its latest policy names."""
+    keys = {w.verifier for w in log_witnesses(cert).witnesses()}
+    with contextlib.suppress(NotFound):
+        keys.update(cert.policy().witness_keys())
+    return sorted(keys, key=lambda k: k.vkey)
 
 
 def witness_check(cert: CertificationCore, bundle: Mapping[str, Any], receipt: LogReceipt, local: bool) -> Check | None:
