@@ -34,7 +34,7 @@ TEXT = "text/plain; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PARTIAL = "public, max-age=10"
 CHECKPOINT = "no-cache, max-age=0"
-RETRY_SECONDS = 30.0
+RETRY_SECONDS = 5.0
 
 
 def _cert(request: Request) -> Certification:
@@ -113,8 +113,8 @@ class Cosigner:
         cert = certification(self.services.store)
         witnesses = log_witnesses(cert)
         size = cert.log.size()
-        behind = [w for w in witnesses.witnesses() if w.size != size or w.last_error]
-        if not behind or (size == self.asked_size and time.monotonic() - self.asked_at < RETRY_SECONDS):
+        waited = time.monotonic() - self.asked_at
+        if not witnesses.missing(size) or (size == self.asked_size and waited < RETRY_SECONDS):
             return  # nothing new; a witness that refused or was down is asked again after RETRY_SECONDS
         witnesses.ask(self.services.config.witness_timeout)
         self.asked_size, self.asked_at = size, time.monotonic()

@@ -299,6 +299,8 @@ def _inconsistency(request: AddCheckpoint, known: int, root: bytes | None,
     if root is None or note is None:  # pragma: no cover - a size > 0 is always stored with its note
         return VerificationFailed("this witness lost the checkpoint it cosigned"), None
     if known == cp.size:
+        if request.proof:
+            return VerificationFailed("no consistency proof goes with an old size equal to the checkpoint's"), None
         if cp.root_hash == root:
             return None
         first, second = sorted((note, request.note), key=_root_of)

@@ -117,6 +117,12 @@ class LogWitnesses:
             raise NotFound(f"this zoo does not ask a witness {name!r}")
         return found
 
+    def missing(self, size: int) -> list[LogWitness]:
+        """The witnesses that have not cosigned the head of ``size`` entries (yet)."""
+        done = {str(r[0]) for r in self.conn.execute("SELECT witness FROM log_cosignatures WHERE size = ?",
+                                                     (size,)).fetchall()}
+        return [w for w in self.witnesses() if w.name not in done]
+
     # -- cosigned checkpoints --------------------------------------------------------------------
     def cosigned(self, note: str | None = None) -> str:
         """``note`` (default: the latest head) with the log key's Ed25519 line and every cosignature kept for
