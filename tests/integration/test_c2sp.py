@@ -101,7 +101,6 @@ def new_zoo(name: str, root: Path) -> Zoo:
         return cert.log.origin, cert.log.log_key.verifier.vkey, zoo_witness(cert).signer.verifier.vkey
 
     origin, vkey, witness_vkey = in_zoo(root / name, keys)
-    assert openzoo(root / name, "keys", "export", "zoo", "--vkey").stdout.strip() == vkey
     return Zoo(name, root / name, free_port(), origin, vkey, witness_vkey)
 
 
@@ -175,6 +174,7 @@ def cosigned_by(zoo: Zoo, *witnesses: Zoo, size: int | None = None) -> bool:
 def zoos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("c2sp")
     a, b, c = (new_zoo(n, root) for n in "abc")
+    assert openzoo(a.home, "keys", "export", "zoo", "--vkey").stdout.strip() == a.vkey
     for other in (b, c):  # zoo A as people do it; B and C in-process (the same calls, faster)
         assert openzoo(a.home, "witness", "add", other.origin, other.vkey, other.url).returncode == 0
         assert openzoo(a.home, "witness", "ask", other.witness_vkey, other.url).returncode == 0
@@ -273,13 +273,12 @@ def test_monitor_never_calls_unchecked_consistent(zoos: dict[str, Any], tmp_path
     unpinned = openzoo(fresh, "monitor", a.url)
     assert unpinned.returncode == 3 and "consistent" not in unpinned.stdout.replace("inconsistent", "")
     assert "cannot be checked" in unpinned.stdout
-    (fresh / "a.pub").write_bytes(httpx.get(a.url + "/zoo/keys/zoo").content)
-    assert openzoo(fresh, "keys", "trust", "zoo-a", str(fresh / "a.pub")).returncode == 0
+    pem = httpx.get(a.url + "/zoo/keys/zoo").content
+    in_zoo(fresh, lambda cert: cert.trust("zoo-a", pem))  # 'openzoo keys trust zoo-a a.pub'
     unknown_witnesses = openzoo(fresh, "monitor", a.url)
     assert unknown_witnesses.returncode == 3, unknown_witnesses.stdout
     assert "cosignature by " + b.origin + "/witness cannot be checked" in unknown_witnesses.stdout
-    for w in (b, c):
-        assert openzoo(fresh, "witness", "ask", w.witness_vkey, w.url).returncode == 0
+    in_zoo(fresh, lambda cert: [log_witnesses(cert).add(w.witness_vkey, w.url) for w in (b, c)])  # witness ask
     checked = openzoo(fresh, "monitor", a.url)
     assert checked.returncode == 0 and f"{a.url}: consistent" in checked.stdout, checked.stdout
     assert checked.stdout.count("verifies") == 2
