@@ -33,12 +33,12 @@ import numpy as np
 import pytest
 
 from openzoo import config
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.cosignature import verify_cosignatures
 from openzoo.certify.note import parse_vkey
 from openzoo.certify.service import certification
 from openzoo.certify.witnessing import log_witnesses, zoo_witness
+from openzoo.facts.canonical import b64encode
 from openzoo.services import Services
 from support.cli import openzoo
 from support.gguf_files import write_gguf

@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.checkpoint import Checkpoint, add_note_signature, parse_note
 from openzoo.certify.core import ZOO_PASSPHRASE_ENV, CertificationCore, _passphrase
 from openzoo.certify.cosignature import add_cosignatures, verify_cosignatures
@@ -35,6 +34,7 @@ from openzoo.certify.policy import Policy
 from openzoo.certify.seal import Check
 from openzoo.certify.witness import SIZE_MEDIA_TYPE, Witness
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError, VerificationFailed
+from openzoo.facts.canonical import b64encode
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 

@@ -13,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.checkpoint import (
     Checkpoint,
     NoteSignature,
@@ -33,6 +32,7 @@ from openzoo.certify.service import Certification
 from openzoo.certify.tiles import TilePath, format_index, parse_tile_path, read_tile
 from openzoo.certify.witness import StaleCheckpoint, Witness, implied_old_root, origin_hash
 from openzoo.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, VerificationFailed
+from openzoo.facts.canonical import b64encode
 from openzoo.store.store import Store
 
 # Go's golang.org/x/mod/sumdb/note test vectors (note_test.go: TestNewVerifier, TestSign).
