@@ -13,7 +13,9 @@ can never roll the state back:
 * ``old`` larger than the checkpoint's size -> 400;
 * ``old`` differs from the size this witness last cosigned -> 409, body that size (``text/x.tlog.size``);
 * size 0 without the empty root, a proof from size 0, a proof that does not verify, or the same size with
-  another root -> 422; when the proof shows which other tree the log signed, the two signed heads become
+  another root -> 422; when the proof shows which other tree the log signed (for a power-of-two old size,
+  whose root the proof leaves out, the log's own tile at the URL given to ``witness add`` does), the two
+  signed heads become
   fork evidence (:mod:`.gossip`, the form ``openzoo monitor`` keeps and ``monitor verify-evidence``
   checks, with the log's vkey);
 * otherwise the checkpoint is stored and this zoo's ``cosignature/v1`` line is the answer.
@@ -33,13 +35,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from openzoo.certify import merkle
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_note
 from openzoo.certify.cosignature import add_cosignatures, cosign
 from openzoo.certify.gossip import MAX_NOTE_BYTES, ForkEvidence, SignedHead, verify_evidence
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.note import ED25519, NoteSigner, NoteVerifier, parse_vkey
-from openzoo.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, VerificationFailed
+from openzoo.certify.tiles import TILE_WIDTH, TilePath
+from openzoo.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    OpenzooError,
+    PayloadTooLarge,
+    VerificationFailed,
+)
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 from openzoo.store.db import Database
@@ -50,6 +63,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PROOF_LINES = 63
 _OLD = re.compile(r"^old (0|[1-9][0-9]{0,19})$")
 SIZE_MEDIA_TYPE = "text/x.tlog.size"
+TileFetcher = Callable[[str, TilePath], bytes]  # (the log's URL, a tile) -> its bytes
 
 
 @migrations.migration(163, "C2SP witnessing: logs this zoo witnesses, its own witnesses and their cosignatures")
@@ -191,13 +205,14 @@ class Witness:
     """The witness of one zoo: its key, the logs it watches (``witness_logs``), fork evidence in gossip."""
 
     def __init__(self, catalog: Catalog, signer: NoteSigner, gossip: GossipStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tiles: TileFetcher | None = None) -> None:
         self.catalog = catalog
         self.conn = catalog.connection
         migrations.apply(self.conn)
         self.signer = signer
         self.gossip = gossip
         self.clock = clock
+        self.tiles = tiles or fetch_tile
 
     # -- the logs watched ------------------------------------------------------------------------
     def add(self, origin: str, vkey: str, url: str | None = None) -> WitnessedLog:
@@ -250,7 +265,7 @@ class Witness:
         cp = request.checkpoint
         refusal: tuple[VerificationFailed, ForkEvidence | None] | None = None
         with self.catalog.transaction() as conn:
-            row = conn.execute("SELECT vkey, size, root, note FROM witness_logs WHERE origin = ?",
+            row = conn.execute("SELECT vkey, size, root, note, url FROM witness_logs WHERE origin = ?",
                                (cp.origin,)).fetchone()
             if row is None:
                 raise NotFound(f"this witness does not know the log {cp.origin!r}",
@@ -261,6 +276,7 @@ class Witness:
             except VerificationFailed as exc:
                 raise Forbidden(f"the checkpoint of {cp.origin} is not signed by its key: {exc.message}") from exc
             known, root, note = int(row[1]), bytes(row[2]) if row[2] is not None else None, row[3]
+            url = row[4]
             if request.old != known:
                 raise StaleCheckpoint(f"this witness last cosigned {cp.origin} at size {known}, not {request.old}",
                                       known)
@@ -273,9 +289,29 @@ class Witness:
         if refusal is None:
             return line.line()
         error, evidence = refusal
+        if evidence is None and url and note and 0 < known < cp.size and known & (known - 1) == 0:
+            evidence = self._evidence_from_tiles(str(url), known, str(note), request)
         if evidence is not None and self._keep(evidence, key, request, source):
             error = VerificationFailed(f"{error.message} (fork evidence {evidence.id[:16]} kept)")
         raise error
+
+    def _evidence_from_tiles(self, url: str, old: int, note: str, request: AddCheckpoint) -> ForkEvidence | None:
+        """For a power-of-two old size the proof leaves the log's old root out: read it from the log's own tiles
+        (the complete subtree of its first ``old`` entries). Tiles that lie fail :func:`verify_evidence`."""
+        level = old.bit_length() - 1
+        tile = TilePath(level // 8, 0, 1 << (level % 8))
+        try:
+            data = self.tiles(url, tile)
+        except (httpx.HTTPError, OpenzooError):
+            return None
+        if len(data) != tile.width * merkle.HASH_SIZE:
+            return None
+        hashes = [data[i:i + merkle.HASH_SIZE] for i in range(0, len(data), merkle.HASH_SIZE)]
+        while len(hashes) > 1:
+            hashes = [merkle.node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        if hashes[0] == Checkpoint.parse_body(parse_note(note).text).root_hash:
+            return None  # the log's tiles agree with what was cosigned: only the proof was bad
+        return ForkEvidence(request.checkpoint.origin, note, request.note, hashes[0], request.proof)
 
     def _keep(self, evidence: ForkEvidence, key: NoteVerifier, request: AddCheckpoint, source: str) -> bool:
         """Keep fork evidence (checked as a third party would) beside the refused head, in the gossip tables."""
@@ -314,6 +350,15 @@ def _inconsistency(request: AddCheckpoint, known: int, root: bytes | None,
                                    f"{known} cosigned here: a fork"),
                 ForkEvidence(cp.origin, note, request.note, prefix, request.proof))
     return VerificationFailed(f"the consistency proof from {known} to {cp.size} entries does not verify"), None
+
+
+def fetch_tile(url: str, tile: TilePath, timeout: float = 5.0) -> bytes:
+    """A tile of the log at ``url`` (its zoo's base URL, or a tlog-tiles prefix ending in ``/zoo/log``)."""
+    base = url.rstrip("/")
+    prefix = base if base.endswith("/zoo/log") else base + "/zoo/log"
+    resp = httpx.get(f"{prefix}/{tile.path()}", timeout=timeout)
+    resp.raise_for_status()
+    return resp.content[: TILE_WIDTH * merkle.HASH_SIZE]
 
 
 def _root_of(note: str) -> bytes:

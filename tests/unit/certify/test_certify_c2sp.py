@@ -369,3 +369,26 @@ def test_policy_witnesses_round_trip_and_leave_old_digests_alone(reviewer_keys: 
     for bad in ([w1], 2), ([w1, w1], 1), ([], 1), ([signer("x").verifier.vkey], 1), ([w1], 0):
         with pytest.raises(InvalidRequest):
             create_policy(keys, 1, 1, *bad)
+
+
+def test_a_fork_from_a_power_of_two_size_is_proven_with_the_logs_tiles(cert: Certification,
+                                                                         zoo_key: SigningKey) -> None:
+    log = FakeLog(zoo_key)
+    forked = FakeLog(zoo_key)
+    forked.key = log.key
+    forked.grow(3)
+    forked.grow(9, tag="rewritten")
+
+    def tiles(url: str, tile: TilePath) -> bytes:  # the forked log's level-0 tile, as its zoo serves it
+        assert url == "http://zoo-c" and tile == TilePath(0, 0, 8)
+        return b"".join(forked.tree.leaf_hash(i) for i in range(tile.width))
+
+    witness = Witness(cert.catalog, signer("zoo-b/witness", COSIGNATURE_V1), cert.gossip, tiles=tiles)
+    witness.add(ORIGIN, log.key.verifier.vkey, "http://zoo-c")
+    log.grow(8)
+    witness.add_checkpoint(log.request(0))
+    with pytest.raises(VerificationFailed, match="fork evidence"):  # the proof alone leaves the old root out
+        witness.add_checkpoint(forked.request(8))
+    (fork,) = witness.gossip.forks(ORIGIN)
+    proven = verify_evidence(fork.evidence, log.key.verifier)
+    assert (proven.kind, proven.smaller_size, proven.larger_size) == ("prefix-mismatch", 8, 12)
