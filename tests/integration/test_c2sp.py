@@ -19,11 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from openzoo.services import Services
 from support.cli import openzoo
 from support.gguf_files import write_gguf
 from support.server import Server, free_port, start_server, stop_server
+from support.zoos import copy_db, wait_for
 
 GO_SOURCE = Path(__file__).parent / "go" / "c2spcheck" / "main.go"
 X_MOD = Path("/usr/share/gocode/src/golang.org/x/mod/sumdb")
@@ -136,11 +135,6 @@ def seal_under_witnesses(zoo: Zoo, root: Path, witnesses: list[str]) -> None:
         services.close()
 
 
-def copy_db(source: Path, target: Path) -> None:
-    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-
-
 def serve(zoo: Zoo, logs: Path) -> None:
     env = {"OPENZOO_WITNESS_INTERVAL": "0.3s", "OPENZOO_WITNESS_TIMEOUT": "5s"}
     zoo.server = start_server(zoo.home, logs / f"{zoo.name}-{time.monotonic_ns()}.log", env,
@@ -151,15 +145,6 @@ def stop(zoo: Zoo) -> None:
     if zoo.server is not None:
         stop_server(zoo.server)
         zoo.server = None
-
-
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cosigned_by(zoo: Zoo, *witnesses: Zoo, size: int | None = None) -> bool:

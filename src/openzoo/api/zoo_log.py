@@ -10,7 +10,6 @@ each new checkpoint (:class:`Cosigner`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
+from openzoo.api.periodic import PeriodicTask
 from openzoo.certify.service import Certification, certification
 from openzoo.certify.tiles import parse_tile_path, read_tile
 from openzoo.certify.witness import MAX_BODY_BYTES, SIZE_MEDIA_TYPE, StaleCheckpoint
@@ -80,34 +80,25 @@ async def witnessed(request: Request, origin_hash: str) -> Response:
     return Response(note, media_type=TEXT, headers={"Cache-Control": CHECKPOINT})
 
 
-class Cosigner:
-    """A thread that asks this zoo's witnesses to cosign whenever the log grew (``OPENZOO_WITNESS_INTERVAL``).
+class Cosigner(PeriodicTask):
+    """Asks this zoo's witnesses to cosign whenever the log grew (every ``OPENZOO_WITNESS_INTERVAL``).
 
     Appends never wait for it: it notices a new size on its next look, and each witness gets at most
     ``OPENZOO_WITNESS_TIMEOUT`` per request.
     """
 
+    name = "openzoo-cosigner"
+
     def __init__(self, services: Services) -> None:
-        self.services = services
-        self.stop = threading.Event()
+        super().__init__(services)
         self.asked_size = -1
         self.asked_at = 0.0
-        self.thread = threading.Thread(target=self._loop, name="openzoo-cosigner", daemon=True)
 
-    def start(self) -> Cosigner:
-        self.thread.start()
-        return self
+    def interval(self) -> float:
+        return self.services.config.witness_interval
 
-    def close(self, timeout: float = 30.0) -> None:
-        self.stop.set()
-        self.thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(self.services.config.witness_interval):
-            try:
-                self.ask_once()
-            except Exception:  # a bug must not end witnessing for the life of the server
-                log.exception("asking the witnesses failed")
+    def run_once(self) -> None:
+        self.ask_once()
 
     def ask_once(self) -> None:
         cert = certification(self.services.store)

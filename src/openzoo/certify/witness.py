@@ -178,27 +178,10 @@ def parse_request(body: bytes) -> AddCheckpoint:
 def implied_old_root(old: int, new: int, proof: Sequence[bytes], new_root: bytes) -> bytes | None:
     """The root of the first ``old`` entries that ``proof`` shows inside the tree ``new_root``, if the proof
     names it (not for a power-of-two ``old``, whose root the proof leaves out) and leads to ``new_root``."""
-    if not 0 < old < new or old & (old - 1) == 0 or not proof:
+    if old & (old - 1) == 0:
         return None
-    fn, sn = old - 1, new - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            fr = merkle.node_hash(c, fr)
-            sr = merkle.node_hash(c, sr)
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = merkle.node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr if sn == 0 and sr == new_root else None
+    roots = merkle.consistency_roots(old, new, proof)
+    return roots[0] if roots is not None and roots[1] == new_root else None
 
 
 class Witness:
