@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,11 @@ from openzoo import config
 from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.cosignature import verify_cosignatures
 from openzoo.certify.note import parse_vkey
-from openzoo.certify.service import certification
+from openzoo.certify.service import Certification, certification
 from openzoo.certify.witnessing import log_witnesses, zoo_witness
 from openzoo.facts.canonical import b64encode
 from openzoo.services import Services
+from openzoo.store.store import Store
 from support.cli import openzoo
 from support.gguf_files import write_gguf
 from support.server import Server, free_port, start_server, stop_server
@@ -88,11 +90,12 @@ class Zoo:
 
 
 def in_zoo(zoo_home: Path, work: Callable[[Any], Any]) -> Any:
-    services = Services(config.load({"OPENZOO_HOME": str(zoo_home)}))
+    """Run ``work`` on the zoo's certification in this process (its server, if running, re-reads the catalog)."""
+    store = Store(zoo_home)
     try:
-        return work(certification(services.store))
+        return work(Certification(store))
     finally:
-        services.close()
+        store.close()
 
 
 def new_zoo(name: str, root: Path) -> Zoo:
@@ -160,12 +163,12 @@ def zoos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("c2sp")
     a, b, c = (new_zoo(n, root) for n in "abc")
     assert openzoo(a.home, "keys", "export", "zoo", "--vkey").stdout.strip() == a.vkey
-    for other in (b, c):  # zoo A as people do it; B and C in-process (the same calls, faster)
-        assert openzoo(a.home, "witness", "add", other.origin, other.vkey, other.url).returncode == 0
-        assert openzoo(a.home, "witness", "ask", other.witness_vkey, other.url).returncode == 0
-    for zoo in (b, c):
+    # A witnesses B and asks B as people do it; everything else in-process (the same calls, faster)
+    assert openzoo(a.home, "witness", "add", b.origin, b.vkey, b.url).returncode == 0
+    assert openzoo(a.home, "witness", "ask", b.witness_vkey, b.url).returncode == 0
+    for zoo in (a, b, c):
         def configure(cert: Any, zoo: Zoo = zoo) -> None:
-            for other in (o for o in (a, b, c) if o is not zoo):
+            for other in (o for o in (a, b, c) if o is not zoo and (zoo, o) != (a, b)):
                 zoo_witness(cert).add(other.origin, other.vkey, other.url)
                 log_witnesses(cert).add(other.witness_vkey, other.url)
 
@@ -178,8 +181,8 @@ def zoos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     logs = root / "logs"
     logs.mkdir()
     try:
-        for zoo in (a, b, c):
-            serve(zoo, logs)
+        with ThreadPoolExecutor(3) as pool:  # the three start at once
+            list(pool.map(lambda zoo: serve(zoo, logs), (a, b, c)))
         yield {"a": a, "b": b, "c": c, "root": root, "snapshot": snapshot, "logs": logs}
     finally:
         for zoo in (a, b, c):
