@@ -31,6 +31,7 @@ from openzoo.certify.policy import Policy, create_policy
 from openzoo.certify.service import Certification
 from openzoo.certify.tiles import TilePath, format_index, parse_tile_path, read_tile
 from openzoo.certify.witness import StaleCheckpoint, Witness, implied_old_root, origin_hash
+from openzoo.certify.witnessing import log_witnesses
 from openzoo.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, VerificationFailed
 from openzoo.facts.canonical import b64encode
 from openzoo.store.store import Store
@@ -392,3 +393,20 @@ def test_a_fork_from_a_power_of_two_size_is_proven_with_the_logs_tiles(cert: Cer
     (fork,) = witness.gossip.forks(ORIGIN)
     proven = verify_evidence(fork.evidence, log.key.verifier)
     assert (proven.kind, proven.smaller_size, proven.larger_size) == ("prefix-mismatch", 8, 12)
+
+
+def test_heads_signed_before_the_log_key_verify_and_are_served_with_it(cert: Certification) -> None:
+    before = TransparencyLog(cert.conn, origin=cert.log.origin)  # the log as it was: P-256 heads only
+    before.append("request", {"n": 1})
+    old = before.sign_head(cert.zoo_key())
+    assert [s.name for s in parse_note(old).signatures] == ["zoo"]
+    assert cert.log.log_key is not None
+    served = log_witnesses(cert).cosigned()
+    assert parse_note(served).text == parse_note(old).text
+    verify_note(served, [cert.log.log_key.verifier], strict=True)
+    receipt = cert.log.receipt(0, old)
+    verify_checkpoint(receipt.checkpoint, [cert.zoo_public()], cert.log.origin)  # old receipts stay valid
+    cert.log_event("request", {"n": 2})  # the next head carries both lines
+    assert [s.name for s in parse_note(cert.head()).signatures] == [cert.log.origin, "zoo"]
+    report = cert.log.verify_log(cert.zoo_keys())
+    assert report.ok and report.heads_checked == 2
