@@ -262,5 +262,6 @@ def main() -> None:
     from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+    from openzoo.cli import witness as _witness  # noqa: F401  (registers witness)
 
     cli(prog_name="openzoo")
