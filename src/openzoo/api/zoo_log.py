@@ -57,7 +57,8 @@ async def tile(request: Request, path: str) -> Response:
                     headers={"Cache-Control": IMMUTABLE if found.full else PARTIAL})
 
 
-@router.post("/zoo/witness/add-checkpoint")
+@router.post("/zoo/witness/add-checkpoint", openapi_extra={"requestBody": {"required": True, "content": {
+    "text/plain": {"schema": {"type": "string", "description": "C2SP tlog-witness: old size, proof, checkpoint"}}}}})
 async def add_checkpoint(request: Request) -> Response:
     """C2SP tlog-witness: cosign a checkpoint of a log this zoo witnesses if it extends the one cosigned before."""
     body = bytearray()
