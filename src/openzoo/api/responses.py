@@ -59,11 +59,10 @@ async def create_response(request: Request, body: wire.ResponsesBody) -> Respons
     if not body.stream:
         chunks, done = await _collect(generation)
         output = wire.output_of(done, "".join(c.text for c in chunks), body)
-        status = "completed" if done.tool_calls else wire.status_of(done)
-        reply = wire.response_object(response_id, created_at, body, status=status, output=output,
-                                     usage_=wire.usage(done.prompt_tokens, done.completion_tokens))
-        await _run(_save, services, body, reply, history)
-        return JSONResponse(reply)
+        answer = wire.response_object(response_id, created_at, body, status=wire.status_of(done), output=output,
+                                      usage_=wire.usage(done.prompt_tokens, done.completion_tokens))
+        await _run(_save, services, body, answer, history)
+        return JSONResponse(answer)
 
     sequence = wire.EventSequence(response_id, created_at, body)
 

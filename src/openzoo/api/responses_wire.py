@@ -366,8 +366,8 @@ class EventSequence:
                 events.append(self._event("response.output_item.done", output_index=index, item=item))
         else:
             events += self._open_message()
-            text, status = "".join(self._text), status_of(done)
-            item = message_item(self._message_id or "", text, status)
+            text = "".join(self._text)
+            item = message_item(self._message_id or "", text, status_of(done))
             output = [item]
             events += [
                 self._event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0,
@@ -376,7 +376,7 @@ class EventSequence:
                             part=text_part(text)),
                 self._event("response.output_item.done", output_index=0, item=item),
             ]
-        status = "completed" if done.tool_calls else status_of(done)
+        status = status_of(done)
         self.final = self._response(status, output, usage(done.prompt_tokens, done.completion_tokens))
         kind = "response.completed" if status == "completed" else "response.incomplete"
         events.append(self._event(kind, response=self.final))
