@@ -7,6 +7,7 @@ API can stream them as NDJSON and the CLI can draw progress bars from the same s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -122,7 +123,7 @@ def _details(config: Mapping[str, Any]) -> ModelDetails:
     )
 
 
-def _config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_format": "gguf",
         "model_family": info.family,
@@ -309,7 +310,7 @@ class Models:
                     added.append(lic.digest)
                 lic_annotations = {"org.openzoo.license.id": license_id} if license_id else {}
                 layers.append(Layer(mt.LICENSE, lic.digest, lic.size, lic_annotations))
-            config = self._put_json(_config_for(info, {
+            config = self._put_json(config_for(info, {
                 "model_format": "gguf", "source_format": "safetensors", "hf_architecture": folder.architecture,
                 "file_type": info.quantization}))
             if config.digest not in existing:
@@ -393,7 +394,7 @@ class Models:
             lic = self.store.blobs.put_bytes(text.encode())
             annotations = {"org.openzoo.license.id": license_id} if license_id else {}
             layers.append(Layer(mt.LICENSE, lic.digest, lic.size, annotations))
-        config = self._put_json(_config_for(info, extra))
+        config = self._put_json(config_for(info, extra))
         manifest = Manifest(config, tuple(layers))
         yield Progress("writing manifest")
         self.store.tag(name, manifest)
@@ -431,7 +432,7 @@ class Models:
                 yield Progress("parsing GGUF")
                 info = validate_gguf(path)
                 blob = self.store.blobs.put_file(path)
-                weights, config = Layer(mt.MODEL, blob.digest, blob.size), _config_for(info)
+                weights, config = Layer(mt.MODEL, blob.digest, blob.size), config_for(info)
                 yield Progress(f"using layer {blob.digest}")
             else:
                 if _looks_like_path(base):
@@ -450,6 +451,8 @@ class Models:
             if weights is None:
                 raise InvalidRequest("no GGUF file among 'files'")
         layers: list[Layer] = list(base_manifest.layers) if base_manifest else []
+        if base_manifest is not None and base_manifest.first(mt.SEAL) is not None:
+            layers = self._unsealed_derivative(base_manifest, names.parse(str(spec.base)).display)
         if weights is not None:
             layers = [layer for layer in layers if layer.media_type != mt.MODEL]
             layers.insert(0, weights)
@@ -482,6 +485,25 @@ class Models:
         self.store.tag(target, manifest)
         yield Progress("success")
 
+    def _unsealed_derivative(self, base: Manifest, display: str) -> list[Layer]:
+        """The layers a model derived from a sealed one starts with: the base's, without its seal (the seal
+        signs the base's manifest, not the new one's: kept, it would make the new model fail ``verify``)
+        and with a lineage record naming the sealed source, so certifying the new model can cite it."""
+        seal = base.first(mt.SEAL)
+        assert seal is not None
+        unsealed = base.replace_layers(mt.SEAL, [])
+        previous = base.first(mt.LINEAGE)
+        record: dict[str, Any] = {
+            "schema": "openzoo.lineage/v1", "derivation": "create",
+            "base": {"name": display, "manifest_digest": "sha256:" + hashlib.sha256(base.to_bytes()).hexdigest(),
+                     "sealed_digest": "sha256:" + hashlib.sha256(unsealed.to_bytes()).hexdigest(),
+                     "seal_bundle": seal.digest}}
+        if previous is not None:
+            record["base"]["lineage"] = previous.digest
+        blob = self.store.blobs.put_bytes(mt.canonical_json(record))
+        kept = [x for x in unsealed.layers if x.media_type != mt.LINEAGE]
+        return [*kept, Layer(mt.LINEAGE, blob.digest, blob.size)]
+
     @staticmethod
     def _local_path(text: str, base_dir: Path | None) -> Path:
         path = Path(text).expanduser()
@@ -499,7 +521,7 @@ class Models:
         yield Progress("parsing GGUF")
         info = validate_gguf(self.store.blobs.path(digest))
         yield Progress(f"using existing layer {digest}")
-        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
+        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), config_for(info)
 
     def _adapter_layer(self, filename: str, digest: str,
                        base: Layer | None = None) -> Generator[Progress, None, Layer]:

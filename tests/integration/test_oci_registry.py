@@ -248,9 +248,10 @@ def tamper_manifest_on_disk(registry: Registry, repo: str, manifest: dict[str, A
 def tamper_manifest_repushed(registry: Registry, repo: str, manifest: dict[str, Any], digest: str) -> Iterator[None]:
     """Swap the license layer for the card blob, push that under the tag and re-attach the real artifacts."""
     layers = manifest["layers"]
-    license_at = next(i for i, x in enumerate(layers) if x["mediaType"] == mt.LICENSE)
-    card = next(x for x in layers if x["mediaType"] == mt.CARD)
-    changed = {**manifest, "layers": [*layers[:license_at], {**card, "mediaType": mt.LICENSE},
+    path = "org.cncf.model.filepath"  # ModelPack, the default format
+    license_at = next(i for i, x in enumerate(layers) if x.get("annotations", {}).get(path) == "LICENSE")
+    card = next(x for x in layers if x.get("annotations", {}).get(path) == "README.md")
+    changed = {**manifest, "layers": [*layers[:license_at], {**card, "annotations": layers[license_at]["annotations"]},
                                       *layers[license_at + 1:]]}
     new = put_manifest(registry, repo, "v1", canonical_json(changed))
     subject = Descriptor(OCI_MANIFEST, new, len(canonical_json(changed)))
@@ -278,7 +279,9 @@ def tamper_seal(registry: Registry, repo: str, manifest: dict[str, Any], digest:
     bundle["envelope"] = forged.to_json()
     envelope_bytes, bundle_bytes = canonical_json(forged.to_json()), canonical_json(bundle)
     layers = [Descriptor(DSSE_MEDIA_TYPE, put_blob(registry, repo, envelope_bytes), len(envelope_bytes)),
-              Descriptor(mt.SEAL, put_blob(registry, repo, bundle_bytes), len(bundle_bytes))]
+              Descriptor(mt.SEAL, put_blob(registry, repo, bundle_bytes), len(bundle_bytes)),
+              *(Descriptor(x["mediaType"], x["digest"], x["size"]) for x in seal_art["layers"]
+                if x["mediaType"] not in (DSSE_MEDIA_TYPE, mt.SEAL))]  # the signed manifest and its extra blobs
     subject = Descriptor(OCI_MANIFEST, digest, int(seal_art["subject"]["size"]))
     which = {SEAL_ANNOTATION: seal_digest(forged)}
     proof_item = next(x for x in items if x["artifactType"] == PROOF_TYPE)
@@ -297,7 +300,7 @@ def tamper_seal(registry: Registry, repo: str, manifest: dict[str, Any], digest:
 TAMPERS = {
     "blob": (tamper_blob, "does not match its digest"),
     "manifest on disk": (tamper_manifest_on_disk, "not to the sha256:"),
-    "manifest re-pushed": (tamper_manifest_repushed, "file digests differ from the seal"),
+    "manifest re-pushed": (tamper_manifest_repushed, "is not carried by the registry as declared"),
     "seal": (tamper_seal, "seal signature"),
 }
 
