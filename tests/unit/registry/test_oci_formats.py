@@ -225,7 +225,11 @@ def test_other_formats_and_versions_are_refused_clearly() -> None:
     with pytest.raises(NotSupported, match="projector"):
         formats.plan("ollama", projector, b"{}", "x")
     with pytest.raises(NotSupported, match="not a model artifact openzoo reads"):
-        formats.recognise(OciManifest(Descriptor.of("application/x-thing", b"{}"), (desc(mt.MODEL, "w"),)), "x")
+        formats.recognise(OciManifest(Descriptor.of("application/x-thing", b"{}"), (desc("application/x-w", "w"),)),
+                          "x")
+    oras = OciManifest(Descriptor.of("application/vnd.oci.empty.v1+json", b"{}"), (desc(mt.MODEL, "w"),))
+    assert formats.recognise(oras, "x") == "openzoo"  # oras push FILE:application/vnd.ollama.image.model
+    assert formats.plan("openzoo", oras, b"{}", "x").config is None  # the config then comes from the GGUF
     with pytest.raises(InvalidRequest, match="unknown format"):
         formats.build("safetensors", MODEL)
     assert ollama.LAYERS[0] == mt.MODEL
