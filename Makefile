@@ -17,6 +17,9 @@ REGISTRY_STAMP := $(VENV)/.docker-registry-installed
 # The catalog tests run against a real PostgreSQL 15 (Debian's server binaries; tests/support/postgres.py).
 POSTGRES := /usr/lib/postgresql/15/bin/postgres
 POSTGRES_STAMP := $(VENV)/.postgres-installed
+# The OCI format tests read what openzoo pushes with an independent client: Debian's skopeo.
+SKOPEO := /usr/bin/skopeo
+SKOPEO_STAMP := $(VENV)/.skopeo-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 .PHONY: run test lint typecheck docs bench bench-peer clean
@@ -42,10 +45,14 @@ $(POSTGRES_STAMP): $(STAMP)
 	test -x $(POSTGRES) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 	touch $(POSTGRES_STAMP)
 
+$(SKOPEO_STAMP): $(STAMP)
+	test -x $(SKOPEO) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo)
+	touch $(SKOPEO_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP) $(SKOPEO_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

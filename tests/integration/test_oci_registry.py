@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import oras.client
 import pytest
 
@@ -37,9 +35,10 @@ from openzoo.registry.oci.artifacts import (
     artifact,
 )
 from openzoo.store import manifests as mt
-from support.certified import CertifiedZoo, certified_zoo
+from support.certified import CertifiedZoo, assert_nothing_stored, certified_zoo
+from support.certified import trusting_zoo as zoo_b
 from support.cli import openzoo
-from support.oci_registry import Registry, oci_registry  # noqa: F401  (the fixture)
+from support.oci_registry import Registry, get, oci_registry, put_blob, put_manifest  # noqa: F401  (the fixture)
 
 MODEL = "tiny:v1"
 
@@ -60,41 +59,7 @@ def pushed(zoo_a: CertifiedZoo, oci_registry: Registry) -> subprocess.CompletedP
     return result
 
 
-def zoo_b(root: Path, zoo_a: CertifiedZoo) -> Path:
-    home = root / "b"
-    trust = openzoo(home, "keys", "trust", "zoo-a", str(zoo_a.public_key))
-    assert trust.returncode == 0, out(trust)
-    return home
-
-
-def assert_nothing_stored(home: Path) -> None:
-    with sqlite3.connect(home / "catalog.sqlite") as conn:
-        assert conn.execute("SELECT key FROM models").fetchall() == []
-    assert sorted(p.name for p in (home / "blobs").glob("sha256-*")) == []
-
-
 # -- raw registry access (as an operator, or an attacker, would) -------------------------------------
-
-
-def get(registry: Registry, path: str, accept: str = OCI_MANIFEST) -> httpx.Response:
-    resp = httpx.get(f"{registry.url}/v2/{path}", headers={"Accept": accept}, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp
-
-
-def put_blob(registry: Registry, repo: str, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    start = httpx.post(f"{registry.url}/v2/{repo}/blobs/uploads/", timeout=30)
-    url = httpx.URL(start.headers["location"]).copy_merge_params({"digest": digest})
-    assert httpx.put(url, content=data, timeout=60).status_code == 201
-    return digest
-
-
-def put_manifest(registry: Registry, repo: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
-    resp = httpx.put(f"{registry.url}/v2/{repo}/manifests/{reference}", content=data,
-                     headers={"Content-Type": media_type}, timeout=30)
-    assert resp.status_code == 201, resp.text
-    return str(resp.headers["docker-content-digest"])
 
 
 def referrers(registry: Registry, repo: str, digest: str) -> list[dict[str, Any]]:
