@@ -74,9 +74,10 @@ class _Artifact:
 
 
 def push_oci(store: Store, settings: OciSettings, model: str, destination: str, *,
-             fmt: str = formats.DEFAULT) -> Iterator[Progress]:
+             fmt: str | None = None) -> Iterator[Progress]:
     """Push ``model`` to ``destination`` (``oci://HOST[:PORT]/REPO[:TAG]``) in format ``fmt``; see the module
-    docstring."""
+    docstring. By default a model goes as ModelPack and a dataset in openzoo's format (ModelPack tools would
+    find no weights in it; ``--format modelpack`` still writes it with ModelPack's dataset layers)."""
     ref = parse_reference(destination)
     if ref.digest or not ref.tag:
         raise InvalidRequest(f"push to a tag, not a digest: {ref.display}",
@@ -85,6 +86,7 @@ def push_oci(store: Store, settings: OciSettings, model: str, destination: str, 
     cert = certification(store)
     full = stored.manifest
     sealed = sealed_manifest(full)
+    fmt = fmt or (formats.DEFAULT if full.kind == "model" else "openzoo")
     built = formats.build(fmt, model_content(store, stored, sealed))
     model_manifest = built.manifest
     subject = model_manifest.descriptor()
