@@ -28,8 +28,6 @@ import pytest
 from openzoo import config
 from openzoo.models import DEFAULT_MODEL
 from openzoo.registry.oci.artifacts import OCI_INDEX, OCI_MANIFEST
-from openzoo.registry.oci.client import OciSettings
-from openzoo.registry.oci.push import push_oci
 from openzoo.services import Services
 from openzoo.store import manifests as mt
 from support.certified import CertifiedZoo, assert_nothing_stored, certified_zoo, trusting_zoo
@@ -60,12 +58,8 @@ def stored_digest(home: Path, name: str) -> str:
 
 
 def push(home: Path, model: str, target: str, fmt: str) -> None:
-    services = Services(config.load({"OPENZOO_HOME": str(home)}))
-    try:
-        for _ in push_oci(services.store, OciSettings.from_config(services.config), model, target, fmt=fmt):
-            pass
-    finally:
-        services.close()
+    result = openzoo(home, "push", model, target, "--format", fmt)
+    assert result.returncode == 0 and f"as {fmt}" in result.stderr, out(result)
 
 
 @pytest.fixture(scope="module")

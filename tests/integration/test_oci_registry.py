@@ -20,10 +20,10 @@ from typing import Any
 import oras.client
 import pytest
 
-from openzoo.certify.canonical import canonical_json
 from openzoo.certify.dsse import Envelope, sign_envelope
 from openzoo.certify.keys import generate_key
 from openzoo.certify.seal import seal_digest
+from openzoo.facts.canonical import canonical_json
 from openzoo.registry.oci.artifacts import (
     DSSE_MEDIA_TYPE,
     OCI_INDEX,

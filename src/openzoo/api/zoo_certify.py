@@ -13,9 +13,9 @@ from fastapi.responses import PlainTextResponse
 from openzoo import names
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import NotFound
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
 
 router = APIRouter()

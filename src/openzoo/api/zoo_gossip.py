@@ -16,9 +16,9 @@ from fastapi import APIRouter, Request
 
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.service import certification
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
 from openzoo.services import Services
 

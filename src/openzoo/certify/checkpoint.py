@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from openzoo.certify.canonical import b64decode, b64encode
 from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode
 
 __all__ = [
     "Checkpoint",

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.gossip import origin_for
 from openzoo.certify.gossip_store import GossipStore
@@ -38,6 +37,7 @@ from openzoo.certify.policy import (
     sign_policy,
 )
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
 from openzoo.store.db import Database

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_hex
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.keys import PublicKey
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_hex
 
 __all__ = [
     "EVIDENCE_TYPE",

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.certify.checkpoint import (
     Checkpoint,
     parse_note,
@@ -38,6 +37,7 @@ from openzoo.certify.checkpoint import (
 )
 from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import Conflict, InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.store import migrations
 from openzoo.store.db import Database, open_database
 

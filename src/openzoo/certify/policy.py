@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_digest
 from openzoo.certify.dsse import Envelope, pae, sign_envelope, verify_envelope
 from openzoo.certify.keys import PublicKey, SigningKey, load_public_pem, validate_key_name
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_digest
 
 __all__ = [
     "APPROVAL_PAYLOAD_TYPE",

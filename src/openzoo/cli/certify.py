@@ -258,7 +258,7 @@ def log_show(start: int, limit: int, kind: str | None) -> None:
 @click.option("--consistency", "old", type=int, default=None, help="Prove consistency from this old size.")
 def log_prove(index: int | None, size: int | None, old: int | None) -> None:
     """Print an inclusion proof for INDEX, or a consistency proof with --consistency OLD."""
-    from openzoo.certify.canonical import b64encode
+    from openzoo.facts.canonical import b64encode
 
     svc = service()
     head = svc.head()
@@ -322,7 +322,7 @@ def log_monitor(url: str | None, key_name: str | None) -> None:
 @click.option("--html", is_flag=True, help="Print the card body as sanitized HTML.")
 def card(model: str, edit: bool, import_file: Path | None, export_file: Path | None, html: bool) -> None:
     """Show a model's card (made from GGUF metadata on first use)."""
-    from openzoo.certify.card import parse_card
+    from openzoo.facts.card import parse_card
 
     svc = service()
     current = svc.ensure_card(model)
@@ -366,7 +366,7 @@ def openness_text(model: str) -> str:
     svc.ensure_card(model)
     report = svc.openness(model)
     facts = svc.license_facts(model)
-    from openzoo.certify.licenses import describe
+    from openzoo.facts.licenses import describe
 
     lines = [f"License: {describe(facts)}", report.explain(), "", "Components:"]
     for r in report.components:

@@ -20,6 +20,7 @@ from openzoo import __version__
 from openzoo import config as configuration
 from openzoo.cli.output import human_size, render_progress, table
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
+from openzoo.registry.oci.formats import WRITTEN as OCI_FORMATS
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -120,28 +121,28 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
         click.echo(openness_text(model))
         return
 
-    info = show_model(local_services(), model, verbose)
-    for flag, key in ((modelfile, "modelfile"), (license_, "license"), (parameters, "parameters"),
-                      (template, "template"), (system, "system")):
+    info = show_model(local_services().models, model, verbose)
+    for flag, text in ((modelfile, info.modelfile), (license_, info.license), (parameters, info.parameters),
+                       (template, info.template), (system, info.system)):
         if flag:
-            click.echo(info.get(key) or "")
+            click.echo(text or "")
             return
-    d, meta = info["details"], info["model_info"]
+    d, meta = info.details, info.model_info
     arch = meta.get("general.architecture", "")
-    rows = [["architecture", arch], ["parameters", d["parameter_size"]],
-            ["context length", str(meta.get(f"{arch}.context_length", ""))],
-            ["embedding length", str(meta.get(f"{arch}.embedding_length", ""))],
-            ["quantization", d["quantization_level"]]]
+    rows: list[tuple[str, object]] = [("architecture", arch), ("parameters", d.parameter_size),
+                                      ("context length", str(meta.get(f"{arch}.context_length", ""))),
+                                      ("embedding length", str(meta.get(f"{arch}.embedding_length", ""))),
+                                      ("quantization", d.quantization_level)]
     click.echo("  Model")
     click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
     click.echo("\n  Capabilities")
-    click.echo("\n".join(f"    {c}" for c in info["capabilities"]))
-    if info.get("parameters"):
+    click.echo("\n".join(f"    {c}" for c in info.capabilities))
+    if info.parameters:
         click.echo("\n  Parameters")
-        click.echo("\n".join("    " + line for line in info["parameters"].splitlines()))
-    if info.get("license"):
+        click.echo("\n".join("    " + line for line in info.parameters.splitlines()))
+    if info.license:
         click.echo("\n  License")
-        click.echo("\n".join("    " + line for line in info["license"].strip().splitlines()[:4]))
+        click.echo("\n".join("    " + line for line in info.license.strip().splitlines()[:4]))
     if verbose:
         click.echo("\n  Metadata")
         for key, value in meta.items():
@@ -155,19 +156,7 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
 def pull(model: str, insecure: bool, name: str | None) -> None:
     """Pull a model: the embedded default (gemma3:270m), HOST:PORT/ns/name:tag from another zoo, or
     oci://HOST:PORT/REPO:TAG from an OCI registry (both verified against pinned zoo keys)."""
-    from openzoo.registry.oci.reference import is_oci
-
-    services = local_services()
-    if is_oci(model):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.pull import pull_oci
-
-        render_progress(pull_oci(services.store, OciSettings.from_config(services.config), model,
-                                 insecure=insecure, name=name))
-        return
-    if name is not None:
-        raise InvalidRequest("--name applies to oci:// pulls only", hint="use 'openzoo cp' to name a model")
-    render_progress(services.models.pull(model, insecure=insecure))
+    render_progress(local_services().transfers.pull(model, insecure=insecure, name=name))
 
 
 @cli.command()
@@ -175,24 +164,15 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
 @click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
-def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
+@click.option("--format", "format_", type=click.Choice(list(OCI_FORMATS)), default=None,
+              help="Artifact format for an oci:// push (default: modelpack; a dataset: openzoo).")
+def push(model: str, destination: str | None, to: str | None, api_key: str | None, format_: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
-    registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
-    from openzoo.registry.oci.reference import is_oci
-
+    registry (oci://HOST:PORT/REPO:TAG) as CNCF ModelPack, Docker Model Runner, Ollama or openzoo artifact
+    (--format), with its card, seal and proof attached."""
     if destination and to:
         raise InvalidRequest("give the destination once", hint="either 'push MODEL DEST' or 'push MODEL --to DEST'")
-    target = destination or to
-    services = local_services()
-    if target is not None and is_oci(target):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.push import push_oci
-
-        render_progress(push_oci(services.store, OciSettings.from_config(services.config), model, target))
-        return
-    from openzoo.registry.client import push_model
-
-    render_progress(push_model(services.store, model, target, api_key=api_key))
+    render_progress(local_services().transfers.push(model, destination or to, api_key=api_key, format=format_))
 
 
 @cli.command("import")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import click
 
-from openzoo.certify.canonical import parse_json
 from openzoo.certify.gossip import MAX_EVIDENCE_BYTES, evidence_from_json, origin_for, pinned_key, verify_evidence
 from openzoo.certify.gossip_store import StoredFork
 from openzoo.certify.keys import PublicKey, load_public_pem
 from openzoo.cli.certify import service
 from openzoo.cli.main import cli
 from openzoo.errors import InvalidRequest, OpenzooError
+from openzoo.facts.canonical import parse_json
 from openzoo.registry.monitor import Monitor, MonitorReport
 
 EXIT_FORK = 1

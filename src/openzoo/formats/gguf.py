@@ -18,6 +18,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gguf as _gguf
 import numpy as _np
@@ -32,7 +33,9 @@ __all__ = [
     "MetaValue",
     "Scalar",
     "TensorInfo",
+    "check_adapter",
     "human_number",
+    "model_config",
     "validate_gguf",
 ]
 
@@ -475,3 +478,53 @@ def _parse(file: Path, data: mmap.mmap, size: int, load_arrays: bool) -> GGUFInf
         tensors=tensors,
         arrays_loaded=load_arrays,
     )
+
+
+def check_adapter(adapter: GGUFInfo, base: GGUFInfo) -> None:
+    """Refuse an adapter that llama.cpp could not apply to ``base``: wrong type, architecture or shapes."""
+    kind = adapter.kv.get("general.type")
+    if kind != "adapter" or adapter.kv.get("adapter.type") != "lora":
+        raise InvalidModelFile(f"{adapter.path.name} is not a LoRA adapter GGUF (general.type={kind!r})",
+                               hint="convert the adapter with llama.cpp's convert_lora_to_gguf.py")
+    if adapter.architecture != base.architecture:
+        raise InvalidModelFile(f"adapter architecture {adapter.architecture!r} does not match the base model's "
+                               f"{base.architecture!r}", hint="use an adapter trained on this base model")
+    shapes = {t.name: t.shape for t in base.tensors}
+    for tensor in adapter.tensors:
+        target, _, which = tensor.name.rpartition(".lora_")
+        if target not in shapes:
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has no matching base tensor {target}",
+                                   hint="use an adapter trained on this base model")
+        # GGUF shapes list the fastest dimension first: a weight [out, in] appears as (in, out).
+        base_in, base_out = shapes[target][0], shapes[target][-1]
+        if (which == "a" and tensor.shape[0] != base_in) or (which == "b" and tensor.shape[-1] != base_out):
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has shape {tensor.shape}, which does not fit "
+                                   f"base tensor {target} {shapes[target]}",
+                                   hint="use an adapter trained on this base model")
+
+
+def model_config(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config JSON a stored model carries (Ollama's ConfigV2 fields plus what ``show`` needs), read from
+    its GGUF; ``extra`` adds or overrides keys."""
+    config: dict[str, Any] = {
+        "model_format": "gguf",
+        "model_family": info.family,
+        "model_families": [info.family],
+        "model_type": info.parameter_size,
+        "file_type": info.quantization,
+        "architecture": info.architecture,
+        "parameter_count": info.parameter_count,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "has_chat_template": info.chat_template is not None,
+        "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }
+    if extra:
+        config.update(extra)
+    return config
+
+
+def _has_fim(info: GGUFInfo) -> bool:
+    meta = info.metadata()
+    return any(key in meta for key in ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"))

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 
 from openzoo import names
-from openzoo.certify.canonical import b64decode, parse_json, sha256_digest
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
@@ -35,6 +34,7 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
+from openzoo.facts.canonical import b64decode, parse_json, sha256_digest
 from openzoo.names import ModelName
 from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
@@ -213,12 +213,14 @@ def _download(store: Store, client: RegistryClient, repository: str, digest: str
                              raise_for=lambda resp: _raise_for(resp, client.base))
 
 
-def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iterator[Progress]:
-    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring."""
+def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key: str | None = None
+               ) -> Iterator[Progress]:
+    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring.
+    ``api_key``: the other zoo's key, when it guards reads (default: ``OPENZOO_REMOTE_API_KEY``)."""
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
     cert = certification(store)
-    client = RegistryClient(name.host, remote_api_key())
+    client = RegistryClient(name.host, api_key or remote_api_key())
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")

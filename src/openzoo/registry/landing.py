@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from openzoo import names
-from openzoo.certify.card import parse_card
 from openzoo.certify.service import Certification
 from openzoo.errors import (
     DigestMismatch,
@@ -24,10 +23,10 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
+from openzoo.facts.card import parse_card
 from openzoo.formats.gguf import validate_gguf
 from openzoo.formats.templates import ChatTemplate
 from openzoo.names import ModelName
-from openzoo.options import parse as parse_options
 from openzoo.registry.trust import Verdict, remember_proof
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
@@ -61,7 +60,7 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
 def check_content(store: Store, manifest: Manifest, display: str) -> Iterator[Progress]:
     """Re-read what digests cannot vouch for, before a seal is trusted and even with ``--insecure`` (which
     waives the seal, never these): every layer of a media type openzoo stores, GGUF weights and adapters
-    whose structure holds, text layers that are UTF-8 (params a JSON object of known options, a template
+    whose structure holds, text layers that are UTF-8 (params a JSON object, a template
     that parses, a card that parses), and a dataset's every row against its config (rows, columns, data
     digest) — a manifest pointing at other content than it describes is refused, whoever signed it."""
     unknown = [x.media_type for x in manifest.layers if x.media_type not in mt.LAYER_TYPES]
@@ -130,7 +129,7 @@ MAX_TEXT_BYTES = 16 << 20
 
 
 def _check_text_layers(store: Store, manifest: Manifest, where: str) -> None:
-    """Text layers must be UTF-8; params a JSON object of options openzoo knows; templates must parse."""
+    """Text layers must be UTF-8; params a JSON object; messages a JSON list; templates and cards must parse."""
     for layer in manifest.layers:
         if layer.media_type not in _TEXT:
             continue
@@ -143,7 +142,6 @@ def _check_text_layers(store: Store, manifest: Manifest, where: str) -> None:
                 value = json.loads(text)
                 if not isinstance(value, dict):
                     raise ValueError("params is not a JSON object")
-                parse_options(value)
             elif layer.media_type == mt.MESSAGES and not isinstance(json.loads(text), list):
                 raise ValueError("messages is not a JSON list")
             elif layer.media_type == mt.TEMPLATE:

@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from openzoo.certify.canonical import sha256_digest
 from openzoo.errors import InvalidRequest, NotSupported
+from openzoo.facts.canonical import sha256_digest
 from openzoo.registry.oci import formats
 from openzoo.registry.oci.artifacts import OCI_MANIFEST, Descriptor, OciManifest
 from openzoo.registry.oci.formats import docker, kitops, modelpack, ollama

@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.gossip import origin_for, verify_evidence
 from openzoo.certify.keys import SigningKey, generate_key, load_public_pem
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import TransferFailed
 from openzoo.registry.monitor import MAX_MIRROR_SIZE, LocalLog, Monitor
 from openzoo.store.store import Store

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from openzoo import config
-from openzoo.api.app import create_app
+from openzoo.api import session
+from openzoo.app import create_app
 from openzoo.services import Services
-from openzoo.web import session
 from openzoo.web.routes import web_router
 
 BASE = "http://127.0.0.1"

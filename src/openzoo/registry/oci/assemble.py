@@ -20,10 +20,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from openzoo.certify.card import card_from_metadata
 from openzoo.errors import InvalidModelFile, InvalidRequest
-from openzoo.formats.gguf import validate_gguf
-from openzoo.models import config_for
+from openzoo.facts.card import card_from_metadata
+from openzoo.formats.gguf import model_config, validate_gguf
 from openzoo.registry.oci.formats import Plan, Take
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
@@ -119,7 +118,7 @@ def assemble(store: Store, plan: Plan, title: str, where: str, created: list[str
     for key, target in (("authors", "authors"), ("description", "description"), ("sourceURL", "source_url")):
         if facts.get(key):
             extra[target] = facts[key]
-    config = store.blobs.put_bytes(mt.canonical_json(config_for(info, extra)))
+    config = store.blobs.put_bytes(mt.canonical_json(model_config(info, extra)))
     created.append(config.digest)
     if not any(x.media_type == mt.CARD for x in layers):
         card = card_from_metadata(_card_metadata(info.metadata(), facts), _license(facts),

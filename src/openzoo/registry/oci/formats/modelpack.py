@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from openzoo.certify.licenses import UNKNOWN_ID, lookup
 from openzoo.errors import NotSupported
+from openzoo.facts.licenses import UNKNOWN_ID, lookup
 from openzoo.registry.oci.artifacts import OCI_MANIFEST, Descriptor, OciManifest
 from openzoo.registry.oci.formats.base import (
     Built,

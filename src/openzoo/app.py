@@ -41,8 +41,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
-    from openzoo.api import zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
-    from openzoo.registry import server as registry
+    from openzoo.api import registry, zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
 
     app.include_router(zoo_certify.router)
     app.include_router(zoo_gossip.router)
