@@ -1,15 +1,20 @@
 """``openzoo pull oci://HOST:PORT/REPO:TAG``: a model from an OCI distribution registry, verified offline.
 
 Order, and why: the manifest first (its sha256 must match the digest asked for and the one the registry
-names, then it is validated and mapped back to openzoo's manifest); the blobs next, each into a
-resumable partial file, cut off past its declared size and re-hashed; then the referrers (referrers API,
-else the ``sha256-<hex>`` tag) for the card, seal and proof artifacts; then verification against the
-pinned zoo keys — seal signature, files, card, policy, quorum, logged approvals and inclusion under a
-signed log head, revocations (:func:`openzoo.registry.trust.verify_sealed`). Only then are the seal
-bundle, the manifest and the tag written. A refusal leaves no new model and no new blob behind. A transfer
-that merely broke off (:class:`~openzoo.registry.transfer.TransferFailed`) keeps its partial file and the
-blobs already complete, so the next run resumes (start-up clean-up sweeps them after an hour if it never
-comes). ``--insecure`` keeps an unverifiable model, recorded as uncertified.
+names, then it is validated and its format recognised: :mod:`.formats`) and its config; then the referrers
+(referrers API, else the ``sha256-<hex>`` tag), each read from its own manifest, for the card, seal and
+proof artifacts; then verification against the pinned zoo keys — seal signature, files, card, policy,
+quorum, logged approvals and inclusion under a signed log head, revocations
+(:func:`openzoo.registry.trust.verify_sealed`) — of the openzoo manifest the seal artifact carries, which
+must be exactly what the registry holds; a model that does not verify is refused here, before anything
+large moves, unless ``--insecure``. Then the blobs, each into a resumable partial file, cut off past its
+declared size and re-hashed (a blob already held must have the declared size); then the content checks
+``--insecure`` never waives (:func:`openzoo.registry.landing.check_content`, tar members in
+:mod:`.assemble`). Only then are the seal bundle, the manifest and the tag written: the sealed manifest
+itself, or with ``--insecure`` the model translated from its format, recorded as uncertified. A refusal
+leaves no new model and no new blob behind. A transfer that merely broke off
+(:class:`~openzoo.registry.transfer.TransferFailed`) keeps its partial file and the blobs already complete,
+so the next run resumes (start-up clean-up sweeps them after an hour if it never comes).
 """
 
 from __future__ import annotations
@@ -113,7 +118,6 @@ def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: b
                                      throttle=throttle)
 
         if verdict.certified and sealed.manifest is not None:
-            yield Progress(f"verified against {verdict.zoo}: {verdict.reason}")
             manifest = sealed.manifest
             base = sealed_manifest(manifest)
             blobs = [(base.config.digest, base.config.size)] + [(x.digest, x.size) for x in base.layers]
@@ -134,6 +138,8 @@ def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: b
             sealed = _Sealed(None, None, verdict)
         yield Progress("verifying sha256 digest")
         yield from check_content(store, manifest, ref.display)
+        if verdict.certified:  # said here, in Ollama's order: after the digests, before the manifest is written
+            yield Progress(f"verified against {verdict.zoo}: {verdict.reason}")
         if sealed.bundle_bytes is not None:
             info = store.blobs.put([sealed.bundle_bytes], expected=_seal_layer(manifest).digest)
             fetched.append(info.digest)
