@@ -25,7 +25,6 @@ from openzoo.errors import (
 from openzoo.events import Progress
 from openzoo.facts.card import parse_card
 from openzoo.formats.gguf import validate_gguf
-from openzoo.formats.templates import ChatTemplate
 from openzoo.names import ModelName
 from openzoo.registry.trust import Verdict, remember_proof
 from openzoo.store import manifests as mt
@@ -60,8 +59,8 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
 def check_content(store: Store, manifest: Manifest, display: str) -> Iterator[Progress]:
     """Re-read what digests cannot vouch for, before a seal is trusted and even with ``--insecure`` (which
     waives the seal, never these): every layer of a media type openzoo stores, GGUF weights and adapters
-    whose structure holds, text layers that are UTF-8 (params a JSON object, a template
-    that parses, a card that parses), and a dataset's every row against its config (rows, columns, data
+    whose structure holds, text layers that are UTF-8 (params a JSON object, a card that
+    parses), and a dataset's every row against its config (rows, columns, data
     digest) — a manifest pointing at other content than it describes is refused, whoever signed it."""
     unknown = [x.media_type for x in manifest.layers if x.media_type not in mt.LAYER_TYPES]
     if unknown:
@@ -129,7 +128,9 @@ MAX_TEXT_BYTES = 16 << 20
 
 
 def _check_text_layers(store: Store, manifest: Manifest, where: str) -> None:
-    """Text layers must be UTF-8; params a JSON object; messages a JSON list; templates and cards must parse."""
+    """Text layers must be UTF-8; params a JSON object; messages a JSON list; cards must parse. (A template
+    is checked where it is used: Ollama's templates use constructs openzoo may not translate yet, and that
+    must not keep a model out.)"""
     for layer in manifest.layers:
         if layer.media_type not in _TEXT:
             continue
@@ -144,8 +145,6 @@ def _check_text_layers(store: Store, manifest: Manifest, where: str) -> None:
                     raise ValueError("params is not a JSON object")
             elif layer.media_type == mt.MESSAGES and not isinstance(json.loads(text), list):
                 raise ValueError("messages is not a JSON list")
-            elif layer.media_type == mt.TEMPLATE:
-                ChatTemplate.from_go(text)
             elif layer.media_type in (mt.CARD, mt.DATASHEET):
                 parse_card(text)
         except (UnicodeDecodeError, ValueError, OpenzooError) as exc:

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from openzoo.errors import InvalidModelFile, InvalidRequest
-from openzoo.facts.card import card_from_metadata
+from openzoo.errors import InvalidModelFile, InvalidRequest, OpenzooError
+from openzoo.facts.card import card_from_metadata, parse_card
 from openzoo.formats.gguf import model_config, validate_gguf
 from openzoo.registry.oci.formats import Plan, Take
 from openzoo.store import manifests as mt
@@ -104,6 +104,7 @@ def assemble(store: Store, plan: Plan, title: str, where: str, created: list[str
             layers.append(Layer(take.media_type, blob.digest, blob.size, dict(take.annotations)))
         else:
             layers.append(Layer(take.media_type, take.desc.digest, take.desc.size, dict(take.annotations)))
+    layers = [x for x in layers if x.media_type != mt.CARD or _is_card(store, x)]
     if plan.config is not None:  # openzoo's own format: the manifest as it was
         return Manifest(Layer(plan.config.media_type, plan.config.digest, plan.config.size,
                               dict(plan.config.annotations)), tuple(layers))
@@ -127,6 +128,15 @@ def assemble(store: Store, plan: Plan, title: str, where: str, created: list[str
         created.append(card_blob.digest)
         layers.append(Layer(mt.CARD, card_blob.digest, card_blob.size))
     return Manifest(Layer(mt.CONFIG_MEDIA_TYPE, config.digest, config.size), tuple(layers))
+
+
+def _is_card(store: Store, layer: Layer) -> bool:
+    """A README a foreign artifact carries is its card only when it parses as one (else one is drafted)."""
+    try:
+        parse_card(store.blobs.read(layer.digest).decode("utf-8"))
+    except (UnicodeDecodeError, OpenzooError):
+        return False
+    return True
 
 
 def _license(facts: Mapping[str, Any]) -> str | None:
