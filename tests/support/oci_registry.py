@@ -92,7 +92,10 @@ def get(registry: Registry, path: str, accept: str = OCI_MANIFEST) -> httpx.Resp
 
 
 def put_blob(registry: Registry, repo: str, data: bytes) -> str:
+    """Upload ``data`` as a blob of ``repo`` (skipped when the repository holds it already)."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if httpx.head(f"{registry.url}/v2/{repo}/blobs/{digest}", timeout=30).status_code == 200:
+        return digest
     start = httpx.post(f"{registry.url}/v2/{repo}/blobs/uploads/", timeout=30)
     url = httpx.URL(start.headers["location"]).copy_merge_params({"digest": digest})
     assert httpx.put(url, content=data, timeout=60).status_code == 201
