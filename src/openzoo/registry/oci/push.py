@@ -163,7 +163,7 @@ def model_content(store: Store, stored: StoredModel, sealed: Manifest) -> format
     model, _, tag = name.partition(":")
     return formats.ModelContent(
         name=model, tag=tag or "latest", manifest=sealed, config=config if isinstance(config, dict) else {},
-        card=card, license_id=license_id, created=datetime.fromtimestamp(stored.entry.created_at, UTC))
+        license_id=license_id, created=datetime.fromtimestamp(stored.entry.created_at, UTC))
 
 
 def _artifacts(cert: Certification, manifest_digest: str, full: Manifest, subject: Descriptor,

@@ -28,13 +28,12 @@ MAX_CONFIG_BYTES = 1 << 20  # a format's config is a few hundred bytes; a Kitfil
 @dataclass(frozen=True)
 class ModelContent:
     """A stored model as format writers see it: the manifest a seal covers (no SEAL layer), its openzoo
-    config, its card's text, the license id and when it was made."""
+    config, its card's license id and when it was made."""
 
     name: str  # the model part of the name (``gemma3``)
     tag: str
     manifest: Manifest
     config: Mapping[str, Any]
-    card: str | None = None
     license_id: str | None = None
     created: datetime = field(default_factory=lambda: datetime.fromtimestamp(0, UTC))
 
