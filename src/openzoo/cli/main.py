@@ -162,7 +162,7 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 @click.argument("model")
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
-@click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
+@click.option("--api-key", default=None, help="The receiving zoo's API key (default: OPENZOO_REMOTE_API_KEY).")
 def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
     registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
