@@ -36,13 +36,9 @@ import oras.client  # noqa: E402
 
 from openzoo import config  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
-from openzoo.registry.oci.client import OciSettings  # noqa: E402
 from openzoo.registry.oci.formats import WRITTEN  # noqa: E402
-from openzoo.registry.oci.pull import pull_oci  # noqa: E402
-from openzoo.registry.oci.push import push_oci  # noqa: E402
 from openzoo.services import Services  # noqa: E402
 from openzoo.store import manifests as mt  # noqa: E402
-from openzoo.store.store import Store  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
 from support.oci_registry import BINARY, start_registry, stop_registry  # noqa: E402
 
@@ -74,7 +70,6 @@ def main() -> None:
         total = services.store.manifest_size(spec.manifest)
         weights = Path(spec.weights)
         weights_size = weights.stat().st_size
-        settings = OciSettings()
         client = oras.client.OrasClient(hostname=registry.host, insecure=True)
         os.chdir(weights.parent)  # oras-py pushes paths relative to the working directory
         times: dict[str, list[float]] = {}
@@ -87,8 +82,8 @@ def main() -> None:
             for fmt in WRITTEN:
                 ours = f"oci://{registry.host}/bench/{fmt}{r}:v1"
                 runs[f"openzoo push {fmt}"] = lambda t=ours, f=fmt: drain(
-                    push_oci(services.store, settings, DEFAULT_MODEL, t, fmt=f))
-                runs[f"openzoo pull {fmt}"] = lambda t=ours, d=work / f"pull-{fmt}{r}": _pull(d, settings, t)
+                    services.transfers.push(DEFAULT_MODEL, t, format=f))
+                runs[f"openzoo pull {fmt}"] = lambda t=ours, d=work / f"pull-{fmt}{r}": _pull(d, t)
             runs.update({
                 "oras push": lambda t=theirs: client.push(target=t, files=files, quiet=True),
                 "oras push (chunked)": lambda t=theirs: client.push(target=t.replace("oras", "orasc"), files=files,
@@ -114,12 +109,13 @@ def main() -> None:
               f"pull / oras: {rate[f'openzoo pull {fmt}'] / rate['oras pull']:.2f}x")
 
 
-def _pull(home: Path, settings: OciSettings, reference: str) -> None:
-    store = Store(home)
+def _pull(home: Path, reference: str) -> None:
+    """A pull into a fresh zoo, through the same service as ``openzoo pull`` (default settings)."""
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
     try:
-        drain(pull_oci(store, settings, reference, insecure=True))
+        drain(services.transfers.pull(reference, insecure=True))
     finally:
-        store.close()
+        services.close()
 
 
 if __name__ == "__main__":

@@ -88,6 +88,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMOTE_API_KEY", "",
             "The API key of another zoo this one pulls from or pushes to (`HOST:PORT/ns/name:tag`); the "
             "other zoo's OPENZOO_API_KEY.", "remote_api_key"),
+    Setting("WITNESS_INTERVAL", "1s",
+            "How often `openzoo serve` looks for a new checkpoint of its log to have cosigned by the witnesses "
+            "added with `openzoo witness ask` (Go duration or seconds; 0 turns it off).", "witness_interval"),
+    Setting("WITNESS_TIMEOUT", "5s",
+            "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
+            "log.", "witness_timeout"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -125,6 +131,8 @@ class Config:
     oci_username: str = ""
     oci_password: str = ""
     remote_api_key: str = ""
+    witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
+    witness_timeout: float = 5.0
 
     @property
     def catalog(self) -> str:
@@ -267,6 +275,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
         remote_api_key=raw["remote_api_key"],
+        witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
+        witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
     )
 
 

@@ -164,6 +164,11 @@ class CertificationVerification(CertificationRequests):
             result.checks.append(Check("log inclusion", "fail", f"no usable log receipt: {exc}"))
         checks, signer = self.check_seal(stored.manifest, bundle, receipt, revocations)
         result.checks += checks
+        from openzoo.certify.witnessing import witness_check
+
+        witnessed = witness_check(self, bundle, receipt, local) if receipt is not None else None
+        if witnessed is not None:  # the policy names witnesses: k of them cosigned a head with the seal
+            result.checks.append(witnessed)
         result.certified_by = signer
         if local and receipt is not None:
             result.checks.append(self._approvals_logged(bundle, receipt.checkpoint))

@@ -163,7 +163,7 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 @click.argument("model")
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
-@click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
+@click.option("--api-key", default=None, help="The receiving zoo's API key (default: OPENZOO_REMOTE_API_KEY).")
 @click.option("--format", "format_", type=click.Choice(list(OCI_FORMATS)), default=None,
               help="Artifact format for an oci:// push (default: modelpack; a dataset: openzoo).")
 def push(model: str, destination: str | None, to: str | None, api_key: str | None, format_: str | None) -> None:
@@ -266,5 +266,6 @@ def main() -> None:
     from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+    from openzoo.cli import witness as _witness  # noqa: F401  (registers witness)
 
     cli(prog_name="openzoo")
