@@ -18,6 +18,7 @@ from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
 from openzoo.formats.gguf import GGUFInfo, validate_gguf
+from openzoo.formats.model_kind import is_instruction_tuned
 from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
@@ -38,6 +39,23 @@ Use (https://ai.google.dev/gemma/terms) and the Gemma Prohibited Use Policy
 It is NOT open source: the terms restrict how the model and its derivatives may be used, and they are
 not an OSI-approved license. Redistribution must carry these terms and the use restrictions onward.
 """
+
+#: The default model's Modelfile ``PARAMETER``s, as Ollama's library models carry theirs: stored in its
+#: params layer at import (as ``openzoo create`` stores a Modelfile's), they apply wherever a request sets
+#: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``), a penalty on
+#: the loops such a model falls into (``repeat_penalty`` over the last ``repeat_last_n`` tokens), and a
+#: stop at ``<start_of_image>``, which this model writes where a document of its training data ends.
+#: ``top_k``/``top_p`` are Google's generation settings for Gemma 3; a cooler temperature keeps a
+#: completion on its prompt's topic.
+DEFAULT_MODEL_PARAMETERS: dict[str, Any] = {
+    "num_predict": 128,
+    "repeat_last_n": 64,
+    "repeat_penalty": 1.15,
+    "stop": ["<start_of_image>"],
+    "temperature": 0.6,
+    "top_k": 64,
+    "top_p": 0.95,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +101,18 @@ class ModelSpec:
     licenses: list[str] = field(default_factory=list)
     adapters: list[Path] = field(default_factory=list)
     manifest: Manifest | None = None
+
+    @property
+    def instruction_tuned(self) -> bool:
+        """A chat model (False: a base model, prompted as a completion by ``run`` and the playground).
+
+        Recorded at import (:mod:`openzoo.formats.model_kind`); a Modelfile ``TEMPLATE`` declares a chat
+        model; models stored before the record was kept fall back to whether the GGUF has a template.
+        """
+        if self.template is not None:
+            return True
+        recorded = self.config.get("instruction_tuned")
+        return recorded if isinstance(recorded, bool) else bool(self.config.get("has_chat_template"))
 
     @property
     def capabilities(self) -> list[str]:
@@ -134,6 +164,7 @@ def _config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[
         "context_length": info.context_length,
         "embedding_length": info.embedding_length,
         "has_chat_template": info.chat_template is not None,
+        "instruction_tuned": is_instruction_tuned(info.metadata(), has_chat_template=info.chat_template is not None),
         "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
         "rootfs": {"type": "layers", "diff_ids": []},
     }
@@ -323,7 +354,7 @@ class Models:
 
     def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
                       license_text: str | None = None, license_id: str | None = None,
-                      parent: str = "") -> Iterator[Progress]:
+                      parent: str = "", parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         """Store a GGUF from a byte stream (the embedded default model), then validate and tag it."""
         parsed = names.parse(name)
         status = f"pulling {expected_digest[7:19]}"
@@ -332,7 +363,8 @@ class Models:
         yield Progress("verifying sha256 digest")
         info = validate_gguf(self.store.blobs.path(blob.digest))
         yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
-                                 license_id=license_id, extra={"parent_model": parent} if parent else None)
+                                 license_id=license_id, extra={"parent_model": parent} if parent else None,
+                                 parameters=parameters)
 
     def _put_with_progress(self, chunks: Iterable[bytes], total: int, expected: str | None,
                            status: str = "copying model data") -> Generator[Progress, None, BlobInfo]:
@@ -378,16 +410,20 @@ class Models:
             yield Progress(f"pulling {digest[7:19]}", digest=digest, total=total, completed=total)
             info = validate_gguf(self.store.blobs.path(digest))
             yield from self._tag_new(parsed, info, digest, total, license_text=GEMMA_LICENSE_TEXT,
-                                     license_id=GEMMA_LICENSE_ID)
+                                     license_id=GEMMA_LICENSE_ID, parameters=DEFAULT_MODEL_PARAMETERS)
             return
         chunks = (chunk for part in parts for chunk in _file_chunks(part))
         yield from self.import_stream(chunks, total, DEFAULT_MODEL, expected_digest=digest,
-                                      license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID)
+                                      license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID,
+                                      parameters=DEFAULT_MODEL_PARAMETERS)
 
     def _tag_new(self, name: ModelName, info: GGUFInfo, digest: str, size: int, *,
                  license_text: str | None, license_id: str | None,
-                 extra: Mapping[str, Any] | None = None) -> Iterator[Progress]:
+                 extra: Mapping[str, Any] | None = None,
+                 parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         layers = [Layer(mt.MODEL, digest, size)]
+        if parameters:  # a Modelfile's PARAMETERs, stored as ``create`` stores them
+            layers.append(self._put_text_layer(mt.PARAMS, json.dumps(dict(parameters), sort_keys=True)))
         text = license_text if license_text is not None else info.license
         if text:
             lic = self.store.blobs.put_bytes(text.encode())

@@ -53,6 +53,8 @@ def show_model(services: Services, name: str, verbose: bool = False) -> dict[str
         "details": spec.details.to_json(),
         "model_info": info.metadata(verbose=verbose),
         "capabilities": capabilities,
+        # openzoo extension: "base" (a completion model: prompt it raw) or "chat" (instruction-tuned)
+        "model_kind": "chat" if spec.instruction_tuned else "base",
         "modified_at": rfc3339(services.store.catalog.get(spec.name).modified_at),
     }
     if spec.system:

@@ -132,6 +132,8 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
             ["context length", str(meta.get(f"{arch}.context_length", ""))],
             ["embedding length", str(meta.get(f"{arch}.embedding_length", ""))],
             ["quantization", d["quantization_level"]]]
+    if "model_kind" in info:
+        rows.append(["kind", "base (completion)" if info["model_kind"] == "base" else "chat (instruction-tuned)"])
     click.echo("  Model")
     click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
     click.echo("\n  Capabilities")
