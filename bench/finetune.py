@@ -114,7 +114,7 @@ def main() -> None:
         spec = services.models.resolve(DEFAULT_MODEL)
         data = load_jsonl(bundled("zoo_log.jsonl"))
         ours, plain = [], []
-        with dequant.dequantized(services.store, spec) as hf:
+        with dequant.dequantized(services.store, spec, dequant.DequantCache.from_config(services.config)) as hf:
             _, tokenizer = load_hf(hf.folder)
             records = tokenize(tokenizer, data.texts, settings.max_length)
             for _ in range(args.repeats):

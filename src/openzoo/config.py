@@ -85,6 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
             "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
             "oci_username"),
     Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
+    Setting("FINETUNE_CACHE_BYTES", "4294967296",
+            "Most bytes the cache of dequantized fine-tuning bases (OPENZOO_HOME/cache/finetune, about 1.1 GB "
+            "for the default model) keeps; the least recently used go first, 0 keeps none. Not part of any "
+            "model's size: `openzoo list --cache` shows it, `openzoo rm --cache` empties it.",
+            "finetune_cache_bytes"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -121,6 +126,7 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    finetune_cache_bytes: int = 4 << 30
 
     @property
     def catalog(self) -> str:
@@ -262,6 +268,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        finetune_cache_bytes=max(0, _int("FINETUNE_CACHE_BYTES", raw["finetune_cache_bytes"])),
     )
 
 

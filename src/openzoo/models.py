@@ -139,6 +139,8 @@ class CreateSpec:
     allow_paths: bool = False
     base_dir: Path | None = None
     adapter_paths: tuple[str, ...] = ()
+    #: record the new model as a chat (True) or base (False) model; None keeps the base's record
+    instruction_tuned: bool | None = None
 
 
 def _details(config: Mapping[str, Any]) -> ModelDetails:
@@ -511,6 +513,8 @@ class Models:
             replacements.append((mt.LICENSE, [self._put_text_layer(mt.LICENSE, text) for text in spec.license]))
         if spec.messages:
             replacements.append((mt.MESSAGES, [self._put_text_layer(mt.MESSAGES, json.dumps(list(spec.messages)))]))
+        if spec.instruction_tuned is not None:
+            config = {**(config or {}), "instruction_tuned": spec.instruction_tuned}
         manifest = Manifest(self._put_json(config or {}), tuple(layers))
         for media_type, new in replacements:
             manifest = manifest.replace_layers(media_type, new)

@@ -230,7 +230,7 @@ def finetune_federated(services: Services, req: FederatedRequest,
             path.write_text("".join(json.dumps({"text": t}) + "\n" for t in part.texts))
             shards.append(path)
         yield Progress(f"{sum(len(p.texts) for p in parts)} records held by {n_nodes} data owners")
-        with dequant.dequantized(services.store, spec) as hf:
+        with dequant.dequantized(services.store, spec, dequant.DequantCache.from_config(services.config)) as hf:
             yield dequant.progress_for(hf)
             model, tokenizer = load_hf(hf.folder)
             init = lora_state(Trainer(model, tokenizer, req.settings).model)
