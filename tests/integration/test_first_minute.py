@@ -62,7 +62,7 @@ def test_run_options_chat_and_max_tokens(server: Server) -> None:
 def test_show_says_base_and_carries_the_parameters(server: Server) -> None:
     shown = httpx.post(server.url + "/api/show", json={"model": DEFAULT_MODEL}, timeout=60).json()
     assert shown["model_kind"] == "base"
-    for name in ("num_predict", "repeat_penalty", "repeat_last_n", "stop"):
+    for name in ("num_predict", "stop", "temperature", "top_k", "top_p"):
         assert re.search(rf"^{name}\s", shown["parameters"], re.M), shown["parameters"]
 
 
