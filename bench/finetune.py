@@ -121,7 +121,7 @@ def federated_vs_centralized(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="openzoo-bench-fed-") as tmp:
         services = Services(config.load({"OPENZOO_HOME": tmp, "OPENZOO_CONTEXT_LENGTH": "1024"}))
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
         data = Path(tmp) / "train.jsonl"
         data.write_text("".join(bundled("zoo_log.jsonl").read_text().splitlines(keepends=True)[:args.records]))
@@ -172,7 +172,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="openzoo-bench-ft-") as tmp:
         services = Services(config.load({"OPENZOO_HOME": tmp, "OPENZOO_CONTEXT_LENGTH": "1024"}))
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
         # 3. first step: cold (dequantize) then warm (cached blob); the warm run's model serves (2).
         cold, _ = first_step_seconds(services, "bench/cold", 1)

@@ -1,4 +1,4 @@
-// Playground: chat streamed token by token from the Ollama chat endpoint (fetch + ReadableStream),
+// Playground: chat streamed token by token from the Ollama chat endpoint (stream.js),
 // with a stop button (AbortController) and an optional per-token probability view from logprobs.
 // A base model (data-kind="base") is prompted as a completion instead: the generate endpoint with
 // raw:true (no chat template), each message on its own, unless "Use chat template" is ticked.
@@ -16,7 +16,6 @@
   var probsPanel = document.getElementById("probs-panel");
   var probs = document.getElementById("probs");
   var probDetail = document.getElementById("prob-detail");
-  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var endpoint = form.getAttribute("data-endpoint");
   var generateEndpoint = form.getAttribute("data-generate-endpoint");
   var modelSelect = document.getElementById("model");
@@ -122,45 +121,20 @@
     if (completion) { body.prompt = text; body.raw = true; } else { body.messages = messages; }
     if (wantProbs) { body.logprobs = true; body.top_logprobs = 5; }
     try {
-      var response = await fetch(completion ? generateEndpoint : endpoint, {
-        method: "POST",
-        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-        body: JSON.stringify(body),
-        signal: controller.signal,
-        credentials: "same-origin"
-      });
-      if (!response.ok) {
-        var err = await response.text();
-        try { err = JSON.parse(err).error || err; } catch (e) { /* not JSON */ }
-        throw new Error(typeof err === "string" ? err : JSON.stringify(err));
-      }
-      var reader = response.body.getReader();
-      var decoder = new TextDecoder();
-      var buffer = "";
-      for (;;) {
-        var chunk = await reader.read();
-        if (chunk.done) { break; }
-        buffer += decoder.decode(chunk.value, {stream: true});
-        var lines = buffer.split("\n");
-        buffer = lines.pop();
-        lines.forEach(function (line) {
-          if (!line.trim()) { return; }
-          var event = JSON.parse(line);
-          if (event.error) { throw new Error(event.error); }
-          var piece = event.message ? event.message.content : event.response;
-          if (piece && !event.done) {
-            reply += piece;
-            out.textContent = reply;
-            tokens += 1;
-          }
-          if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
-          if (event.done) {
-            var secs = (performance.now() - started) / 1000;
-            status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
-              " tokens in " + secs.toFixed(1) + " s.";
-          }
-        });
-      }
+      await window.openzooStream(completion ? generateEndpoint : endpoint, body, function (event) {
+        var piece = event.message ? event.message.content : event.response;
+        if (piece && !event.done) {
+          reply += piece;
+          out.textContent = reply;
+          tokens += 1;
+        }
+        if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
+        if (event.done) {
+          var secs = (performance.now() - started) / 1000;
+          status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
+            " tokens in " + secs.toFixed(1) + " s.";
+        }
+      }, controller.signal);
     } catch (e) {
       if (e.name === "AbortError") {
         status.textContent = "Stopped.";
