@@ -221,6 +221,8 @@ def _command(line: str, session: Session) -> bool:
         value = _parse_value(words[3])
         session.options[words[2]] = [str(value)] if words[2] == "stop" else value
         click.echo(f"Set parameter '{words[2]}' to '{words[3]}'")
+    elif words[:2] == ["/set", "system"] and len(words) >= 3 and session.raw:
+        click.echo("A base model continues text and takes no system prompt; run it with --chat to set one.")
     elif words[:2] == ["/set", "system"] and len(words) >= 3:
         session.system = line.split(maxsplit=2)[2]
         session.messages = [m for m in session.messages if m["role"] != "system"]
