@@ -40,6 +40,22 @@ It is NOT open source: the terms restrict how the model and its derivatives may 
 not an OSI-approved license. Redistribution must carry these terms and the use restrictions onward.
 """
 
+#: The default model's Modelfile ``PARAMETER``s, as Ollama's library models carry theirs: stored in its
+#: params layer at import (as ``openzoo create`` stores a Modelfile's), they apply wherever a request sets
+#: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``), a stop at
+#: ``<start_of_image>``, which this model writes where a document of its training data ends (what follows
+#: is another, unrelated text), and Google's sampling settings for Gemma 3 (``top_k``, ``top_p``) with a
+#: cooler temperature that keeps a completion on its prompt's topic. No ``repeat_penalty``: it would change
+#: greedy decoding (the chosen token would no longer be the most likely one that logprobs report, which
+#: evaluation harnesses rely on) and cost the argmax fast path; a 128-token sampled completion does not loop.
+DEFAULT_MODEL_PARAMETERS: dict[str, Any] = {
+    "num_predict": 128,
+    "stop": ["<start_of_image>"],
+    "temperature": 0.6,
+    "top_k": 64,
+    "top_p": 0.95,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ModelDetails:
@@ -86,6 +102,18 @@ class ModelSpec:
     manifest: Manifest | None = None
 
     @property
+    def instruction_tuned(self) -> bool:
+        """A chat model (False: a base model, prompted as a completion by ``run`` and the playground).
+
+        Recorded at import (:mod:`openzoo.formats.model_kind`); a Modelfile ``TEMPLATE`` declares a chat
+        model; models stored before the record was kept fall back to whether the GGUF has a template.
+        """
+        if self.template is not None:
+            return True
+        recorded = self.config.get("instruction_tuned")
+        return recorded if isinstance(recorded, bool) else bool(self.config.get("has_chat_template"))
+
+    @property
     def capabilities(self) -> list[str]:
         caps = ["completion"]
         if self.config.get("capabilities"):
@@ -110,6 +138,8 @@ class CreateSpec:
     allow_paths: bool = False
     base_dir: Path | None = None
     adapter_paths: tuple[str, ...] = ()
+    #: record the new model as a chat (True) or base (False) model; None keeps the base's record
+    instruction_tuned: bool | None = None
 
 
 def _details(config: Mapping[str, Any]) -> ModelDetails:
@@ -299,7 +329,7 @@ class Models:
 
     def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
                       license_text: str | None = None, license_id: str | None = None,
-                      parent: str = "") -> Iterator[Progress]:
+                      parent: str = "", parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         """Store a GGUF from a byte stream (the embedded default model: :mod:`openzoo.transfers`), then
         validate and tag it."""
         parsed = names.parse(name)
@@ -309,7 +339,8 @@ class Models:
         yield Progress("verifying sha256 digest")
         info = validate_gguf(self.store.blobs.path(blob.digest))
         yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
-                                 license_id=license_id, extra={"parent_model": parent} if parent else None)
+                                 license_id=license_id, extra={"parent_model": parent} if parent else None,
+                                 parameters=parameters)
 
     def _put_with_progress(self, chunks: Iterable[bytes], total: int, expected: str | None,
                            status: str = "copying model data") -> Generator[Progress, None, BlobInfo]:
@@ -327,16 +358,20 @@ class Models:
         return info
 
     def tag_weights(self, name: str, digest: str, *, license_text: str | None = None,
-                    license_id: str | None = None) -> Iterator[Progress]:
+                    license_id: str | None = None,
+                    parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         """Tag a GGUF blob already in the store as ``name`` (a pull that finds its weights stored)."""
         info = validate_gguf(self.store.blobs.path(digest))
         yield from self._tag_new(names.parse(name), info, digest, self.store.blobs.size(digest),
-                                 license_text=license_text, license_id=license_id)
+                                 license_text=license_text, license_id=license_id, parameters=parameters)
 
     def _tag_new(self, name: ModelName, info: GGUFInfo, digest: str, size: int, *,
                  license_text: str | None, license_id: str | None,
-                 extra: Mapping[str, Any] | None = None) -> Iterator[Progress]:
+                 extra: Mapping[str, Any] | None = None,
+                 parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         layers = [Layer(mt.MODEL, digest, size)]
+        if parameters:  # a Modelfile's PARAMETERs, stored as ``create`` stores them
+            layers.append(self._put_text_layer(mt.PARAMS, json.dumps(dict(parameters), sort_keys=True)))
         text = license_text if license_text is not None else info.license
         if text:
             lic = self.store.blobs.put_bytes(text.encode())
@@ -426,6 +461,8 @@ class Models:
             replacements.append((mt.LICENSE, [self._put_text_layer(mt.LICENSE, text) for text in spec.license]))
         if spec.messages:
             replacements.append((mt.MESSAGES, [self._put_text_layer(mt.MESSAGES, json.dumps(list(spec.messages)))]))
+        if spec.instruction_tuned is not None:
+            config = {**(config or {}), "instruction_tuned": spec.instruction_tuned}
         manifest = Manifest(self._put_json(config or {}), tuple(layers))
         for media_type, new in replacements:
             manifest = manifest.replace_layers(media_type, new)

@@ -29,7 +29,14 @@ from openzoo import names
 from openzoo.config import Config
 from openzoo.errors import InvalidRequest, NotFound, NotSupported
 from openzoo.events import Progress
-from openzoo.models import DEFAULT_MODEL, GEMMA_LICENSE_ID, GEMMA_LICENSE_TEXT, Models, file_chunks
+from openzoo.models import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_PARAMETERS,
+    GEMMA_LICENSE_ID,
+    GEMMA_LICENSE_TEXT,
+    Models,
+    file_chunks,
+)
 from openzoo.registry.oci.formats import WRITTEN
 from openzoo.registry.oci.reference import is_oci, parse_reference
 from openzoo.store.store import Store
@@ -125,10 +132,11 @@ class Transfers:
         if self.store.blobs.exists(digest):
             yield Progress(f"pulling {digest[7:19]}", digest=digest, total=total, completed=total)
             yield from self.models.tag_weights(DEFAULT_MODEL, digest, license_text=GEMMA_LICENSE_TEXT,
-                                               license_id=GEMMA_LICENSE_ID)
+                                               license_id=GEMMA_LICENSE_ID, parameters=DEFAULT_MODEL_PARAMETERS)
             return
         yield from self.models.import_stream(_chunks_of(parts), total, DEFAULT_MODEL, expected_digest=digest,
-                                             license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID)
+                                             license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID,
+                                             parameters=DEFAULT_MODEL_PARAMETERS)
 
     # pushing
 

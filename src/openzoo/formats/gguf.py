@@ -24,6 +24,7 @@ import gguf as _gguf
 import numpy as _np
 
 from openzoo.errors import InvalidModelFile
+from openzoo.formats.model_kind import is_instruction_tuned
 
 __all__ = [
     "MAX_KV_COUNT",
@@ -517,6 +518,7 @@ def model_config(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict
         "context_length": info.context_length,
         "embedding_length": info.embedding_length,
         "has_chat_template": info.chat_template is not None,
+        "instruction_tuned": is_instruction_tuned(info.metadata(), has_chat_template=info.chat_template is not None),
         "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
         "rootfs": {"type": "layers", "diff_ids": []},
     }
