@@ -94,6 +94,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WITNESS_TIMEOUT", "5s",
             "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
             "log.", "witness_timeout"),
+    Setting("FINETUNE_CACHE_BYTES", "4294967296",
+            "Most bytes the cache of dequantized fine-tuning bases (OPENZOO_HOME/cache/finetune, about 1.1 GB "
+            "for the default model) keeps; the least recently used go first, 0 keeps none. Not part of any "
+            "model's size: `openzoo list --cache` shows it, `openzoo rm --cache` empties it.",
+            "finetune_cache_bytes"),
     Setting("RESPONSES_KEEP", "1000",
             "Most OpenAI Responses API responses kept in the catalog for previous_response_id and GET "
             "/v1/responses/{id} (requests with store: false are never kept); the oldest go first.",
@@ -137,6 +142,7 @@ class Config:
     remote_api_key: str = ""
     witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
     witness_timeout: float = 5.0
+    finetune_cache_bytes: int = 4 << 30
     responses_keep: int = 1000
 
     @property
@@ -282,6 +288,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         remote_api_key=raw["remote_api_key"],
         witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
         witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
+        finetune_cache_bytes=max(0, _int("FINETUNE_CACHE_BYTES", raw["finetune_cache_bytes"])),
         responses_keep=max(1, _int("RESPONSES_KEEP", raw["responses_keep"])),
     )
 

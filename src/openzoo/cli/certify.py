@@ -252,8 +252,10 @@ def log() -> None:
 
 @log.command("head")
 def log_head() -> None:
-    """Print the latest signed tree head (checkpoint)."""
-    click.echo(service().head(), nl=False)
+    """Print the latest signed tree head (checkpoint), with the witnesses' cosignatures it has."""
+    from openzoo.certify.witnessing import log_witnesses
+
+    click.echo(log_witnesses(service()).cosigned(), nl=False)
 
 
 @log.command("show")

@@ -13,7 +13,7 @@ import click
 
 from openzoo.certify.witnessing import log_witnesses, zoo_witness
 from openzoo.cli.certify import service
-from openzoo.cli.main import cli
+from openzoo.cli.main import cli, load_config
 
 
 @cli.group()
@@ -91,7 +91,7 @@ def drop(name: str) -> None:
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each witness.")
 def cosign(timeout: float) -> None:
     """Ask every witness now to cosign the latest checkpoint; exit 3 if one did not."""
-    answers = log_witnesses(service()).ask(timeout)
+    answers = log_witnesses(service()).ask(timeout, load_config().remote_api_key or None)
     if not answers:
         click.echo("no witnesses to ask: add one with 'openzoo witness ask VKEY URL'")
         return
