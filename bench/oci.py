@@ -37,9 +37,9 @@ from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from openzoo.registry.oci.client import OciSettings  # noqa: E402
 from openzoo.registry.oci.pull import pull_oci  # noqa: E402
 from openzoo.registry.oci.push import push_oci  # noqa: E402
+from openzoo.schema import open_store  # noqa: E402
 from openzoo.services import Services  # noqa: E402
 from openzoo.store import manifests as mt  # noqa: E402
-from openzoo.store.store import Store  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
 from support.oci_registry import BINARY, start_registry, stop_registry  # noqa: E402
 
@@ -107,7 +107,7 @@ def main() -> None:
 
 
 def _pull(home: Path, settings: OciSettings, reference: str) -> None:
-    store = Store(home)
+    store = open_store(home)
     try:
         drain(pull_oci(store, settings, reference, insecure=True))
     finally:

@@ -20,6 +20,7 @@ from openzoo.inference import Inference, InferenceService
 from openzoo.metrics import Metrics
 from openzoo.models import DEFAULT_MODEL, Models
 from openzoo.runtime.scheduler import Scheduler
+from openzoo.schema import open_store
 from openzoo.store.store import Store
 
 log = logging.getLogger("openzoo")
@@ -35,7 +36,7 @@ class Services:
 
     @cached_property
     def store(self) -> Store:
-        store = Store(self.config.home, self.config.catalog)
+        store = open_store(self.config.home, self.config.catalog)
         removed = store.recover() if self.recover_store else []
         if removed:
             log.info("removed %d leftover file(s) from an interrupted write", len(removed))

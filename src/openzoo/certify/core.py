@@ -49,7 +49,6 @@ PASSPHRASE_ENV = "OPENZOO_KEY_PASSPHRASE"
 ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
 
 
-@migrations.migration(100, "certification requests, policies, pulled models and monitor heads")
 def _m100(conn: Database) -> None:
     migrations.run_script(
         conn,
@@ -91,6 +90,9 @@ def _m100(conn: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(100, "certification requests, policies, pulled models and monitor heads", _m100)
 
 
 LABELS = {
@@ -143,7 +145,6 @@ class CertificationCore:
         self.store = store
         self.catalog = store.catalog
         self.conn = store.catalog.connection
-        migrations.apply(self.conn)
         self.keys_dir = Path(store.home) / "keys"
         self._keyring: Keyring | None = None
         self._log: TransparencyLog | None = None

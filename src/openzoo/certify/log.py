@@ -109,7 +109,6 @@ def _statements(script: str) -> list[str]:
     return [part.strip() for part in re.split(r";\s*\n(?=CREATE )", script) if part.strip()]
 
 
-@migrations.migration(5, "transparency log: entries, tree nodes, signed heads, append-only triggers")
 def _m005(db: Database) -> None:
     """The log's tables and triggers.
 
@@ -123,6 +122,9 @@ def _m005(db: Database) -> None:
     tables = _SCHEMA[: _SCHEMA.index("CREATE TRIGGER")].replace(") WITHOUT ROWID;", ");")
     for statement in [*_statements(tables), *_PG_FUNCTIONS]:
         db.execute(statement)
+
+
+MIGRATION = migrations.Step(5, "transparency log: entries, tree nodes, signed heads, append-only triggers", _m005)
 
 
 def entry_bytes(kind: str, body: Any, timestamp: int) -> bytes:
@@ -277,7 +279,7 @@ class TransparencyLog:
             db = open_database(str(db))
         elif not isinstance(db, Database):
             raise TypeError(f"a transparency log lives in a catalog Database or at a path, not in {type(db).__name__}")
-        migrations.apply(db)  # a database opened just for the log, or a catalog opened before import
+        migrations.apply(db, (MIGRATION,))  # the log may live in a database of its own
         self.conn = db
         self.origin = origin
         self.clock = clock

@@ -30,7 +30,7 @@ from openzoo.models import ModelSpec
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
 from openzoo.store.db import Database
-from openzoo.store.migrations import migration, run_script
+from openzoo.store.migrations import run_script
 from openzoo.store.store import Store
 
 __all__ = ["HFBase", "cached", "dequantized", "forget"]
@@ -38,7 +38,6 @@ __all__ = ["HFBase", "cached", "dequantized", "forget"]
 PIN_PREFIX = "pin:finetune-dequant:"
 
 
-@migration(300, "finetune: dequantized weights cache")
 def _m300(conn: Database) -> None:
     run_script(
         conn,
@@ -51,6 +50,9 @@ def _m300(conn: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(300, "finetune: dequantized weights cache", _m300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,6 @@ def gguf_digest(spec: ModelSpec) -> str:
 
 def cached(store: Store, digest: str) -> tuple[str, str] | None:
     """``(weights_digest, files_digest)`` of a cached dequantization, when both blobs are still there."""
-    migrations.apply(store.catalog.connection)  # this module's table, when the store opened before import
     row = store.catalog.connection.execute(
         "SELECT weights_digest, files_digest FROM finetune_dequant WHERE gguf_digest = ?", (digest,)).fetchone()
     if row is None or not (store.blobs.exists(row[0]) and store.blobs.exists(row[1])):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from openzoo.finetune import dequant
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 
 
 def test_pin_again_and_forget(tmp_path: Path, catalog_url: str | None) -> None:
-    store = Store(tmp_path, catalog_url)
+    store = open_store(tmp_path, catalog_url)
     weights, files = store.blobs.put_bytes(b"weights"), store.blobs.put_bytes(b"files")
     for _ in range(2):  # pinning again replaces the row and keeps one reference per blob
         dequant._pin(store, "sha256:gguf", (weights.digest, weights.size), (files.digest, files.size))
