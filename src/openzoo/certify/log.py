@@ -39,7 +39,8 @@ from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import Conflict, InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
 from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database
 
 __all__ = [
     "KINDS",

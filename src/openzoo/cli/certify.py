@@ -14,24 +14,11 @@ from pathlib import Path
 
 import click
 
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.certify.verification import VerifyResult
-from openzoo.cli.main import cli, load_config
+from openzoo.cli.common import local_certification as service
+from openzoo.cli.common import local_services
 from openzoo.errors import InvalidRequest
-from openzoo.store.store import Store
-
-_STORE: list[Store] = []
-
-
-def store() -> Store:
-    if not _STORE:
-        cfg = load_config()
-        _STORE.append(Store(cfg.home, cfg.catalog))
-    return _STORE[0]
-
-
-def service() -> Certification:
-    return certification(store())
 
 
 def _print_result(result: VerifyResult) -> None:
@@ -53,7 +40,7 @@ def _ask_passphrase(svc: Certification, key_names: list[str]) -> None:
 # --- verify ---------------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("target", required=False)
 @click.option("--store", "whole_store", is_flag=True, help="Re-hash every stored blob and check the catalog.")
 @click.option("--signature", type=click.Path(path_type=Path, dir_okay=False),
@@ -63,7 +50,7 @@ def verify(target: str | None, whole_store: bool, signature: Path | None, as_jso
     """Verify a certified model offline (NAME), a signed model directory (PATH), or the store (--store)."""
     if whole_store:
         bad = 0
-        for check in store().verify():
+        for check in local_services().store.verify():
             mark = "ok  " if check.ok else "FAIL"
             click.echo(f"{mark} {check.digest} {'' if check.ok else check.detail}".rstrip())
             bad += not check.ok
@@ -85,7 +72,7 @@ def verify(target: str | None, whole_store: bool, signature: Path | None, as_jso
 # --- keys -----------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def keys() -> None:
     """Manage the zoo's, reviewers' and peer zoos' keys (ECDSA P-256)."""
 
@@ -142,7 +129,7 @@ def keys_revoke(name: str) -> None:
 # --- certify --------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def certify() -> None:
     """Certify models: policy, requests, approvals, seals and revocations."""
 
@@ -230,7 +217,7 @@ def certify_export_signature(model: str, directory: Path) -> None:
 # --- log ------------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def log() -> None:
     """The transparency log: heads, entries, proofs, verification and monitoring."""
 
@@ -312,7 +299,7 @@ def log_monitor(url: str | None, key_name: str | None) -> None:
 # --- cards, BOM -----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.option("--edit", is_flag=True, help="Edit the card in $EDITOR (a new manifest; the old one is kept).")
 @click.option("--import", "import_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -345,7 +332,7 @@ def card(model: str, edit: bool, import_file: Path | None, export_file: Path | N
     click.echo(current.html() if html else current.render(), nl=False)
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def bom(model: str, output: Path | None) -> None:

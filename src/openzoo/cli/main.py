@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +17,9 @@ import click
 
 from openzoo import __version__
 from openzoo import config as configuration
-from openzoo.cli.output import human_size, render_progress, table
+from openzoo.cli import audit, certify, datasets, finetune, monitor, run, serve
+from openzoo.cli.common import load_config, local_services
+from openzoo.cli.output import ago, human_size, render_progress, table
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 
 
@@ -54,16 +55,6 @@ def cli() -> None:
     """openzoo: curate, certify and run open AI models locally."""
 
 
-def load_config() -> configuration.Config:
-    return configuration.load()
-
-
-def local_services() -> Any:
-    from openzoo.services import Services
-
-    return Services(load_config())
-
-
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -71,22 +62,13 @@ def local_services() -> Any:
 def list_cmd() -> None:
     """List models in the store."""
     services = local_services()
-    rows = [[m.name, m.digest[7:19], human_size(m.size), _ago(m.modified_at)] for m in services.models.list_models()]
+    rows = [[m.name, m.digest[7:19], human_size(m.size), ago(m.modified_at)] for m in services.models.list_models()]
     click.echo(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
 
 
 @cli.command("ls", hidden=True)
 def ls_cmd() -> None:
     list_cmd.callback()  # type: ignore[misc]
-
-
-def _ago(when: float) -> str:
-    seconds = max(0.0, time.time() - when)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "Less than a minute ago" if seconds >= 1 else "Less than a second ago"
 
 
 @cli.command()
@@ -278,13 +260,12 @@ def config(markdown: bool) -> None:
         click.echo(f"OPENZOO_{setting.name}={value}")
 
 
-def main() -> None:
-    from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
-    from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
-    from openzoo.cli import datasets as _datasets  # noqa: F401  (registers dataset)
-    from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
-    from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
-    from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
-    from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+# The commands of the other modules, added explicitly (they import cli.common, never this module).
+for _command in (audit.audit, certify.verify, certify.keys, certify.certify, certify.log, certify.card, certify.bom,
+                 datasets.dataset, finetune.finetune, finetune.federate, monitor.monitor, run.run, run.ps, run.stop,
+                 serve.serve):
+    cli.add_command(_command)
 
+
+def main() -> None:
     cli(prog_name="openzoo")

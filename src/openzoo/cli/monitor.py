@@ -20,8 +20,7 @@ import click
 from openzoo.certify.gossip import MAX_EVIDENCE_BYTES, evidence_from_json, origin_for, pinned_key, verify_evidence
 from openzoo.certify.gossip_store import StoredFork
 from openzoo.certify.keys import PublicKey, load_public_pem
-from openzoo.cli.certify import service
-from openzoo.cli.main import cli
+from openzoo.cli.common import local_certification as service
 from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.facts.canonical import parse_json
 from openzoo.registry.monitor import Monitor, MonitorReport
@@ -39,7 +38,7 @@ class _DefaultCheck(click.Group):
         return super().parse_args(ctx, args)
 
 
-@cli.group(cls=_DefaultCheck)
+@click.group(cls=_DefaultCheck)
 def monitor() -> None:
     """Watch other zoos' transparency logs and prove forks: 'openzoo monitor ZOO_URL'.
 

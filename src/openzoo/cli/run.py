@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import click
 
-from openzoo.cli.main import cli, load_config, local_services
+from openzoo.cli.common import load_config, local_services
 from openzoo.cli.output import human_size, table
 from openzoo.client import Client
 from openzoo.config import parse_duration
@@ -242,7 +242,7 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
         session.messages.append({"role": "assistant", "content": answer})
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "format_", type=str, help='Response format, e.g. "json".')
@@ -271,7 +271,7 @@ def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool,
     _interactive(run_with, session, verbose)
 
 
-@cli.command()
+@click.command()
 def ps() -> None:
     """List models loaded in the running server (and its replicas, under ``serve --replicas``)."""
     client = Client(load_config())
@@ -305,7 +305,7 @@ def _replicas(client: Client) -> None:
     click.echo(table(rows, ["REPLICA", "PID", "NODE", "REQUESTS", "IN FLIGHT", "MODELS"]))
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 def stop(model: str) -> None:
     """Unload a model from the running server."""

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from openzoo.errors import Conflict, ModelNotFound, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)

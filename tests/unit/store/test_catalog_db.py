@@ -25,7 +25,8 @@ from openzoo.certify.service import Certification
 from openzoo.errors import CatalogError, CatalogUnavailable, Conflict, InvalidRequest
 from openzoo.schema import MIGRATIONS, open_store
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database, redact_url, to_postgres
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database, redact_url, to_postgres
 from openzoo.store.store import Store
 from support.postgres import PostgresServer
 
