@@ -85,10 +85,13 @@ SETTINGS: tuple[Setting, ...] = (
             "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
             "oci_username"),
     Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
+    Setting("REMOTE_API_KEY", "",
+            "The API key of another zoo this one pulls from or pushes to (`HOST:PORT/ns/name:tag`); the "
+            "other zoo's OPENZOO_API_KEY.", "remote_api_key"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
-SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
+SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    remote_api_key: str = ""
 
     @property
     def catalog(self) -> str:
@@ -262,6 +266,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        remote_api_key=raw["remote_api_key"],
     )
 
 

@@ -137,19 +137,7 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
 def pull(model: str, insecure: bool, name: str | None) -> None:
     """Pull a model: the embedded default (gemma3:270m), HOST:PORT/ns/name:tag from another zoo, or
     oci://HOST:PORT/REPO:TAG from an OCI registry (both verified against pinned zoo keys)."""
-    from openzoo.registry.oci.reference import is_oci
-
-    services = local_services()
-    if is_oci(model):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.pull import pull_oci
-
-        render_progress(pull_oci(services.store, OciSettings.from_config(services.config), model,
-                                 insecure=insecure, name=name))
-        return
-    if name is not None:
-        raise InvalidRequest("--name applies to oci:// pulls only", hint="use 'openzoo cp' to name a model")
-    render_progress(services.models.pull(model, insecure=insecure))
+    render_progress(local_services().transfers.pull(model, insecure=insecure, name=name))
 
 
 @cli.command()
@@ -160,21 +148,9 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
     registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
-    from openzoo.registry.oci.reference import is_oci
-
     if destination and to:
         raise InvalidRequest("give the destination once", hint="either 'push MODEL DEST' or 'push MODEL --to DEST'")
-    target = destination or to
-    services = local_services()
-    if target is not None and is_oci(target):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.push import push_oci
-
-        render_progress(push_oci(services.store, OciSettings.from_config(services.config), model, target))
-        return
-    from openzoo.registry.client import push_model
-
-    render_progress(push_model(services.store, model, target, api_key=api_key))
+    render_progress(local_services().transfers.push(model, destination or to, api_key=api_key))
 
 
 @cli.command("import")

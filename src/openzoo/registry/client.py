@@ -213,12 +213,14 @@ def _download(store: Store, client: RegistryClient, repository: str, digest: str
                              raise_for=lambda resp: _raise_for(resp, client.base))
 
 
-def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iterator[Progress]:
-    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring."""
+def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key: str | None = None
+               ) -> Iterator[Progress]:
+    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring.
+    ``api_key``: the other zoo's key, when it guards reads (default: ``OPENZOO_REMOTE_API_KEY``)."""
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
     cert = certification(store)
-    client = RegistryClient(name.host, remote_api_key())
+    client = RegistryClient(name.host, api_key or remote_api_key())
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")

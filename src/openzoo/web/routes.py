@@ -1,9 +1,10 @@
 """The web catalog at ``/ui/``: server-rendered pages over the same domain services as the API.
 
 Pages: catalog (search, filters, sorting; a datasets section below the models), model page, datasets
-and a dataset's page, compare, playground (streams from the Ollama chat handler), transparency log,
-reviewer queue, login. Templates and assets ship in the package
-(``web/templates``, ``web/static``); nothing is fetched from another site.
+and a dataset's page, compare, playground (streams from the Ollama chat handler), pull (from another
+zoo or an OCI registry, streamed from the Ollama pull handler), transparency log, reviewer queue, login.
+Templates and assets ship in the package (``web/templates``, ``web/static``); nothing is fetched from
+another site.
 """
 
 from __future__ import annotations
@@ -269,6 +270,25 @@ async def playground_chat(request: Request) -> Response:
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
     return await ollama.chat(request)
+
+
+# --- pull ----------------------------------------------------------------------------------------
+
+
+@web_router.get("/pull", response_class=HTMLResponse)
+def pull_page(request: Request) -> HTMLResponse:
+    return render(request, "pull.html", page="pull", title="Pull a model")
+
+
+@web_router.post("/api/pull")
+async def pull_from(request: Request) -> Response:
+    """Ollama's pull handler itself (every reference :mod:`openzoo.transfers` knows), reachable with the
+    login cookie; needs the page's CSRF token, as it writes to the store."""
+    from openzoo.api import ollama
+
+    if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
+        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
+    return await ollama.pull(request)
 
 
 # --- log and queue -------------------------------------------------------------------------------
