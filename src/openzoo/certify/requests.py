@@ -26,16 +26,12 @@ from openzoo.certify.policy import (
     sign_approval,
 )
 from openzoo.certify.seal import build_seal, revocation_body, seal_digest
-from openzoo.errors import Conflict, NotFound, VerificationFailed
+from openzoo.errors import Conflict, NotFound, ScanBlocked, VerificationFailed
 from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.facts.licenses import describe
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer
-
-
-class ScanBlocked(Conflict):
-    """A critical safety-scan finding blocks certification."""
 
 
 @dataclass

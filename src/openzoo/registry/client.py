@@ -25,11 +25,13 @@ from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
 from openzoo.errors import (
+    BadAnswer,
     DigestMismatch,
     Forbidden,
     InvalidRequest,
     NotFound,
     OpenzooError,
+    TransferFailed,
     Unauthorized,
     VerificationFailed,
 )
@@ -37,13 +39,13 @@ from openzoo.events import Progress
 from openzoo.facts.canonical import b64decode, parse_json, sha256_digest
 from openzoo.names import ModelName
 from openzoo.registry.landing import check_content, fetch_blobs, land
-from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
+from openzoo.registry.transfer import CHUNK, download_blob
 from openzoo.registry.trust import SealEvidence, Verdict, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["BadAnswer", "RegistryClient", "TransferFailed", "pull_model", "push_model", "remote_api_key"]
+__all__ = ["RegistryClient", "pull_model", "push_model", "remote_api_key"]
 
 API_KEY_ENV = "OPENZOO_REMOTE_API_KEY"
 LEAVES_PER_PAGE = 1000  # what /zoo/log/leaves and /zoo/gossip/leaves answer at most per request
@@ -53,15 +55,6 @@ _JSON_LIMIT = 4 << 20  # bytes of any JSON answer a monitor reads (a page of lea
 def remote_api_key() -> str | None:
     """The other zoo's API key, from ``OPENZOO_REMOTE_API_KEY`` (a credential, not a setting)."""
     return os.environ.get(API_KEY_ENV) or None
-
-
-class BadAnswer(OpenzooError):
-    """The other zoo answered, but with something malformed or larger than a monitor reads: nothing of it
-    is stored."""
-
-    code = "bad_answer"
-    http_status = 502
-    hint = "the other zoo is misbehaving or is not an openzoo zoo; nothing it sent was stored"
 
 
 class RegistryClient:

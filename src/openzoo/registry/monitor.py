@@ -31,7 +31,6 @@ from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.gossip import (
     ForkEvidence,
     SignedHead,
-    UnknownLog,
     evidence_from_json,
     origin_for,
     pinned_key,
@@ -44,8 +43,17 @@ from openzoo.certify.gossip_store import GossipStore, StoredFork, StoredHead
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
-from openzoo.errors import Conflict, InvalidRequest, NotFound, OpenzooError, VerificationFailed
-from openzoo.registry.client import LEAVES_PER_PAGE, BadAnswer, RegistryClient, TransferFailed, remote_api_key
+from openzoo.errors import (
+    BadAnswer,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OpenzooError,
+    TransferFailed,
+    UnknownLog,
+    VerificationFailed,
+)
+from openzoo.registry.client import LEAVES_PER_PAGE, RegistryClient, remote_api_key
 
 __all__ = ["MAX_MIRROR_SIZE", "LeafSource", "LocalLog", "Monitor", "MonitorReport", "Observation", "PeerMirror",
            "RemoteLog"]

@@ -10,9 +10,8 @@ import pytest
 
 from openzoo import config, names
 from openzoo.certify.core import sealed_manifest
-from openzoo.certify.requests import ScanBlocked
 from openzoo.certify.service import Certification
-from openzoo.errors import Conflict, VerificationFailed
+from openzoo.errors import Conflict, ScanBlocked, VerificationFailed
 from openzoo.facts.card import parse_card
 from openzoo.models import Models
 from openzoo.schema import open_store

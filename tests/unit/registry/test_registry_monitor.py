@@ -25,8 +25,8 @@ from openzoo.certify.gossip import origin_for, verify_evidence
 from openzoo.certify.keys import SigningKey, generate_key, load_public_pem
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
+from openzoo.errors import TransferFailed
 from openzoo.facts.canonical import b64encode
-from openzoo.registry.client import TransferFailed
 from openzoo.registry.monitor import MAX_MIRROR_SIZE, LocalLog, Monitor
 from openzoo.schema import open_store
 from support.server import free_port

@@ -28,6 +28,7 @@ from openzoo.errors import (
     NotFound,
     NotSupported,
     OpenzooError,
+    TransferFailed,
     VerificationFailed,
 )
 from openzoo.events import Progress
@@ -48,7 +49,7 @@ from openzoo.registry.oci.artifacts import (
 )
 from openzoo.registry.oci.client import OciClient, OciSettings
 from openzoo.registry.oci.reference import parse_reference
-from openzoo.registry.transfer import Throttle, TransferFailed, download_blob
+from openzoo.registry.transfer import Throttle, download_blob
 from openzoo.registry.trust import Verdict, proof_evidence, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
