@@ -37,7 +37,6 @@ from openzoo.models import DEFAULT_MODEL  # noqa: E402
 from openzoo.registry.oci.client import OciSettings  # noqa: E402
 from openzoo.registry.oci.pull import pull_oci  # noqa: E402
 from openzoo.registry.oci.push import push_oci  # noqa: E402
-from openzoo.schema import open_store  # noqa: E402
 from openzoo.services import Services  # noqa: E402
 from openzoo.store import manifests as mt  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
@@ -81,7 +80,7 @@ def main() -> None:
         for r in range(args.rounds):
             ours, theirs = f"oci://{registry.host}/bench/openzoo{r}:v1", f"{registry.host}/bench/oras{r}:v1"
             runs: dict[str, Callable[[], object]] = {
-                "openzoo push": lambda t=ours: drain(push_oci(services.store, settings, DEFAULT_MODEL, t)),
+                "openzoo push": lambda t=ours: drain(push_oci(services.certification, settings, DEFAULT_MODEL, t)),
                 "oras push": lambda t=theirs: client.push(target=t, files=files, quiet=True),
                 "oras push (chunked)": lambda t=theirs: client.push(target=t.replace("oras", "orasc"), files=files,
                                                                     do_chunked=True, quiet=True),
@@ -107,11 +106,11 @@ def main() -> None:
 
 
 def _pull(home: Path, settings: OciSettings, reference: str) -> None:
-    store = open_store(home)
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
     try:
-        drain(pull_oci(store, settings, reference, insecure=True))
+        drain(pull_oci(services.certification, settings, reference, insecure=True))
     finally:
-        store.close()
+        services.close()
 
 
 if __name__ == "__main__":

@@ -88,10 +88,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMOTE_API_KEY", "",
             "The API key of another zoo this one pulls from or pushes to (`HOST:PORT/ns/name:tag`); the "
             "other zoo's OPENZOO_API_KEY.", "remote_api_key"),
+    Setting("KEY_PASSPHRASE", "",
+            "Passphrase of encrypted reviewer keys (`openzoo certify approve`, `openzoo certify request`); the "
+            "CLI asks for it when it is unset.", "key_passphrase"),
+    Setting("ZOO_KEY_PASSPHRASE", "", "Passphrase of the zoo's own signing key, when it is encrypted.",
+            "zoo_key_passphrase"),
+    Setting("LLAMA_EXTRA_BUFTS", "0",
+            "Let llama.cpp repack weights into its extra CPU buffer types at load (1: on; a benchmark switch).",
+            "llama_extra_bufts"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
-SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key"})
+SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key", "key_passphrase",
+                     "zoo_key_passphrase"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,9 @@ class Config:
     oci_username: str = ""
     oci_password: str = ""
     remote_api_key: str = ""
+    key_passphrase: str = field(default="", repr=False)
+    zoo_key_passphrase: str = field(default="", repr=False)
+    llama_extra_bufts: bool = False
 
     @property
     def catalog(self) -> str:
@@ -267,7 +279,17 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
         remote_api_key=raw["remote_api_key"],
+        key_passphrase=raw["key_passphrase"],
+        zoo_key_passphrase=raw["zoo_key_passphrase"],
+        llama_extra_bufts=_bool(raw["llama_extra_bufts"]),
     )
+
+
+def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``OPENZOO_DEBUG`` alone, for code that must not fail on another bad setting (the CLI's error handler,
+    the engine's log switch)."""
+    source = os.environ if env is None else env
+    return _bool(_raw(source, next(s for s in SETTINGS if s.field == "debug")))
 
 
 def _peers(text: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+from openzoo.certify.service import Certification
 from openzoo.config import Config
 from openzoo.datasets.service import Datasets
 from openzoo.events import Progress
@@ -50,7 +51,14 @@ class Services:
     @cached_property
     def transfers(self) -> Transfers:
         """Pull and push for every kind of reference (CLI, ``/api/pull``/``/api/push``, the web catalog)."""
-        return Transfers(self.store, self.models, self.config)
+        return Transfers(self.store, self.models, self.config, self.certification)
+
+    @cached_property
+    def certification(self) -> Certification:
+        """Keys, log, policy, evidence, seals and verification of this store (one per process: it keeps the
+        log's frontier)."""
+        return Certification(self.store, passphrase=self.config.key_passphrase,
+                             zoo_passphrase=self.config.zoo_key_passphrase)
 
     @cached_property
     def datasets(self) -> Datasets:
@@ -60,7 +68,8 @@ class Services:
     def scheduler(self) -> Scheduler:
         from openzoo.runtime.llamacpp import LlamaCppBackend
 
-        return Scheduler(LlamaCppBackend(), max_loaded=self.config.max_loaded_models,
+        return Scheduler(LlamaCppBackend(extra_bufts=self.config.llama_extra_bufts),
+                         max_loaded=self.config.max_loaded_models,
                          num_parallel=self.config.num_parallel, max_queue=self.config.max_queue,
                          num_threads=self.config.num_threads, keep_alive=self.config.keep_alive,
                          guess_tokens=self.config.guess_tokens)

@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse
 from openzoo import names
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import NotFound
 from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 async def _with_cert(request: Request, read: Callable[[Certification], T]) -> T:
     """Run ``read`` on the store's certification service off the event loop (it reads SQLite and blobs)."""
-    return await _run(read, certification(services_of(request).store))
+    return await _run(read, services_of(request).certification)
 
 
 @router.get("/zoo/log/head")

@@ -64,14 +64,13 @@ async def import_dataset(request: Request) -> JSONResponse:
 @router.get("/zoo/datasets/{name:path}/card")
 async def datasheet(request: Request, name: str) -> dict[str, Any]:
     """The datasheet as Hugging Face dataset-card markdown (and sanitized HTML) with its problems."""
-    from openzoo.certify.service import certification
 
     services = services_of(request)
 
     def read() -> dict[str, Any]:
         found = services.datasets.get(name)
         card = services.datasets.datasheet(name)
-        cert = certification(services.store)
+        cert = services.certification
         return {"name": found.display, "metadata": card.metadata, "markdown": card.render(), "html": card.html(),
                 "digest": card.digest(), "problems": cert.card_problems(found.display, card)}
 

@@ -45,8 +45,6 @@ from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
 ZOO_KEY = "zoo"
-PASSPHRASE_ENV = "OPENZOO_KEY_PASSPHRASE"
-ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
 
 
 def _m100(conn: Database) -> None:
@@ -133,16 +131,15 @@ def sealed_digest(manifest: Manifest) -> str:
     return sha256_digest(sealed_manifest(manifest).to_bytes())
 
 
-def _passphrase(env: str = PASSPHRASE_ENV) -> bytes | None:
-    value = os.environ.get(env)
-    return value.encode() if value else None
-
-
 class CertificationCore:
     """Keys, log and policy of one store's certification."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, passphrase: str = "", zoo_passphrase: str = "") -> None:
+        """``passphrase`` opens encrypted reviewer keys and ``zoo_passphrase`` the zoo's own key (the settings
+        ``OPENZOO_KEY_PASSPHRASE`` and ``OPENZOO_ZOO_KEY_PASSPHRASE``; empty: none)."""
         self.store = store
+        self._passphrase = passphrase.encode() or None
+        self._zoo_passphrase = zoo_passphrase.encode() or None
         self.catalog = store.catalog
         self.conn = store.catalog.connection
         self.keys_dir = Path(store.home) / "keys"
@@ -159,7 +156,7 @@ class CertificationCore:
 
     def zoo_key(self) -> SigningKey:
         """The zoo's own signing key, made on first use."""
-        return self.keyring.ensure(ZOO_KEY, _passphrase(ZOO_PASSPHRASE_ENV))
+        return self.keyring.ensure(ZOO_KEY, self._zoo_passphrase)
 
     def zoo_public(self) -> PublicKey:
         if not self.keyring.has_private(ZOO_KEY):
@@ -273,9 +270,16 @@ class CertificationCore:
         path = self.keys_dir / f"{name}.key"
         return path.is_file() and b"ENCRYPTED" in path.read_bytes()[:64]
 
+    def has_passphrase(self) -> bool:
+        return self._passphrase is not None
+
+    def use_passphrase(self, passphrase: str) -> None:
+        """Open encrypted reviewer keys with ``passphrase`` from now on (the CLI asks for one when unset)."""
+        self._passphrase = passphrase.encode() or None
+
     def reviewer_signing_key(self, name: str) -> SigningKey:
         """A reviewer's private key; an encrypted one is opened with ``OPENZOO_KEY_PASSPHRASE``."""
-        return self.keyring.signing_key(name, _passphrase() if self.key_is_encrypted(name) else None)
+        return self.keyring.signing_key(name, self._passphrase if self.key_is_encrypted(name) else None)
 
     def reviewer_key(self, name: str) -> PublicKey:
         return self.keyring.load(name)

@@ -9,24 +9,10 @@ openness, scan) → :mod:`~openzoo.certify.requests` (requests, approvals, seals
 
 from __future__ import annotations
 
-import weakref
-
 from openzoo.certify.verification import CertificationVerification
-from openzoo.store.store import Store
 
-__all__ = ["Certification", "certification"]
+__all__ = ["Certification"]
 
 
 class Certification(CertificationVerification):
     """Certification of the models in one store."""
-
-
-_INSTANCES: weakref.WeakKeyDictionary[Store, Certification] = weakref.WeakKeyDictionary()
-
-
-def certification(store: Store) -> Certification:
-    """The one :class:`Certification` of a store (cached, so the log's frontier is kept)."""
-    found = _INSTANCES.get(store)
-    if found is None:
-        found = _INSTANCES[store] = Certification(store)
-    return found

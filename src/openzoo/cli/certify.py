@@ -7,7 +7,6 @@ so offline verification stays fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,10 +30,8 @@ def _print_result(result: VerifyResult) -> None:
 
 
 def _ask_passphrase(svc: Certification, key_names: list[str]) -> None:
-    from openzoo.certify.core import PASSPHRASE_ENV
-
-    if any(svc.key_is_encrypted(n) for n in key_names) and not os.environ.get(PASSPHRASE_ENV):
-        os.environ[PASSPHRASE_ENV] = click.prompt("key passphrase", hide_input=True)
+    if any(svc.key_is_encrypted(n) for n in key_names) and not svc.has_passphrase():
+        svc.use_passphrase(click.prompt("key passphrase", hide_input=True))
 
 
 # --- verify ---------------------------------------------------------------------------------------

@@ -41,6 +41,5 @@ def local_services() -> Services:
 
 def local_certification() -> Certification:
     """This command's certification (keys, log, policy, seals) of its store."""
-    from openzoo.certify.service import certification
 
-    return certification(local_services().store)
+    return local_services().certification

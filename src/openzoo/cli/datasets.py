@@ -92,13 +92,12 @@ def dataset_show(name: str, as_json: bool) -> None:
               default=None, help="Replace the datasheet with a Hugging Face dataset card README.md.")
 def dataset_card(name: str, export_file: Path | None, import_file: Path | None) -> None:
     """Print the datasheet as Hugging Face dataset-card markdown with YAML front matter."""
-    from openzoo.certify.service import certification
     from openzoo.facts.card import parse_card
 
     services = local_services()
     found = services.datasets.get(name)
     if import_file is not None:
-        certification(services.store).set_card(found.display, parse_card(import_file.read_text(encoding="utf-8")))
+        services.certification.set_card(found.display, parse_card(import_file.read_text(encoding="utf-8")))
         click.echo(f"datasheet of {found.display} replaced from {import_file}")
         return
     text = services.datasets.datasheet(found.display).render()

@@ -7,7 +7,6 @@ names the next step) and exits non-zero; ``OPENZOO_DEBUG=1`` shows the traceback
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -24,7 +23,7 @@ from openzoo.errors import InvalidRequest, NotFound, OpenzooError
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    if os.environ.get("OPENZOO_DEBUG") == "1":
+    if configuration.debug_enabled():
         traceback.print_exc()
     if isinstance(exc, OpenzooError):
         hint = f" ({exc.hint})" if exc.hint else ""

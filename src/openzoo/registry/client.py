@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,7 +22,7 @@ import httpx
 from openzoo import names
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
-from openzoo.certify.service import certification
+from openzoo.certify.service import Certification
 from openzoo.errors import (
     BadAnswer,
     DigestMismatch,
@@ -45,16 +44,10 @@ from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["RegistryClient", "pull_model", "push_model", "remote_api_key"]
+__all__ = ["RegistryClient", "pull_model", "push_model"]
 
-API_KEY_ENV = "OPENZOO_REMOTE_API_KEY"
 LEAVES_PER_PAGE = 1000  # what /zoo/log/leaves and /zoo/gossip/leaves answer at most per request
 _JSON_LIMIT = 4 << 20  # bytes of any JSON answer a monitor reads (a page of leaves is about 50 KB)
-
-
-def remote_api_key() -> str | None:
-    """The other zoo's API key, from ``OPENZOO_REMOTE_API_KEY`` (a credential, not a setting)."""
-    return os.environ.get(API_KEY_ENV) or None
 
 
 class RegistryClient:
@@ -194,7 +187,7 @@ def _raise_for(resp: httpx.Response, base: str) -> None:
         raise NotFound(f"{base}: {message}")
     if resp.status_code == 401:
         raise Unauthorized(f"the zoo at {base} needs an API key: {message}",
-                           hint=f"set {API_KEY_ENV} to the remote zoo's OPENZOO_API_KEY")
+                           hint="set OPENZOO_REMOTE_API_KEY to the remote zoo's OPENZOO_API_KEY")
     if resp.status_code == 403:
         raise Forbidden(f"the zoo at {base} refused: {message}", hint="the remote zoo must set OPENZOO_API_KEY")
     raise TransferFailed(f"the zoo at {base} answered {resp.status_code}: {message}")
@@ -206,14 +199,14 @@ def _download(store: Store, client: RegistryClient, repository: str, digest: str
                              raise_for=lambda resp: _raise_for(resp, client.base))
 
 
-def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key: str | None = None
+def pull_model(cert: Certification, name: ModelName, *, insecure: bool = False, api_key: str | None = None
                ) -> Iterator[Progress]:
     """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring.
-    ``api_key``: the other zoo's key, when it guards reads (default: ``OPENZOO_REMOTE_API_KEY``)."""
+    ``api_key``: the other zoo's key, when it guards reads (the caller passes ``OPENZOO_REMOTE_API_KEY``)."""
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
-    cert = certification(store)
-    client = RegistryClient(name.host, api_key or remote_api_key())
+    store = cert.store
+    client = RegistryClient(name.host, api_key)
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")
@@ -281,7 +274,7 @@ def push_model(store: Store, model: str, destination: str | None, *, api_key: st
         source = names.parse(f"{source.namespace}/{source.model}:{source.tag}")
     stored = store.resolve(source)
     manifest = stored.manifest
-    client = RegistryClient(target.host, api_key or remote_api_key())
+    client = RegistryClient(target.host, api_key)
     try:
         yield Progress("preparing to push")
         for layer in [manifest.config, *manifest.layers]:

@@ -53,7 +53,7 @@ from openzoo.errors import (
     UnknownLog,
     VerificationFailed,
 )
-from openzoo.registry.client import LEAVES_PER_PAGE, RegistryClient, remote_api_key
+from openzoo.registry.client import LEAVES_PER_PAGE, RegistryClient
 
 __all__ = ["MAX_MIRROR_SIZE", "LeafSource", "LocalLog", "Monitor", "MonitorReport", "Observation", "PeerMirror",
            "RemoteLog"]
@@ -190,8 +190,10 @@ class Monitor:
     """
 
     def __init__(self, cert: Certification, keys: Sequence[PublicKey] | None = None, *,
-                 stop: threading.Event | None = None, timeout: float = TIMEOUT) -> None:
+                 stop: threading.Event | None = None, timeout: float = TIMEOUT, api_key: str | None = None) -> None:
+        """``api_key``: sent to the zoos it reads (``OPENZOO_REMOTE_API_KEY``), for zoos whose reads are guarded."""
         self.cert = cert
+        self.api_key = api_key
         self.store: GossipStore = cert.gossip
         self.keys = list(keys) if keys is not None else cert.zoo_keys()
         self.stop = stop or threading.Event()
@@ -323,7 +325,7 @@ class Monitor:
 
         def client(base: str) -> RegistryClient:
             if base not in clients:
-                clients[base] = RegistryClient(base, remote_api_key(), timeout=self.timeout)
+                clients[base] = RegistryClient(base, self.api_key, timeout=self.timeout)
             return clients[base]
 
         zoo = client(url)

@@ -1,5 +1,5 @@
-"""The house's wiring rules that import-linter cannot see: where error classes live and what the client
-maps back."""
+"""The house's wiring rules that import-linter cannot see: where error classes live, what the client
+maps back, and that OPENZOO_* settings are read in config.py only."""
 
 from __future__ import annotations
 
@@ -36,5 +36,18 @@ def test_the_client_maps_every_code_back_to_its_class() -> None:
         cls = getattr(errors, name)
         found = client._error(cls.code, "message", cls.http_status)
         assert found.code == cls.code and isinstance(found, errors.OpenzooError)
-        assert issubclass(cls, type(found)) or type(found) is errors.NotFound  # a subclass sharing a code maps to the first
+        # a subclass that shares its parent's code maps to the parent (ModelNotFound: to NotFound)
+        assert issubclass(cls, type(found)) or type(found) is errors.NotFound
 
+
+def test_openzoo_settings_are_read_in_config_py_only() -> None:
+    """Other modules may set or pass on the process environment (PATH for a subprocess, a library's own
+    switch), but an ``OPENZOO_*`` variable is a setting: config.py reads it and passes it down."""
+    readers = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "config.py" and path.parent == SRC:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ("os.environ" in line or "getenv(" in line) and ("OPENZOO_" in line or "_ENV" in line):
+                readers.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
+    assert readers == []

@@ -21,7 +21,7 @@ from typing import Any
 from openzoo import names
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import (
     DigestMismatch,
     InvalidRequest,
@@ -53,7 +53,6 @@ from openzoo.registry.transfer import Throttle, download_blob
 from openzoo.registry.trust import Verdict, proof_evidence, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
-from openzoo.store.store import Store
 
 __all__ = ["pull_oci"]
 
@@ -70,12 +69,12 @@ class _Sealed:
     verdict: Verdict
 
 
-def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: bool = False,
+def pull_oci(cert: Certification, settings: OciSettings, reference: str, *, insecure: bool = False,
              name: str | None = None) -> Iterator[Progress]:
     """Pull ``reference`` and tag it as ``name`` (default: from the reference); see the module docstring."""
+    store = cert.store
     ref = parse_reference(reference)
     target = names.parse(name) if name else ref.local_name()
-    cert = certification(store)
     client = OciClient(ref, settings)
     throttle = Throttle(settings.rate_limit)
     fetched: list[str] = []

@@ -21,7 +21,7 @@ from openzoo import names
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
 from openzoo.events import Progress
 from openzoo.facts.canonical import canonical_json, parse_json
@@ -66,14 +66,14 @@ class _Artifact:
     payloads: dict[str, bytes]
 
 
-def push_oci(store: Store, settings: OciSettings, model: str, destination: str) -> Iterator[Progress]:
+def push_oci(cert: Certification, settings: OciSettings, model: str, destination: str) -> Iterator[Progress]:
     """Push ``model`` to ``destination`` (``oci://HOST[:PORT]/REPO[:TAG]``); see the module docstring."""
+    store = cert.store
     ref = parse_reference(destination)
     if ref.digest or not ref.tag:
         raise InvalidRequest(f"push to a tag, not a digest: {ref.display}",
                              hint="use oci://HOST:PORT/REPO:TAG; the registry names the digest")
     stored = store.resolve(names.parse(model))
-    cert = certification(store)
     full = stored.manifest
     sealed = sealed_manifest(full)
     model_manifest = to_oci(sealed)

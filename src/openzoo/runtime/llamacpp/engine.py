@@ -101,7 +101,8 @@ class LlamaCppModel:
     number of prompt tokens a sequence reads per step.
     """
 
-    def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> None:
+    def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 extra_bufts: bool = False) -> None:
         ensure_backend()
         if options.n_ctx <= 0 or options.n_parallel <= 0:
             raise InvalidRequest("n_ctx and n_parallel must be positive")
@@ -112,7 +113,7 @@ class LlamaCppModel:
         self._prefill_chunk = max(1, prefill_chunk)
 
         mp = L.llama_model_default_params()
-        mp.use_extra_bufts = os.environ.get("OPENZOO_LLAMA_EXTRA_BUFTS") == "1"
+        mp.use_extra_bufts = extra_bufts
         model = L.llama_model_load_from_file(str(path).encode(), mp)
         if not model:
             raise InvalidModelFile(f"llama.cpp could not load {path}")

@@ -27,6 +27,8 @@ from typing import Any
 
 import llama_cpp.llama_cpp as L
 
+from openzoo.config import debug_enabled
+
 __all__ = ["L", "batch_put", "detokenize", "ensure_backend", "token_piece", "tokenize"]
 
 _init_lock = threading.Lock()
@@ -46,7 +48,7 @@ def ensure_backend() -> None:
         if _initialised:
             return
         os.environ.setdefault("GGML_CPU_TILED_MM", "0")
-        if os.environ.get("OPENZOO_DEBUG") != "1":
+        if not debug_enabled():
             _log_callback = L.llama_log_callback(_silent_log)
             L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
