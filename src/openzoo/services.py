@@ -9,9 +9,11 @@ its own ``Services`` (without store recovery: the front owns the store's writes)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from openzoo.certify.service import Certification
 from openzoo.config import Config
@@ -25,6 +27,10 @@ from openzoo.schema import open_store
 from openzoo.store.store import Store
 from openzoo.transfers import Transfers
 
+if TYPE_CHECKING:
+    from openzoo.audit.jobs import AuditJobs
+    from openzoo.finetune.jobs import Jobs as FinetuneJobs
+
 log = logging.getLogger("openzoo")
 
 
@@ -35,6 +41,8 @@ class Services:
     inference_factory: Callable[[Services], InferenceService] | None = None
     #: Sweep leftovers of interrupted writes on first use (off in replicas, which only read the store).
     recover_store: bool = True
+    #: Held while a job registry opens, so two first requests at once open one.
+    _opening: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @cached_property
     def store(self) -> Store:
@@ -89,6 +97,29 @@ class Services:
         """Inference on this process's own engine (what a replica serves)."""
         return Inference(self.models, self.scheduler, default_num_ctx=self.config.context_length,
                          metrics=self.metrics)
+
+    @cached_property
+    def audit_jobs(self) -> AuditJobs:
+        """The audits this process runs in the background (opened on first use: it reads the catalog and marks
+        the jobs of a server that died as interrupted)."""
+        from openzoo.audit.jobs import AuditJobs
+        from openzoo.audit.service import job_runner
+
+        with self._opening:
+            return AuditJobs(self.store.catalog, job_runner(self))
+
+    @cached_property
+    def finetune_jobs(self) -> FinetuneJobs:
+        """The fine-tunes this process runs in the background (the finished ones are read from the catalog)."""
+        from openzoo.finetune.jobs import Jobs
+
+        with self._opening:
+            return Jobs(self.store.catalog.connection, self.store.catalog.transaction)
+
+    def started_inference(self) -> InferenceService | None:
+        """The inference service when something has already built it; None otherwise (never starts it)."""
+        found: InferenceService | None = self.__dict__.get("inference")
+        return found
 
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""
