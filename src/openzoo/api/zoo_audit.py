@@ -22,8 +22,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from openzoo.api.deps import services_of
-from openzoo.api.ollama import NDJSON, _run, read_body
+from openzoo.api.deps import NDJSON, read_body, services_of
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.streaming import ClosingStreamingResponse, ndjson_line
 from openzoo.audit.jobs import AuditJobs
 from openzoo.errors import InvalidRequest

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from openzoo import names
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run
 from openzoo.certify.service import Certification
 from openzoo.errors import NotFound
 from openzoo.facts.canonical import b64encode

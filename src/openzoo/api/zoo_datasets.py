@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from openzoo import names
-from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run, read_body
+from openzoo.api.deps import read_body, services_of
+from openzoo.api.deps import run_blocking as _run
 from openzoo.datasets.service import Source
 from openzoo.errors import BlobNotFound, InvalidRequest
 from openzoo.events import Progress

@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE

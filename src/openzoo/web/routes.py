@@ -21,7 +21,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from openzoo import __version__
 from openzoo.api import session
 from openzoo.api.deps import services_of
-from openzoo.errors import OpenzooError
+from openzoo.api.errors import error_response
+from openzoo.errors import Forbidden, OpenzooError
 from openzoo.facts import licenses
 from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
@@ -268,7 +269,7 @@ async def playground_chat(request: Request) -> Response:
     from openzoo.api import ollama
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
     return await ollama.chat(request)
 
 
@@ -287,7 +288,7 @@ async def pull_from(request: Request) -> Response:
     from openzoo.api import ollama
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
     return await ollama.pull(request)
 
 
