@@ -24,16 +24,6 @@ from openzoo.inference import KeepAlive
 
 
 @dataclass
-class Stats:
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_tokens: int = 0
-    prompt_ns: int = 0
-    completion_tokens: int = 0
-    eval_ns: int = 0
-
-
-@dataclass
 class Session:
     model: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -44,9 +34,9 @@ class Session:
 
 
 class Runner(Protocol):
-    def chat(self, session: Session) -> Iterator[str | Stats]: ...
+    def chat(self, session: Session) -> Iterator[str | Done]: ...
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]: ...
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]: ...
 
     def load(self, session: Session) -> None: ...
 
@@ -65,19 +55,20 @@ class RemoteRunner:
             body["keep_alive"] = -1 if session.keep_alive is None else session.keep_alive
         return body
 
-    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Stats]:
+    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Done]:
         for obj in self.client.stream(path, body):
             if obj.get("done"):
-                yield Stats(obj.get("total_duration", 0), obj.get("load_duration", 0),
-                            obj.get("prompt_eval_count", 0), obj.get("prompt_eval_duration", 0),
-                            obj.get("eval_count", 0), obj.get("eval_duration", 0))
+                yield Done(obj.get("done_reason", "stop"), prompt_tokens=obj.get("prompt_eval_count", 0),
+                           completion_tokens=obj.get("eval_count", 0), total_ns=obj.get("total_duration", 0),
+                           load_ns=obj.get("load_duration", 0), prompt_eval_ns=obj.get("prompt_eval_duration", 0),
+                           eval_ns=obj.get("eval_duration", 0))
             else:
                 yield obj["message"]["content"] if "message" in obj else obj.get("response", "")
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         return self._turn("/api/chat", {**self._body(session), "messages": session.messages})
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         body = {**self._body(session), "prompt": prompt}
         if session.system:
             body["system"] = session.system
@@ -93,24 +84,23 @@ class LocalRunner:
     def __init__(self) -> None:
         self.services = local_services()
 
-    def _turn(self, generation: Any) -> Iterator[str | Stats]:
+    def _turn(self, generation: Any) -> Iterator[str | Done]:
         for event in generation:
             if isinstance(event, TextChunk):
                 yield event.text
             elif isinstance(event, Done):
-                yield Stats(event.total_ns, event.load_ns, event.prompt_tokens, event.prompt_eval_ns,
-                            event.completion_tokens, event.eval_ns)
+                yield event
             elif isinstance(event, Failure):
                 raise event.error
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         from openzoo.inference import ChatRequest
 
         return self._turn(self.services.inference.chat(ChatRequest(
             model=session.model, messages=session.messages, options=session.options, format=session.format,
             keep_alive=session.keep_alive)))
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         from openzoo.inference import CompletionRequest
 
         return self._turn(self.services.inference.completion(CompletionRequest(
@@ -129,11 +119,11 @@ def runner() -> Runner:
     return LocalRunner()
 
 
-def _print_turn(turn: Iterator[str | Stats], verbose: bool) -> str:
+def _print_turn(turn: Iterator[str | Done], verbose: bool) -> str:
     parts: list[str] = []
-    stats = Stats()
+    stats = Done("stop")
     for item in turn:
-        if isinstance(item, Stats):
+        if isinstance(item, Done):
             stats = item
         else:
             parts.append(item)
@@ -149,11 +139,11 @@ def _rate(count: int, ns: int) -> str:
     return f"{count / (ns / 1e9):.2f} tokens/s" if ns else "n/a"
 
 
-def _print_stats(s: Stats) -> None:
+def _print_stats(s: Done) -> None:
     lines = [("total duration", f"{s.total_ns / 1e9:.3f}s"), ("load duration", f"{s.load_ns / 1e6:.1f}ms"),
              ("prompt eval count", f"{s.prompt_tokens} token(s)"),
-             ("prompt eval duration", f"{s.prompt_ns / 1e6:.1f}ms"),
-             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_ns)),
+             ("prompt eval duration", f"{s.prompt_eval_ns / 1e6:.1f}ms"),
+             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_eval_ns)),
              ("eval count", f"{s.completion_tokens} token(s)"), ("eval duration", f"{s.eval_ns / 1e6:.1f}ms"),
              ("eval rate", _rate(s.completion_tokens, s.eval_ns))]
     for key, value in lines:

@@ -84,7 +84,7 @@ from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
-from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, free_native, token_piece, tokenize
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.slots import SlotTable
@@ -448,15 +448,8 @@ class LlamaCppModel:
         return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
 
     def _free_native(self) -> None:
-        if self._batch is not None:
-            L.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx is not None:
-            L.llama_free(self._ctx)
-            self._ctx = None
-        if self._model is not None:
-            L.llama_model_free(self._model)  # also frees its LoRA adapters
-            self._model = None
+        free_native(self._batch, self._ctx, self._model)
+        self._batch = self._ctx = self._model = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
