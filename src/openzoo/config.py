@@ -96,6 +96,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LLAMA_EXTRA_BUFTS", "0",
             "Let llama.cpp repack weights into its extra CPU buffer types at load (1: on; a benchmark switch).",
             "llama_extra_bufts"),
+    Setting("WITNESS_INTERVAL", "1s",
+            "How often `openzoo serve` looks for a new checkpoint of its log to have cosigned by the witnesses "
+            "added with `openzoo witness ask` (Go duration or seconds; 0 turns it off).", "witness_interval"),
+    Setting("WITNESS_TIMEOUT", "5s",
+            "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
+            "log.", "witness_timeout"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -137,6 +143,8 @@ class Config:
     key_passphrase: str = field(default="", repr=False)
     zoo_key_passphrase: str = field(default="", repr=False)
     llama_extra_bufts: bool = False
+    witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
+    witness_timeout: float = 5.0
 
     @property
     def catalog(self) -> str:
@@ -282,6 +290,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         key_passphrase=raw["key_passphrase"],
         zoo_key_passphrase=raw["zoo_key_passphrase"],
         llama_extra_bufts=_bool(raw["llama_extra_bufts"]),
+        witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
+        witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
     )
 
 

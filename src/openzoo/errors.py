@@ -27,7 +27,8 @@ else converts exceptions to text, so a message reads the same everywhere.
     │   ├── DatasetNotFound (404 dataset_not_found)
     │   └── BlobNotFound (404 blob_not_found)
     ├── Conflict (409 conflict)
-    │   └── ScanBlocked (409 conflict)
+    │   ├── ScanBlocked (409 conflict)
+    │   └── StaleCheckpoint (409 witness_conflict)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── ClientClosed (499 client_closed)
     ├── ServerBusy (503 server_busy)
@@ -256,3 +257,14 @@ class UnknownLog(VerificationFailed):
 
     code = "unknown_log"
     hint = "pin that zoo's key first: 'openzoo keys trust NAME zoo.pub' (get it with 'openzoo keys export zoo')"
+
+
+class StaleCheckpoint(Conflict):
+    """409: the request's old size is not the size this witness last cosigned (``size``)."""
+
+    code = "witness_conflict"
+    hint = "send 'old <size>' with the size in the answer, and a consistency proof from it"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from openzoo.audit import jobs as audit_jobs
 from openzoo.certify import core as certify_core
-from openzoo.certify import gossip_store, log
+from openzoo.certify import gossip_store, log, witness
 from openzoo.finetune import dequant
 from openzoo.finetune import jobs as finetune_jobs
 from openzoo.registry import trust
@@ -25,6 +25,7 @@ MIGRATIONS: tuple[migrations.Step, ...] = migrations.ordered((
     log.MIGRATION,  # 5 the transparency log
     certify_core.MIGRATION,  # 100 certification requests, policies, pulled models
     gossip_store.MIGRATION,  # 110 other zoos' heads and fork evidence
+    witness.MIGRATION,  # 163 C2SP witnessing: logs witnessed, this log's witnesses, cosignatures
     audit_jobs.MIGRATION,  # 200 audit jobs
     dequant.MIGRATION,  # 300 dequantized weights cache
     finetune_jobs.MIGRATION,  # 301 fine-tune jobs

@@ -154,8 +154,7 @@ class Transfers:
             return push_oci(self.certification, self._oci_settings(), model, target.text)
         if target.source is Source.EMBEDDED:
             raise InvalidRequest(f"say where to push {names.parse(model).display}",
-                                 hint="use HOST:PORT/ns/name:tag, or --to HOST:PORT/ns/name:tag (or oci://HOST:PORT/"
-                                      "REPO:TAG)")
+                                 hint="use HOST:PORT/ns/name:tag, or --to HOST:PORT/ns/name:tag")
         from openzoo.registry.client import push_model
 
         return push_model(self.store, model, destination, api_key=api_key or self.config.remote_api_key or None)

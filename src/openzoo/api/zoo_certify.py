@@ -29,7 +29,9 @@ async def _with_cert(request: Request, read: Callable[[Certification], T]) -> T:
 
 @router.get("/zoo/log/head")
 async def log_head(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(await _with_cert(request, Certification.head))
+    """The latest signed head with its witnesses' cosignatures (the same note as ``/zoo/log/checkpoint``)."""
+
+    return PlainTextResponse(await _with_cert(request, lambda c: c.witnesses.cosigned()))
 
 
 @router.get("/zoo/log/entries")
@@ -94,8 +96,10 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
         from openzoo.certify.requests import seal_predicate
 
         index = seal_predicate(bundle).get("log", {}).get("index")
-        head = cert.head()
-        receipt = cert.log.receipt(int(index), head).to_json() if isinstance(index, int) else bundle["receipt"]
+        witnesses = cert.witnesses
+        head = witnesses.cosigned()  # the receipt is under the latest head witnesses cosigned, if one covers it
+        witnessed = (witnesses.latest_cosigned(index) if isinstance(index, int) else None) or head
+        receipt = cert.log.receipt(int(index), witnessed).to_json() if isinstance(index, int) else bundle["receipt"]
         return {"model": names.parse(name).display, "bundle": bundle, "receipt": receipt,
                 "revocations": cert.revocations(after=index if isinstance(index, int) else -1), "head": head}
 

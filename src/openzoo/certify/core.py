@@ -30,12 +30,15 @@ from openzoo.certify.gossip import origin_for
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.log import TransparencyLog
+from openzoo.certify.note import NoteVerifier, log_signer, witness_signer
 from openzoo.certify.policy import (
     Policy,
     create_policy,
     rotate_policy,
     sign_policy,
 )
+from openzoo.certify.witness import Witness
+from openzoo.certify.witnessing import LogWitnesses
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
 from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.store import manifests as mt
@@ -146,6 +149,8 @@ class CertificationCore:
         self._keyring: Keyring | None = None
         self._log: TransparencyLog | None = None
         self._gossip: GossipStore | None = None
+        self._witnesses: LogWitnesses | None = None
+        self._witness: Witness | None = None
 
     # -- keys ------------------------------------------------------------------------------------
     @property
@@ -222,8 +227,32 @@ class CertificationCore:
     @property
     def log(self) -> TransparencyLog:
         if self._log is None:
-            self._log = TransparencyLog(self.conn, origin=origin_for(self.zoo_public()))
+            origin = origin_for(self.zoo_public())
+            log_key = log_signer(self.keys_dir, origin, self._zoo_passphrase)  # C2SP (Ed25519)
+            self._log = TransparencyLog(self.conn, origin=origin, log_key=log_key)
         return self._log
+
+    @property
+    def witnesses(self) -> LogWitnesses:
+        """The witnesses this zoo asks to cosign its log, and their cosignatures."""
+        if self._witnesses is None:
+            self._witnesses = LogWitnesses(self.catalog, self.log, self.head)
+        return self._witnesses
+
+    @property
+    def witness(self) -> Witness:
+        """This zoo as a witness of other logs (its key: ``keys/note/witness.key``)."""
+        if self._witness is None:
+            signer = witness_signer(self.keys_dir, self.log.origin, self._zoo_passphrase)
+            self._witness = Witness(self.catalog, signer, self.gossip)
+        return self._witness
+
+    def known_witnesses(self) -> list[NoteVerifier]:
+        """Witness keys this zoo knows: those its log asks and those its latest policy names."""
+        keys = {w.verifier for w in self.witnesses.witnesses()}
+        with contextlib.suppress(NotFound):
+            keys.update(self.policy().witness_keys())
+        return sorted(keys, key=lambda k: k.vkey)
 
     @property
     def gossip(self) -> GossipStore:
@@ -284,15 +313,19 @@ class CertificationCore:
     def reviewer_key(self, name: str) -> PublicKey:
         return self.keyring.load(name)
 
-    def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = ()) -> Policy:
-        """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers."""
+    def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = (),
+                   witnesses: Sequence[str] = (), witness_threshold: int = 0) -> Policy:
+        """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers.
+
+        ``witnesses`` (cosignature vkeys) with ``witness_threshold`` k: seals need k witnesses' cosignatures.
+        """
         keys = [self.reviewer_key(n.strip()) for n in reviewers if n.strip()]
         current = self.policies()
         if not current:
-            policy = create_policy(keys, threshold, version=1)
+            policy = create_policy(keys, threshold, 1, witnesses, witness_threshold)
             envelope_json: str | None = None
         else:
-            new = create_policy(keys, threshold, version=current[-1].version + 1)
+            new = create_policy(keys, threshold, current[-1].version + 1, witnesses, witness_threshold)
             if not signers:
                 raise VerificationFailed(
                     f"a new policy must be signed by {current[-1].threshold} reviewers of policy "
@@ -301,7 +334,7 @@ class CertificationCore:
                 )
             envelope = sign_policy(new, [self.reviewer_signing_key(s) for s in signers])
             policy = rotate_policy(current[-1], envelope)
-            policy = Policy(policy.version, policy.threshold, new.reviewers)
+            policy = Policy(policy.version, policy.threshold, new.reviewers, new.witnesses, new.witness_threshold)
             envelope_json = envelope.to_bytes().decode()
         body = {"version": policy.version, "digest": policy.digest(), "policy": policy.to_json()}
         if envelope_json:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.checkpoint import verify_checkpoint
-from openzoo.certify.core import layer_label, sealed_manifest
+from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
+from openzoo.certify.core import CertificationCore, layer_label, sealed_manifest
+from openzoo.certify.cosignature import verify_cosignatures
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import LogReceipt, verify_receipt
@@ -164,6 +165,9 @@ class CertificationVerification(CertificationRequests):
             result.checks.append(Check("log inclusion", "fail", f"no usable log receipt: {exc}"))
         checks, signer = self.check_seal(stored.manifest, bundle, receipt, revocations)
         result.checks += checks
+        witnessed = witness_check(self, bundle, receipt, local) if receipt is not None else None
+        if witnessed is not None:  # the policy names witnesses: k of them cosigned a head with the seal
+            result.checks.append(witnessed)
         result.certified_by = signer
         if local and receipt is not None:
             result.checks.append(self._approvals_logged(bundle, receipt.checkpoint))
@@ -323,3 +327,35 @@ def check_logged_approvals(bundle: Mapping[str, Any], receipts: Sequence[LogRece
         return Check("approvals logged", "fail", "; ".join(problems))
     return Check("approvals logged", "pass", f"{len(sealed)} approvals included in the log")
 
+
+def witness_check(cert: CertificationCore, bundle: Mapping[str, Any], receipt: LogReceipt,
+                  local: bool) -> Check | None:
+    """``witnesses``: k of the policy's witnesses cosigned a head that includes the seal; None when the policy
+    (the seal's own, else the zoo's latest) names no witnesses.
+
+    For a model sealed here the head is the latest cosigned one of this zoo's log that covers the seal (the
+    entry's inclusion under it is proven again); for a pulled model, the head of its receipt, as pulled.
+    """
+    try:
+        policy = Policy.from_json(bundle.get("policy")) if bundle.get("policy") else cert.policy()
+    except OpenzooError:
+        return None
+    if not policy.witness_threshold:
+        return None
+    note = receipt.checkpoint
+    try:
+        if local:
+            note = cert.witnesses.latest_cosigned(receipt.index) or note
+            verify_receipt(cert.log.receipt(receipt.index, note), cert.zoo_keys(), cert.log.origin)
+        found = verify_cosignatures(note, policy.witness_keys())
+    except OpenzooError as exc:
+        return Check("witnesses", "fail", f"the witnessed head cannot be checked: {exc}")
+    k, n = policy.witness_threshold, len(policy.witnesses)
+    names = ", ".join(sorted(c.witness.name for c in found)) or "none"
+    if len(found) < k:
+        return Check("witnesses", "fail", f"{len(found)} of the {k} witness cosignatures the policy requires "
+                     f"(of {n}; cosigned by: {names}); witnesses cosign new heads within seconds of "
+                     "'openzoo serve' asking them, or run 'openzoo witness cosign'")
+    size = Checkpoint.parse_body(parse_note(note).text).size
+    return Check("witnesses", "pass", f"{len(found)} of {n} witnesses cosigned a head of {size} entries that "
+                 f"includes the seal ({names}; {k} required)")

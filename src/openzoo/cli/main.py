@@ -16,7 +16,7 @@ import click
 
 from openzoo import __version__
 from openzoo import config as configuration
-from openzoo.cli import audit, certify, datasets, finetune, monitor, run, serve
+from openzoo.cli import audit, certify, datasets, finetune, monitor, run, serve, witness
 from openzoo.cli.common import load_config, local_services
 from openzoo.cli.output import ago, human_size, render_progress, table
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
@@ -143,7 +143,7 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 @click.argument("model")
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
-@click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
+@click.option("--api-key", default=None, help="The receiving zoo's API key (default: OPENZOO_REMOTE_API_KEY).")
 def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
     registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
@@ -238,7 +238,7 @@ def config(markdown: bool) -> None:
 # The commands of the other modules, added explicitly (they import cli.common, never this module).
 for _command in (audit.audit, certify.verify, certify.keys, certify.certify, certify.log, certify.card, certify.bom,
                  datasets.dataset, finetune.finetune, finetune.federate, monitor.monitor, run.run, run.ps, run.stop,
-                 serve.serve):
+                 serve.serve, witness.witness):
     cli.add_command(_command)
 
 

@@ -263,7 +263,8 @@ def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest:
 
 def push_model(store: Store, model: str, destination: str | None, *, api_key: str | None = None
                ) -> Iterator[Progress]:
-    """Send a model to another zoo's registry (``PUT``/``POST`` under ``/v2``, guarded by its API key)."""
+    """Send a model to another zoo's registry (``PUT``/``POST`` under ``/v2``, guarded by its API key: ``api_key``,
+    which the caller takes from ``OPENZOO_REMOTE_API_KEY``)."""
     source = names.parse(model)
     target = names.parse(destination) if destination else source
     if not target.is_remote:
