@@ -32,7 +32,7 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
     pull refused half-way knows what to remove: ``Store.remove_unreferenced``)."""
     for digest, size in blobs:
         if store.blobs.exists(digest):
-            if cert._check_blob(digest):
+            if cert.verifier.check_blob(digest):
                 store.blobs.delete(digest)
             else:
                 yield Progress(f"pulling {digest[7:19]}", digest=digest, total=size, completed=size)

@@ -79,7 +79,7 @@ def push_oci(cert: Certification, settings: OciSettings, model: str, destination
     model_manifest = to_oci(sealed)
     subject = model_manifest.descriptor()
     for digest in full.blob_digests():  # the seal bundle too
-        problem = cert._check_blob(digest)
+        problem = cert.verifier.check_blob(digest)
         if problem:
             raise StoreCorrupt(f"blob {digest[:19]}… of {model} {problem}: not pushing it")
     artifacts = _artifacts(cert, stored.digest, full, subject)
