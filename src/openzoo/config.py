@@ -102,6 +102,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WITNESS_TIMEOUT", "5s",
             "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
             "log.", "witness_timeout"),
+    Setting("FINETUNE_CACHE_BYTES", "4294967296",
+            "Most bytes the cache of dequantized fine-tuning bases (OPENZOO_HOME/cache/finetune, about 1.1 GB "
+            "for the default model) keeps; the least recently used go first, 0 keeps none. Not part of any "
+            "model's size: `openzoo list --cache` shows it, `openzoo rm --cache` empties it.",
+            "finetune_cache_bytes"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
@@ -145,6 +150,7 @@ class Config:
     llama_extra_bufts: bool = False
     witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
     witness_timeout: float = 5.0
+    finetune_cache_bytes: int = 4 << 30
 
     @property
     def catalog(self) -> str:
@@ -292,6 +298,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         llama_extra_bufts=_bool(raw["llama_extra_bufts"]),
         witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
         witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
+        finetune_cache_bytes=max(0, _int("FINETUNE_CACHE_BYTES", raw["finetune_cache_bytes"])),
     )
 
 

@@ -245,12 +245,21 @@ def test_witness_endpoint_answers(zoos: dict[str, Any]) -> None:
     assert post(b"nonsense").status_code == 400
 
 
-def test_verify_needs_the_policy_witnesses(zoos: dict[str, Any]) -> None:
+def test_verify_needs_the_policy_witnesses(zoos: dict[str, Any], tmp_path: Path) -> None:
     a, b, c = zoos["a"], zoos["b"], zoos["c"]
     wait_for("A's witnesses to cosign", lambda: cosigned_by(a, b, c))
     ok = openzoo(a.home, "verify", MODEL)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "witnesses" in ok.stdout and "2 of 2 witnesses cosigned" in ok.stdout
+    # Another zoo pulls the model: its receipt carries the cosignatures, checked offline by 'verify'.
+    d = tmp_path / "d"
+    pem = httpx.get(a.url + "/zoo/keys/zoo").content
+    in_zoo(d, lambda cert: cert.trust("zoo-a", pem))
+    pulled = openzoo(d, "pull", f"127.0.0.1:{a.port}/library/{MODEL}")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    offline = openzoo(d, "verify", MODEL)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "2 of 2 witnesses cosigned" in offline.stdout
 
 
 def test_monitor_never_calls_unchecked_consistent(zoos: dict[str, Any], tmp_path: Path) -> None:

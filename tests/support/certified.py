@@ -7,6 +7,7 @@ use this instead of the 253 MB default model.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from openzoo import config
 from openzoo.certify.service import Certification
 from openzoo.services import Services
+from support.cli import openzoo
 from support.gguf_files import write_gguf
 
 
@@ -57,3 +59,18 @@ def certified_zoo(root: Path, *, model: str = "tiny:v1", weight_bytes: int = 4 <
     finally:
         services.close()
     return CertifiedZoo(home, model, weights, public_key)
+
+
+def trusting_zoo(root: Path, zoo_a: CertifiedZoo) -> Path:
+    """A fresh home under ``root`` that pinned ``zoo_a``'s key (the zoo a pull goes into)."""
+    home = root / "b"
+    trust = openzoo(home, "keys", "trust", "zoo-a", str(zoo_a.public_key))
+    assert trust.returncode == 0, trust.stdout + trust.stderr
+    return home
+
+
+def assert_nothing_stored(home: Path) -> None:
+    """A refused pull left no model and no blob behind."""
+    with sqlite3.connect(home / "catalog.sqlite") as conn:
+        assert conn.execute("SELECT key FROM models").fetchall() == []
+    assert sorted(p.name for p in (home / "blobs").glob("sha256-*")) == []

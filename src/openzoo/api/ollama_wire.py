@@ -214,6 +214,7 @@ def show_response(info: ModelInfo) -> dict[str, Any]:
         "details": info.details.to_json(),
         "model_info": info.model_info,
         "capabilities": list(info.capabilities),
+        "model_kind": info.model_kind,  # openzoo extension: "base" or "chat"
         "modified_at": rfc3339(info.modified_at),
     }
     if info.system:

@@ -106,7 +106,7 @@ class Cosigner(PeriodicTask):
         waited = time.monotonic() - self.asked_at
         if not witnesses.missing(size) or (size == self.asked_size and waited < RETRY_SECONDS):
             return  # nothing new; a witness that refused or was down is asked again after RETRY_SECONDS
-        witnesses.ask(self.services.config.witness_timeout)
+        witnesses.ask(self.services.config.witness_timeout, self.services.config.remote_api_key or None)
         self.asked_size, self.asked_at = size, time.monotonic()
 
 

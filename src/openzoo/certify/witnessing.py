@@ -139,15 +139,18 @@ class LogWitnesses:
             return None
 
     # -- asking ----------------------------------------------------------------------------------
-    def ask(self, timeout: float = 5.0) -> list[Asked]:
-        """Ask every witness to cosign the latest head; store what verifies; never raises for a witness."""
+    def ask(self, timeout: float = 5.0, api_key: str | None = None) -> list[Asked]:
+        """Ask every witness to cosign the latest head; store what verifies; never raises for a witness.
+
+        ``api_key`` (``OPENZOO_REMOTE_API_KEY``) is sent as a bearer token, for witnesses behind one."""
         witnesses = self.witnesses()
         if not witnesses:
             return []
         note = self.cosigned()
         size = Checkpoint.parse_body(parse_note(note).text).size
         answers = []
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        with httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client:
             for witness in witnesses:
                 try:
                     answer = self._ask(client, witness, note, size)

@@ -236,8 +236,9 @@ def log() -> None:
 
 @log.command("head")
 def log_head() -> None:
-    """Print the latest signed tree head (checkpoint)."""
-    click.echo(service().head(), nl=False)
+    """Print the latest signed tree head (checkpoint), with the witnesses' cosignatures it has."""
+
+    click.echo(service().witnesses.cosigned(), nl=False)
 
 
 @log.command("show")

@@ -20,6 +20,7 @@ from openzoo.client import Client
 from openzoo.config import parse_duration
 from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.events import Done, Failure, TextChunk
+from openzoo.formats.model_kind import base_model_note
 from openzoo.inference import KeepAlive
 
 
@@ -31,9 +32,25 @@ class Session:
     keep_alive: KeepAlive = "default"
     system: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    #: prompt as a completion, without a chat template (a base model, unless ``--chat``)
+    raw: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What ``run`` needs to know about a model before the first prompt."""
+
+    instruction_tuned: bool
+    parameters: frozenset[str]  # the names of the model's own (Modelfile) parameters
+
+
+#: ``--max-tokens`` of a one-shot answer when neither the option nor the model's parameters set one.
+ONE_SHOT_MAX_TOKENS = 256
 
 
 class Runner(Protocol):
+    def describe(self, model: str) -> ModelFacts: ...
+
     def chat(self, session: Session) -> Iterator[str | Done]: ...
 
     def generate(self, session: Session, prompt: str) -> Iterator[str | Done]: ...
@@ -55,6 +72,12 @@ class RemoteRunner:
             body["keep_alive"] = -1 if session.keep_alive is None else session.keep_alive
         return body
 
+    def describe(self, model: str) -> ModelFacts:
+        shown = self.client.post("/api/show", {"model": model})
+        names = frozenset(line.split()[0] for line in str(shown.get("parameters") or "").splitlines() if line.strip())
+        # an Ollama server has no "model_kind": its models are chat models unless they say otherwise
+        return ModelFacts(shown.get("model_kind", "chat") != "base", names)
+
     def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Done]:
         for obj in self.client.stream(path, body):
             if obj.get("done"):
@@ -72,6 +95,8 @@ class RemoteRunner:
         body = {**self._body(session), "prompt": prompt}
         if session.system:
             body["system"] = session.system
+        if session.raw:
+            body["raw"] = True
         return self._turn("/api/generate", body)
 
     def load(self, session: Session) -> None:
@@ -83,6 +108,10 @@ class LocalRunner:
 
     def __init__(self) -> None:
         self.services = local_services()
+
+    def describe(self, model: str) -> ModelFacts:
+        spec = self.services.models.resolve(model)
+        return ModelFacts(spec.instruction_tuned, frozenset(spec.parameters))
 
     def _turn(self, generation: Any) -> Iterator[str | Done]:
         for event in generation:
@@ -105,7 +134,7 @@ class LocalRunner:
 
         return self._turn(self.services.inference.completion(CompletionRequest(
             model=session.model, prompt=prompt, system=session.system, options=session.options,
-            format=session.format, keep_alive=session.keep_alive)))
+            format=session.format, keep_alive=session.keep_alive, raw=session.raw)))
 
     def load(self, session: Session) -> None:
         self.services.inference.load(session.model, session.keep_alive, session.options)
@@ -182,6 +211,8 @@ def _command(line: str, session: Session) -> bool:
         value = _parse_value(words[3])
         session.options[words[2]] = [str(value)] if words[2] == "stop" else value
         click.echo(f"Set parameter '{words[2]}' to '{words[3]}'")
+    elif words[:2] == ["/set", "system"] and len(words) >= 3 and session.raw:
+        click.echo("A base model continues text and takes no system prompt; run it with --chat to set one.")
     elif words[:2] == ["/set", "system"] and len(words) >= 3:
         session.system = line.split(maxsplit=2)[2]
         session.messages = [m for m in session.messages if m["role"] != "system"]
@@ -227,6 +258,9 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
             if not _command(text.strip(), session):
                 return
             continue
+        if session.raw:  # a base model continues each message on its own; there is no conversation
+            _print_turn(run.generate(session, text), verbose)
+            continue
         session.messages.append({"role": "user", "content": text})
         answer = _print_turn(run.chat(session), verbose)
         session.messages.append({"role": "assistant", "content": answer})
@@ -240,19 +274,37 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
 @click.option("--keepalive", type=str, help="How long to keep the model loaded (e.g. 5m, 0, -1).")
 @click.option("--nowordwrap", is_flag=True, hidden=True)
 @click.option("--system", type=str, help="System prompt.")
+@click.option("--chat", "chat", is_flag=True, help="Use the chat template even for a base (completion) model.")
+@click.option("--max-tokens", type=click.IntRange(min=-1), default=None,
+              help=f"Longest answer in tokens (-1: no limit). One-shot default: the model's num_predict, "
+                   f"else {ONE_SHOT_MAX_TOKENS}.")
 def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool, keepalive: str | None,
-        nowordwrap: bool, system: str | None) -> None:
-    """Run a model: answer PROMPT, or chat interactively when no prompt is given."""
+        nowordwrap: bool, system: str | None, chat: bool, max_tokens: int | None) -> None:
+    """Run a model: answer PROMPT, or chat interactively when no prompt is given.
+
+    A base (completion) model continues PROMPT as it is (no chat template) unless --chat is given.
+    """
     if format_ not in (None, "json"):
         raise InvalidRequest(f'invalid format "{format_}"', hint='use --format json')
     session = Session(model, format=format_, system=system,
                       keep_alive="default" if keepalive is None else parse_duration(keepalive))
     run_with = runner()
+    facts = run_with.describe(model)
+    if not facts.instruction_tuned and not chat:
+        if system:
+            raise InvalidRequest(f"{model} is a base model: it takes no system prompt as a completion",
+                                 hint="add --chat to use a chat template with --system")
+        session.raw = True
+        click.echo(base_model_note(model), err=True)
+    if max_tokens is not None:
+        session.options["num_predict"] = max_tokens
     text = " ".join(prompt)
     if not sys.stdin.isatty():
         piped = sys.stdin.read()
         text = f"{text}\n{piped}".strip() if text else piped
     if text:
+        if max_tokens is None and "num_predict" not in facts.parameters:
+            session.options["num_predict"] = ONE_SHOT_MAX_TOKENS
         _print_turn(run_with.generate(session, text), verbose)
         return
     run_with.load(session)

@@ -12,6 +12,7 @@ import time
 import click
 
 from openzoo.cli.common import local_certification as service
+from openzoo.cli.common import local_services
 
 
 @click.group()
@@ -89,7 +90,7 @@ def drop(name: str) -> None:
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each witness.")
 def cosign(timeout: float) -> None:
     """Ask every witness now to cosign the latest checkpoint; exit 3 if one did not."""
-    answers = service().witnesses.ask(timeout)
+    answers = service().witnesses.ask(timeout, local_services().config.remote_api_key or None)
     if not answers:
         click.echo("no witnesses to ask: add one with 'openzoo witness ask VKEY URL'")
         return

@@ -221,7 +221,7 @@ def pull_model(cert: Certification, name: ModelName, *, insecure: bool = False, 
         yield Progress("verifying sha256 digest")
         try:
             yield from check_content(store, manifest, name.display)
-        except VerificationFailed:
+        except OpenzooError:  # refused content (rows, GGUF, text, media types): nothing of it stays
             store.remove_unreferenced(fetched)
             raise
         yield Progress(f"verifying the seal of {name.display}")

@@ -152,6 +152,13 @@ class Catalog:
             conn.execute("DELETE FROM model_history WHERE key = ?", (name.key,))
             return self._forget_unreferenced(conn)
 
+    def drop_pins(self, prefix: str) -> list[str]:
+        """Drop the pinned references (``pin:...`` rows) starting with ``prefix``; return the blobs no row
+        refers to any more (already forgotten here; the caller unlinks their files)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM manifest_refs WHERE manifest_digest LIKE ?", (prefix + "%",))
+            return self._forget_unreferenced(conn)
+
     def _forget_unreferenced(self, conn: Database) -> list[str]:
         conn.execute(
             "DELETE FROM manifest_refs WHERE manifest_digest NOT IN (SELECT manifest_digest FROM models) "

@@ -88,7 +88,9 @@ def test_push_refuses_before_the_first_event(services: Services) -> None:
         services.transfers.push("me/tiny:v1")
     with pytest.raises(InvalidName):
         services.transfers.push("me/tiny:v1", "oci://127.0.0.1:5000/../x:v1")
-    assert "openzoo" in PUSH_FORMATS
+    with pytest.raises(InvalidRequest, match="--format applies to oci:// pushes only"):
+        services.transfers.push("me/tiny:v1", "127.0.0.1:5000/me/tiny:v1", format="ollama")
+    assert set(PUSH_FORMATS) == {"modelpack", "docker", "ollama", "openzoo"}
 
 
 def test_push_of_a_missing_model_names_it(services: Services) -> None:
