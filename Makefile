@@ -63,11 +63,13 @@ run: $(STAMP)
 test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP) $(GO_STAMP) $(SKOPEO_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
-# ruff, mypy --strict and the import-linter contracts of pyproject.toml (the layers of docs/architecture.md).
+# ruff, mypy --strict, the import-linter contracts of pyproject.toml (the layers of docs/architecture.md)
+# and vulture's dead-code check ([tool.vulture]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/vulture
 
 # openzoo against llama.cpp's C++ llama-server at 1, 4 and 8 streaming clients. The server is built once
 # (about 8 minutes on 2 cores) from the llama.cpp sources in the pinned llama-cpp-python sdist, into

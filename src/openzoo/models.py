@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -536,10 +536,3 @@ def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk
-
-
-def progress_sink(events: Iterable[Progress], callback: Callable[[Progress], None] | None = None) -> None:
-    """Drain a progress generator, forwarding each event (for callers that do not stream)."""
-    for event in events:
-        if callback is not None:
-            callback(event)

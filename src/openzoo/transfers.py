@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from openzoo import names
+from openzoo.certify.service import Certification
 from openzoo.config import Config
 from openzoo.errors import InvalidRequest, NotFound, NotSupported
 from openzoo.events import Progress
@@ -84,10 +85,11 @@ def classify(reference: str) -> Reference:
 class Transfers:
     """Pull and push for every kind of reference, over one store (built once by :class:`~openzoo.services.Services`)."""
 
-    def __init__(self, store: Store, models: Models, config: Config) -> None:
+    def __init__(self, store: Store, models: Models, config: Config, certification: Certification) -> None:
         self.store = store
         self.models = models
         self.config = config
+        self.certification = certification
 
     # pulling
 
@@ -103,11 +105,11 @@ class Transfers:
         if ref.source is Source.OCI:
             from openzoo.registry.oci.pull import pull_oci
 
-            return pull_oci(self.store, self._oci_settings(), ref.text, insecure=insecure, name=name)
+            return pull_oci(self.certification, self._oci_settings(), ref.text, insecure=insecure, name=name)
         if ref.source is Source.ZOO:
             from openzoo.registry.client import pull_model
 
-            return pull_model(self.store, names.parse(ref.text), insecure=insecure,
+            return pull_model(self.certification, names.parse(ref.text), insecure=insecure,
                               api_key=self.config.remote_api_key or None)
         parsed = names.parse(ref.text)
         if parsed.key != names.parse(DEFAULT_MODEL).key:
@@ -160,7 +162,7 @@ class Transfers:
         if target.source is Source.OCI:
             from openzoo.registry.oci.push import push_oci
 
-            return push_oci(self.store, self._oci_settings(), model, target.text, fmt=format)
+            return push_oci(self.certification, self._oci_settings(), model, target.text, fmt=format)
         if format is not None:
             raise InvalidRequest("--format applies to oci:// pushes only",
                                  hint="a zoo receives openzoo's own manifest; drop --format")

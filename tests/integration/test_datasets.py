@@ -24,9 +24,9 @@ import pytest
 from openzoo import names
 from openzoo.facts.card import parse_card
 from openzoo.finetune.data import bundled
+from openzoo.schema import open_store
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
-from openzoo.store.store import Store
 from support.cli import clone_home
 from support.cli import openzoo as oz
 from support.oci_registry import Registry, oci_registry  # noqa: F401  (the fixture)
@@ -216,7 +216,7 @@ def _swap_data(home: Path) -> None:
     """Point NOTES' manifest at another valid JSONL file while its config (and seal) still describe the old."""
     other = home.parent / "other.jsonl"
     other.write_text('{"text": "not the sealed notes"}\n')
-    store = Store(home)
+    store = open_store(home)
     try:
         name = names.parse(NOTES)
         manifest = store.resolve(name).manifest

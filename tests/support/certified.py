@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from openzoo import config
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.services import Services
 from support.cli import openzoo
 from support.gguf_files import write_gguf
@@ -52,7 +52,7 @@ def certified_zoo(root: Path, *, model: str = "tiny:v1", weight_bytes: int = 4 <
     try:
         for _ in services.models.import_gguf(weights, model):
             pass
-        cert = certification(services.store)
+        cert = services.certification
         seal_with_quorum(cert, model)
         public_key = root / "zoo.pub"
         public_key.write_bytes(cert.keyring.export("zoo"))

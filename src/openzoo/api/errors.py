@@ -66,15 +66,22 @@ def is_openai_path(path: str) -> bool:
         and not is_anthropic_path(path)
 
 
-def error_response(request: Request, error: OpenzooError) -> JSONResponse:
+def envelope(path: str, error: OpenzooError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, body and headers of ``error`` in the envelope of ``path``'s API (the one mapping: the
+    exception handlers, the security middleware and the web pages all answer through it)."""
     headers = {"X-Openzoo-Error-Code": error.code}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if is_anthropic_path(request.url.path):
-        return JSONResponse(anthropic_body(error), status_code=anthropic_status(error), headers=headers)
-    if is_openai_path(request.url.path):
-        return JSONResponse(openai_body(error), status_code=openai_status(error), headers=headers)
-    return JSONResponse(ollama_body(error), status_code=error.http_status, headers=headers)
+    if is_anthropic_path(path):
+        return anthropic_status(error), anthropic_body(error), headers
+    if is_openai_path(path):
+        return openai_status(error), openai_body(error), headers
+    return error.http_status, ollama_body(error), headers
+
+
+def error_response(request: Request, error: OpenzooError) -> JSONResponse:
+    status, body, headers = envelope(request.url.path, error)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

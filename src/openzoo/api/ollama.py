@@ -7,50 +7,27 @@ Each handler parses its body, calls one domain function and renders events with
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ValidationError
 
 from openzoo import __version__, names
 from openzoo.api import ollama_wire as wire
 from openzoo.api.bodies import JsonBodyRoute, reply
-from openzoo.api.deps import services_of
-from openzoo.api.errors import describe_validation
+from openzoo.api.deps import NDJSON, services_of
+from openzoo.api.deps import generation_events as _events
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
-from openzoo.errors import InvalidRequest, OpenzooError, PayloadTooLarge
-from openzoo.events import Done, Event, Failure, Progress, TextChunk
+from openzoo.errors import InvalidRequest, OpenzooError
+from openzoo.events import Done, Failure, Progress, TextChunk
 from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream, KeepAlive
 from openzoo.models import CreateSpec
 
 router = APIRouter(route_class=JsonBodyRoute)
 log = logging.getLogger("openzoo.api")
-B = TypeVar("B", bound=BaseModel)
-NDJSON = "application/x-ndjson"
-
-
-async def read_body(request: Request, model: type[B]) -> B:
-    """Parse a JSON body into ``model``; every failure is a 400 with a message that says why."""
-    limit = services_of(request).config.max_body_bytes
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    if not raw.strip():
-        raise InvalidRequest("missing request body")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation(exc.errors())) from exc
 
 
 def _require_model(name: str) -> str:
@@ -86,11 +63,6 @@ def _ndjson(events: AsyncIterator[dict[str, Any]], on_close: Callable[[], None] 
             yield ndjson_line(obj)
 
     return ClosingStreamingResponse(body(), media_type=NDJSON, on_close=on_close)
-
-
-async def _events(generation: GenerationStream) -> AsyncIterator[Event]:
-    async for event in iterate_in_thread(generation, on_close=generation.close):
-        yield event
 
 
 async def _load_only(request: Request, body: wire.InferenceBody, keep_alive: KeepAlive, *, chat: bool) -> Response:
@@ -182,16 +154,6 @@ async def _collect(generation: GenerationStream,
         elif isinstance(event, Failure):
             return "".join(parts), lps, None, event.error
     return "".join(parts), lps, done, None
-
-
-T = TypeVar("T")
-
-
-async def _run(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking domain call (model loading, file hashing) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
 
 
 # --- embeddings --------------------------------------------------------------------------------

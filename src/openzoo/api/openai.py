@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from openzoo.api import openai_wire as wire
 from openzoo.api.bodies import JsonBodyRoute, reply
+from openzoo.api.deps import generation_events as _events
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import b64_float32, keep_alive
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
 from openzoo.errors import InvalidRequest, ModelNotFound, OpenzooError

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from openzoo.api import responses_wire as wire
 from openzoo.api.bodies import JsonBodyRoute, reply
+from openzoo.api.deps import generation_events as _events
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _events, _run
 from openzoo.api.ollama_wire import keep_alive
 from openzoo.api.openai import _collect
 from openzoo.api.streaming import named_sse

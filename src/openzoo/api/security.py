@@ -19,14 +19,15 @@ import hmac
 import ipaddress
 import json
 import socket
-from typing import Any
 from urllib.parse import quote
 
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openzoo.api import session
+from openzoo.api.errors import envelope
 from openzoo.config import Config
+from openzoo.errors import Forbidden, OpenzooError, Unauthorized
 
 DEFAULT_ORIGINS = (
     "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
@@ -90,13 +91,13 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         if self.check_host and not _host_allowed(headers.get("host", "")):
-            await _reply(send, 403, path, "host not allowed: use a local name to reach this server")
+            await _reply(send, path, Forbidden("host not allowed: use a local name to reach this server"))
             return
         origin = headers.get("origin")
         cors: list[tuple[bytes, bytes]] = []
         if origin is not None:
             if not self.origin_allowed(origin):
-                await _reply(send, 403, path, None)
+                await _refuse_origin(send)
                 return
             cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
             if scope["method"] == "OPTIONS":
@@ -117,8 +118,8 @@ class SecurityMiddleware:
                                         (b"content-length", b"0")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
-                         extra=[*cors, (b"www-authenticate", b"Bearer")])
+            await _reply(send, path, Unauthorized("unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'"),
+                         extra=cors)
             return
 
         async def send_with_cors(message: Message) -> None:
@@ -141,23 +142,18 @@ class SecurityMiddleware:
         return bool(token) and hmac.compare_digest(token.encode(), self.api_key.encode())
 
 
-async def _reply(send: Send, status: int, path: str, message: str | None,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    from openzoo.api.errors import is_anthropic_path, is_openai_path
-
-    if message is None:
-        body = b""
-        headers: list[tuple[bytes, bytes]] = []
-    else:
-        code = {401: "unauthorized", 403: "forbidden"}.get(status, "error")
-        kind = "authentication_error" if status == 401 else "permission_error"
-        payload: dict[str, Any] = {"error": message}
-        if is_anthropic_path(path):
-            payload = {"type": "error", "error": {"type": kind, "message": message}}
-        elif is_openai_path(path):
-            payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        body = json.dumps(payload).encode()
-        headers = [(b"content-type", b"application/json")]
+async def _reply(send: Send, path: str, error: OpenzooError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer before the app runs, in the envelope of ``path``'s API (the one mapping, :mod:`.errors`)."""
+    status, payload, error_headers = envelope(path, error)
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"),
+               *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error_headers.items())]
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode()), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_origin(send: Send) -> None:
+    """A browser page of another origin: 403 with no body (the browser shows it no response anyway)."""
+    await send({"type": "http.response.start", "status": 403, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

@@ -47,7 +47,7 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
                                  f"holds as {store.blobs.size(digest)} bytes: refused, nothing stored",
                                  hint="the manifest is damaged or was tampered with; do not use it")
         if store.blobs.exists(digest):
-            if cert._check_blob(digest):
+            if cert.verifier.check_blob(digest):
                 store.blobs.delete(digest)
             else:
                 yield Progress(f"pulling {digest[7:19]}", digest=digest, total=size, completed=size)

@@ -16,12 +16,11 @@ from typing import Any
 
 from openzoo.store import migrations
 from openzoo.store.db import Database
-from openzoo.store.migrations import migration, run_script
+from openzoo.store.migrations import run_script
 
-__all__ = ["StoredResponse", "StoredResponses"]
+__all__ = ["MIGRATION", "StoredResponse", "StoredResponses"]
 
 
-@migration(400, "api: stored responses of /v1/responses")
 def _m400(conn: Database) -> None:
     run_script(
         conn,
@@ -35,6 +34,9 @@ def _m400(conn: Database) -> None:
         CREATE INDEX api_responses_created ON api_responses(created_at)
         """,
     )
+
+
+MIGRATION = migrations.Step(400, "api: stored responses of /v1/responses", _m400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,6 @@ class StoredResponses:
         self._conn = conn
         self._transaction = transaction
         self.keep = keep
-        migrations.apply(conn)  # this module's table, when the store opened before it was imported
 
     def save(self, response: dict[str, Any], history: list[dict[str, Any]]) -> None:
         """Keep a response, then delete the oldest beyond ``keep``."""

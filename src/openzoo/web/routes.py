@@ -20,8 +20,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from openzoo import __version__
 from openzoo.api import session
-from openzoo.api.deps import services_of
-from openzoo.errors import OpenzooError
+from openzoo.api.deps import read_body, services_of
+from openzoo.api.errors import error_response
+from openzoo.errors import Forbidden, OpenzooError
 from openzoo.facts import licenses
 from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
@@ -278,8 +279,8 @@ async def playground_chat(request: Request) -> Response:
     from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.chat(request, await ollama.read_body(request, ollama_wire.ChatBody))
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.chat(request, await read_body(request, ollama_wire.ChatBody))
 
 
 @web_router.post("/api/generate")
@@ -289,7 +290,7 @@ async def playground_generate(request: Request) -> Response:
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.generate(request, await ollama.read_body(request, ollama_wire.GenerateBody))
+    return await ollama.generate(request, await read_body(request, ollama_wire.GenerateBody))
 
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -307,8 +308,8 @@ async def pull_from(request: Request) -> Response:
     from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.pull(request, await ollama.read_body(request, ollama_wire.ModelBody))
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.pull(request, await read_body(request, ollama_wire.ModelBody))
 
 
 # --- log and queue -------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from openzoo.schema import MIGRATIONS
 from openzoo.store.catalog import Catalog
 from openzoo.store.responses import StoredResponses
 
 
 def test_keep_get_delete_and_retention(tmp_path: Path) -> None:
-    catalog = Catalog.open(str(tmp_path / "catalog.sqlite"))
+    catalog = Catalog.open(str(tmp_path / "catalog.sqlite"), MIGRATIONS)
     try:
         kept = StoredResponses(catalog.connection, catalog.transaction, keep=3)
         for i in range(5):

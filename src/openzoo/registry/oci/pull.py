@@ -27,13 +27,14 @@ from openzoo import names
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import (
     DigestMismatch,
     InvalidRequest,
     NotFound,
     NotSupported,
     OpenzooError,
+    TransferFailed,
     VerificationFailed,
 )
 from openzoo.events import Progress
@@ -59,11 +60,10 @@ from openzoo.registry.oci.assemble import assemble
 from openzoo.registry.oci.client import OciClient, OciSettings
 from openzoo.registry.oci.formats.base import MAX_CONFIG_BYTES
 from openzoo.registry.oci.reference import parse_reference
-from openzoo.registry.transfer import Throttle, TransferFailed, download_blob
+from openzoo.registry.transfer import Throttle, download_blob
 from openzoo.registry.trust import Verdict, proof_evidence, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
-from openzoo.store.store import Store
 
 __all__ = ["pull_oci"]
 
@@ -81,12 +81,12 @@ class _Sealed:
     verdict: Verdict
 
 
-def pull_oci(store: Store, settings: OciSettings, reference: str, *, insecure: bool = False,
+def pull_oci(cert: Certification, settings: OciSettings, reference: str, *, insecure: bool = False,
              name: str | None = None) -> Iterator[Progress]:
     """Pull ``reference`` and tag it as ``name`` (default: from the reference); see the module docstring."""
+    store = cert.store
     ref = parse_reference(reference)
     target = names.parse(name) if name else ref.local_name()
-    cert = certification(store)
     client = OciClient(ref, settings)
     throttle = Throttle(settings.rate_limit)
     fetched: list[str] = []

@@ -26,7 +26,7 @@ from openzoo import names
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError, StoreCorrupt, VerificationFailed
 from openzoo.events import Progress
 from openzoo.facts.canonical import canonical_json, parse_json
@@ -73,17 +73,17 @@ class _Artifact:
     payloads: dict[str, bytes]
 
 
-def push_oci(store: Store, settings: OciSettings, model: str, destination: str, *,
+def push_oci(cert: Certification, settings: OciSettings, model: str, destination: str, *,
              fmt: str | None = None) -> Iterator[Progress]:
     """Push ``model`` to ``destination`` (``oci://HOST[:PORT]/REPO[:TAG]``) in format ``fmt``; see the module
     docstring. By default a model goes as ModelPack and a dataset in openzoo's format (ModelPack tools would
     find no weights in it; ``--format modelpack`` still writes it with ModelPack's dataset layers)."""
+    store = cert.store
     ref = parse_reference(destination)
     if ref.digest or not ref.tag:
         raise InvalidRequest(f"push to a tag, not a digest: {ref.display}",
                              hint="use oci://HOST:PORT/REPO:TAG; the registry names the digest")
     stored = store.resolve(names.parse(model))
-    cert = certification(store)
     full = stored.manifest
     sealed = sealed_manifest(full)
     fmt = fmt or (formats.DEFAULT if full.kind == "model" else "openzoo")
@@ -91,7 +91,7 @@ def push_oci(store: Store, settings: OciSettings, model: str, destination: str, 
     model_manifest = built.manifest
     subject = model_manifest.descriptor()
     for digest in full.blob_digests():  # the seal bundle too
-        problem = cert._check_blob(digest)
+        problem = cert.verifier.check_blob(digest)
         if problem:
             raise StoreCorrupt(f"blob {digest[:19]}… of {model} {problem}: not pushing it")
     artifacts = _artifacts(cert, stored.digest, full, subject, model_manifest)
