@@ -24,9 +24,14 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
 
         monitor = start_monitor(services)  # OPENZOO_MONITOR_PEERS: other zoos' logs, checked periodically
         app.state.monitor = monitor
+        from openzoo.api.zoo_log import start_cosigner
+
+        cosigner = start_cosigner(services)  # witnesses asked to cosign each new checkpoint (C2SP)
         try:
             yield
         finally:
+            if cosigner is not None:
+                await asyncio.to_thread(cosigner.close)
             if monitor is not None:
                 await asyncio.to_thread(monitor.close)  # its current write ends before the catalog closes
             if close_on_shutdown:
@@ -51,6 +56,13 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     from openzoo.api import zoo_finetune
 
     app.include_router(zoo_finetune.router)
+    from openzoo.api import zoo_log
+
+    app.include_router(zoo_log.router)
+    from openzoo.api import anthropic, responses
+
+    app.include_router(responses.router)
+    app.include_router(anthropic.router)
     app.include_router(web_router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

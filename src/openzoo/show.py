@@ -34,6 +34,8 @@ class ModelInfo:
     license: str | None = None
     #: The tensors, only when asked for ``verbose``.
     tensors: tuple[TensorInfo, ...] | None = None
+    #: ``"base"`` (a completion model: ``run`` and the playground prompt it raw) or ``"chat"``.
+    model_kind: str = "chat"
 
 
 def modelfile_for(spec: ModelSpec, template: str | None) -> str:
@@ -81,4 +83,5 @@ def show_model(models: Models, name: str, verbose: bool = False) -> ModelInfo:
         system=spec.system or None,
         license="\n".join(spec.licenses) if spec.licenses else None,
         tensors=tuple(info.tensors) if verbose else None,
+        model_kind="chat" if spec.instruction_tuned else "base",
     )

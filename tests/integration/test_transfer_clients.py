@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +74,6 @@ def receiver(root: Path, zoo_a: CertifiedZoo) -> Server:
     return start_server(home, root / "serve.log", args=["--no-default-model"])
 
 
-@contextmanager
-def tampered(registry: Registry, digest: str) -> Iterator[None]:
-    """One bit of a blob flipped in the registry's own storage, restored afterwards."""
-    path = registry.blob_file(digest)
-    original = path.read_bytes()
-    changed = bytearray(original)
-    changed[len(changed) // 2] ^= 0x01
-    path.write_bytes(bytes(changed))
-    try:
-        yield
-    finally:
-        path.write_bytes(original)
-
-
 def stored_nothing(home: Path, models: list[Any]) -> None:
     assert models == []
     assert sorted(p.name for p in (home / "blobs").glob("sha256-*")) == []
@@ -126,7 +111,7 @@ def test_python_client_pulls_from_a_registry_and_a_zoo(zoo_a: CertifiedZoo, oci_
         assert bad.value.status_code == 400 and "invalid OCI reference" in bad.value.error
 
         seen: list[str] = []
-        with tampered(oci_registry, weights), pytest.raises(ollama.ResponseError) as refused:
+        with oci_registry.flipped(weights), pytest.raises(ollama.ResponseError) as refused:
             for part in client.pull(oci_ref, stream=True):
                 seen.append(part.status or "")
         assert seen[0] == "pulling manifest" and "success" not in seen
@@ -170,7 +155,7 @@ def test_js_client_pulls_from_a_zoo_and_a_registry(zoo_a: CertifiedZoo, oci_regi
     srv = receiver(tmp_path, zoo_a)
     try:
         bad = f"oci://{oci_registry.host}/library/tiny:v1@sha256:nothex"
-        with tampered(oci_registry, weights):
+        with oci_registry.flipped(weights):
             first = node(srv.url, json.dumps([bad, oci_ref]))
         invalid, refused = first["results"]
         assert invalid["error"]["name"] == "ResponseError" and invalid["error"]["status"] == 400

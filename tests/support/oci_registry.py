@@ -7,18 +7,22 @@ skips, saying so.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support.server import free_port, stop_process, wait_ready
 
 BINARY = "docker-registry"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -36,6 +40,19 @@ class Registry:
         """Where the filesystem driver keeps a blob's bytes."""
         hexdigest = digest.removeprefix("sha256:")
         return self.root / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
+
+    @contextmanager
+    def flipped(self, digest: str) -> Iterator[None]:
+        """One bit of a blob flipped in the registry's own storage (every repository sees it), restored after."""
+        path = self.blob_file(digest)
+        original = path.read_bytes()
+        changed = bytearray(original)
+        changed[len(changed) // 2] ^= 0x01
+        path.write_bytes(bytes(changed))
+        try:
+            yield
+        finally:
+            path.write_bytes(original)
 
 
 def start_registry(root: Path) -> Registry:
@@ -77,3 +94,30 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     registry = start_registry(tmp_path_factory.mktemp("oci-registry"))
     yield registry
     stop_registry(registry)
+
+
+# -- raw registry access (as an operator, or an attacker, would) -------------------------------------
+
+
+def get(registry: Registry, path: str, accept: str = OCI_MANIFEST) -> httpx.Response:
+    resp = httpx.get(f"{registry.url}/v2/{path}", headers={"Accept": accept}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp
+
+
+def put_blob(registry: Registry, repo: str, data: bytes) -> str:
+    """Upload ``data`` as a blob of ``repo`` (skipped when the repository holds it already)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if httpx.head(f"{registry.url}/v2/{repo}/blobs/{digest}", timeout=30).status_code == 200:
+        return digest
+    start = httpx.post(f"{registry.url}/v2/{repo}/blobs/uploads/", timeout=30)
+    url = httpx.URL(start.headers["location"]).copy_merge_params({"digest": digest})
+    assert httpx.put(url, content=data, timeout=60).status_code == 201
+    return digest
+
+
+def put_manifest(registry: Registry, repo: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
+    resp = httpx.put(f"{registry.url}/v2/{repo}/manifests/{reference}", content=data,
+                     headers={"Content-Type": media_type}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return str(resp.headers["docker-content-digest"])

@@ -31,7 +31,6 @@ from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.gossip import (
     ForkEvidence,
     SignedHead,
-    UnknownLog,
     evidence_from_json,
     origin_for,
     pinned_key,
@@ -44,8 +43,17 @@ from openzoo.certify.gossip_store import GossipStore, StoredFork, StoredHead
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
-from openzoo.errors import Conflict, InvalidRequest, NotFound, OpenzooError, VerificationFailed
-from openzoo.registry.client import LEAVES_PER_PAGE, BadAnswer, RegistryClient, TransferFailed, remote_api_key
+from openzoo.errors import (
+    BadAnswer,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OpenzooError,
+    TransferFailed,
+    UnknownLog,
+    VerificationFailed,
+)
+from openzoo.registry.client import LEAVES_PER_PAGE, RegistryClient
 
 __all__ = ["MAX_MIRROR_SIZE", "LeafSource", "LocalLog", "Monitor", "MonitorReport", "Observation", "PeerMirror",
            "RemoteLog"]
@@ -182,8 +190,10 @@ class Monitor:
     """
 
     def __init__(self, cert: Certification, keys: Sequence[PublicKey] | None = None, *,
-                 stop: threading.Event | None = None, timeout: float = TIMEOUT) -> None:
+                 stop: threading.Event | None = None, timeout: float = TIMEOUT, api_key: str | None = None) -> None:
+        """``api_key``: sent to the zoos it reads (``OPENZOO_REMOTE_API_KEY``), for zoos whose reads are guarded."""
         self.cert = cert
+        self.api_key = api_key
         self.store: GossipStore = cert.gossip
         self.keys = list(keys) if keys is not None else cert.zoo_keys()
         self.stop = stop or threading.Event()
@@ -315,7 +325,7 @@ class Monitor:
 
         def client(base: str) -> RegistryClient:
             if base not in clients:
-                clients[base] = RegistryClient(base, remote_api_key(), timeout=self.timeout)
+                clients[base] = RegistryClient(base, self.api_key, timeout=self.timeout)
             return clients[base]
 
         zoo = client(url)
@@ -351,9 +361,13 @@ class Monitor:
             report.observations.append(Observation("rejected", source, f"no signed head: {exc}"))
             return True, None
         found = self.observe(note, source, [RemoteLog(zoo)])
+        if found.status == "skipped":  # the zoo's own head unchecked is never "consistent"
+            found = Observation("unverified", source, f"the zoo's own head cannot be checked: {found.detail}; "
+                                "pin its key with 'openzoo keys trust NAME zoo.pub'", found.origin)
         report.observations.append(found)
-        if found.origin is None or found.status in ("rejected", "skipped"):
+        if found.origin is None or found.status in ("rejected", "unverified"):
             return True, None
+        report.observations.extend(self._cosignatures(note, source, found.origin))
         self.store.set_url(found.origin, url)
         size = found.size or 0
         larger = next((h for h in self.store.heads(found.origin, "consistent", MAX_GOSSIP_HEADS)
@@ -365,6 +379,30 @@ class Monitor:
                 "stale", source, f"the zoo serves a head of size {found.size}, but it signed one of size "
                 f"{larger.size} before: it is hiding its latest entries", found.origin, found.size))
         return True, found.origin
+
+    def _cosignatures(self, note: str, source: str, origin: str) -> list[Observation]:
+        """Check each witness cosignature on a zoo's head with the witness keys known here (the policy's and
+        the witnesses this zoo asks); one that cannot be checked, or fails, is a problem, never ignored."""
+        from openzoo.certify.cosignature import verify_cosignatures
+
+        witnesses = self.cert.known_witnesses()
+        mine = {k.key_id[:8] for k in self.keys}
+        found: list[Observation] = []
+        try:
+            valid = {(c.witness.name, c.witness.hint) for c in verify_cosignatures(note, witnesses)}
+            lines = parse_note(note).signatures
+        except (InvalidRequest, VerificationFailed) as exc:
+            return [Observation("rejected", source, f"a witness cosignature on the head is forged: {exc}", origin)]
+        for sig in lines:
+            if sig.name == origin or sig.key_hint.hex() in mine:
+                continue  # the log's own signature lines
+            if (sig.name, sig.key_hint) in valid:
+                found.append(Observation("ok", source, f"cosignature by witness {sig.name} verifies", origin))
+            else:
+                found.append(Observation("unverified", source, f"cosignature by {sig.name} cannot be checked: its "
+                                         "key is not known here (add it with 'openzoo certify policy --witness' "
+                                         "or 'openzoo witness ask')", origin))
+        return found
 
     def _gossip(self, report: MonitorReport, zoo: RegistryClient, url: str,
                 client: Callable[[str], RegistryClient]) -> None:

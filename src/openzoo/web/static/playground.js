@@ -1,5 +1,7 @@
-// Playground: chat streamed token by token from the Ollama chat endpoint (fetch + ReadableStream),
+// Playground: chat streamed token by token from the Ollama chat endpoint (stream.js),
 // with a stop button (AbortController) and an optional per-token probability view from logprobs.
+// A base model (data-kind="base") is prompted as a completion instead: the generate endpoint with
+// raw:true (no chat template), each message on its own, unless "Use chat template" is ticked.
 (function () {
   "use strict";
   var form = document.getElementById("chat-form");
@@ -14,14 +16,30 @@
   var probsPanel = document.getElementById("probs-panel");
   var probs = document.getElementById("probs");
   var probDetail = document.getElementById("prob-detail");
-  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var endpoint = form.getAttribute("data-endpoint");
+  var generateEndpoint = form.getAttribute("data-generate-endpoint");
+  var modelSelect = document.getElementById("model");
+  var useChat = document.getElementById("use_chat");
+  var kindNote = document.getElementById("kind-note");
   var messages = [];
   var controller = null;
 
   function number(id) {
     var v = parseFloat(document.getElementById(id).value);
     return isNaN(v) ? undefined : v;
+  }
+
+  function completionMode() {
+    var option = modelSelect.options[modelSelect.selectedIndex];
+    return !!option && option.getAttribute("data-kind") === "base" && !useChat.checked;
+  }
+
+  function updateNote() {
+    var option = modelSelect.options[modelSelect.selectedIndex];
+    var base = !!option && option.getAttribute("data-kind") === "base";
+    kindNote.hidden = !base;
+    kindNote.querySelector(".kind-model").textContent = option ? option.value : "";
+    prompt.placeholder = completionMode() ? "Text for the model to continue, e.g. The sky looks blue because" : "";
   }
 
   function bubble(role, text) {
@@ -81,7 +99,8 @@
   }
 
   async function run(text) {
-    messages.push({role: "user", content: text});
+    var completion = completionMode();
+    if (!completion) { messages.push({role: "user", content: text}); }
     bubble("user", text);
     var out = bubble("assistant", "");
     out.parentNode.classList.add("streaming");
@@ -93,52 +112,29 @@
     busy(true);
     status.textContent = "Generating…";
     var started = performance.now();
+    // Empty fields are left out (undefined), so the model's own parameters apply.
     var body = {
-      model: document.getElementById("model").value,
-      messages: messages,
+      model: modelSelect.value,
       stream: true,
       options: {temperature: number("temperature"), top_p: number("top_p"), num_predict: number("num_predict")}
     };
+    if (completion) { body.prompt = text; body.raw = true; } else { body.messages = messages; }
     if (wantProbs) { body.logprobs = true; body.top_logprobs = 5; }
     try {
-      var response = await fetch(endpoint, {
-        method: "POST",
-        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-        body: JSON.stringify(body),
-        signal: controller.signal,
-        credentials: "same-origin"
-      });
-      if (!response.ok) {
-        var err = await response.text();
-        try { err = JSON.parse(err).error || err; } catch (e) { /* not JSON */ }
-        throw new Error(typeof err === "string" ? err : JSON.stringify(err));
-      }
-      var reader = response.body.getReader();
-      var decoder = new TextDecoder();
-      var buffer = "";
-      for (;;) {
-        var chunk = await reader.read();
-        if (chunk.done) { break; }
-        buffer += decoder.decode(chunk.value, {stream: true});
-        var lines = buffer.split("\n");
-        buffer = lines.pop();
-        lines.forEach(function (line) {
-          if (!line.trim()) { return; }
-          var event = JSON.parse(line);
-          if (event.error) { throw new Error(event.error); }
-          if (event.message && event.message.content && !event.done) {
-            reply += event.message.content;
-            out.textContent = reply;
-            tokens += 1;
-          }
-          if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
-          if (event.done) {
-            var secs = (performance.now() - started) / 1000;
-            status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
-              " tokens in " + secs.toFixed(1) + " s.";
-          }
-        });
-      }
+      await window.openzooStream(completion ? generateEndpoint : endpoint, body, function (event) {
+        var piece = event.message ? event.message.content : event.response;
+        if (piece && !event.done) {
+          reply += piece;
+          out.textContent = reply;
+          tokens += 1;
+        }
+        if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
+        if (event.done) {
+          var secs = (performance.now() - started) / 1000;
+          status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
+            " tokens in " + secs.toFixed(1) + " s.";
+        }
+      }, controller.signal);
     } catch (e) {
       if (e.name === "AbortError") {
         status.textContent = "Stopped.";
@@ -149,13 +145,19 @@
       }
     } finally {
       out.parentNode.classList.remove("streaming");
-      if (reply) { messages.push({role: "assistant", content: reply}); } else { messages.pop(); }
+      if (!completion) {
+        if (reply) { messages.push({role: "assistant", content: reply}); } else { messages.pop(); }
+      }
       controller = null;
       busy(false);
       prompt.focus();
       if (wantProbs) { renderProbs(collected); }
     }
   }
+
+  modelSelect.addEventListener("change", updateNote);
+  useChat.addEventListener("change", updateNote);
+  updateNote();
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();

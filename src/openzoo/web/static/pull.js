@@ -1,4 +1,4 @@
-// Pull form: posts Ollama's pull request to this server and shows its NDJSON progress as it streams
+// Pull form: posts Ollama's pull request to this server (stream.js) and shows its progress as it streams
 // (one list item per status, a progress bar for the bytes of the layer being pulled).
 (function () {
   "use strict";
@@ -10,7 +10,6 @@
   var bar = document.getElementById("pull-progress");
   var status = document.getElementById("pull-status");
   var log = document.getElementById("pull-log");
-  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var endpoint = form.getAttribute("data-endpoint");
   var last = "";
 
@@ -42,35 +41,11 @@
     bar.value = 0;
     status.textContent = "Starting…";
     try {
-      var response = await fetch(endpoint, {
-        method: "POST",
-        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-        body: JSON.stringify({model: model, insecure: insecure.checked, stream: true}),
-        credentials: "same-origin"
-      });
-      if (!response.ok) {
-        var err = await response.text();
-        try { err = JSON.parse(err).error || err; } catch (e) { /* not JSON */ }
-        throw new Error(typeof err === "string" ? err : JSON.stringify(err));
-      }
-      var reader = response.body.getReader();
-      var decoder = new TextDecoder();
-      var buffer = "";
       var done = false;
-      for (;;) {
-        var chunk = await reader.read();
-        if (chunk.done) { break; }
-        buffer += decoder.decode(chunk.value, {stream: true});
-        var lines = buffer.split("\n");
-        buffer = lines.pop();
-        lines.forEach(function (line) {
-          if (!line.trim()) { return; }
-          var event = JSON.parse(line);
-          if (event.error) { throw new Error(event.error); }
-          show(event);
-          if (event.status === "success") { done = true; }
-        });
-      }
+      await window.openzooStream(endpoint, {model: model, insecure: insecure.checked, stream: true}, function (event) {
+        show(event);
+        if (event.status === "success") { done = true; }
+      });
       if (!done) { throw new Error("the stream ended before the pull succeeded"); }
       status.textContent = "Pulled " + model + ".";
       note("See it in the catalog.");
