@@ -35,6 +35,18 @@ def license_id(spec: ModelSpec) -> str | None:
     return None if layer is None else layer.annotations.get("org.openzoo.license.id")
 
 
+def quantization_of(services: Services, spec: ModelSpec) -> dict[str, Any] | None:
+    """A quantized model's measured cost (see ``openzoo.quantize``): the lineage record's figures, or None."""
+    from openzoo.finetune.lineage import lineage_of
+    from openzoo.quantize.record import KIND
+
+    record = lineage_of(services.store, spec.manifest) if spec.manifest is not None else None
+    if record is None or record.get("kind") != KIND:
+        return None
+    return {"source": (record.get("base") or {}).get("name"), **(record.get("quantization") or {}),
+            "quality": record.get("quality") or {}}
+
+
 def show_model(services: Services, name: str, verbose: bool = False) -> dict[str, Any]:
     spec = services.models.resolve(name)
     info = services.models.gguf_info(spec)
@@ -59,6 +71,9 @@ def show_model(services: Services, name: str, verbose: bool = False) -> dict[str
         out["system"] = spec.system
     if spec.licenses:
         out["license"] = "\n".join(spec.licenses)
+    quantized = quantization_of(services, spec)
+    if quantized is not None:
+        out["quantization"] = quantized
     if verbose:
         out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
     return out

@@ -330,8 +330,10 @@ async def create(request: Request) -> Response:
                       template=body.template, system=body.system, parameters=body.parameters,
                       license=license_texts, messages=tuple(body.messages or ()))
     if body.quantize:
-        raise InvalidRequest("quantize is not supported yet; create from an already quantized GGUF",
-                             param="quantize")
+        from openzoo.quantize.run import quantize, request_from_api
+
+        events = quantize(services_of(request), request_from_api(spec, body.quantize, body.imatrix, body.heldout))
+        return await _progress_response(events, body.stream)
     return await _progress_response(services_of(request).models.create(spec), body.stream)
 
 

@@ -104,6 +104,8 @@ class CreateBody(_Body):
     parameters: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
     quantize: str | None = None
+    imatrix: str | None = None  # openzoo: with quantize, "builtin" or a dataset to compute an importance matrix from
+    heldout: str | None = None  # openzoo: with quantize, a dataset to measure the loss on (default: built-in text)
     stream: bool = True
     modelfile: str | None = None  # legacy
 

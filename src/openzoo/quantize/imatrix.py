@@ -139,7 +139,7 @@ class _Collector:
             self.sums[name] += (x * x).sum(axis=0)
             self.counts[name] += x.shape[0]
             return True
-        except BaseException as exc:  # noqa: BLE001 - stop the graph; compute() raises it
+        except BaseException as exc:  # stop the graph; compute() raises it
             self.error = exc
             return False
 

@@ -31,7 +31,8 @@ def log_softmax64(rows: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64
     """Row-wise log-softmax in float64 (max subtracted first, so nothing overflows)."""
     x = np.asarray(rows, dtype=np.float64)
     x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    out: npt.NDArray[np.float64] = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    return out
 
 
 @dataclass(slots=True)

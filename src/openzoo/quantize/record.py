@@ -43,7 +43,8 @@ def quality_lines(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("perplexity source", _num(m.get("ppl_source"))),
         ("perplexity quantized", _num(m.get("ppl_quantized"))),
         ("held-out text", f"{m.get('source', '?')} {m.get('digest', '')}"),
-        ("tokens scored / context", f"{m.get('tokens_scored', '?')} of {m.get('tokens', '?')} / {m.get('context', '?')}"),
+        ("tokens scored / context",
+         f"{m.get('tokens_scored', '?')} of {m.get('tokens', '?')} / {m.get('context', '?')}"),
     ]
 
 

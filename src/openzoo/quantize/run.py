@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.errors import EngineError, NotSupported
+from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Progress
 from openzoo.formats.gguf import validate_gguf
-from openzoo.models import ModelSpec, _config_for
+from openzoo.models import CreateSpec, ModelSpec, _config_for
 from openzoo.quantize import imatrix as im
 from openzoo.quantize.measure import DEFAULT_CONTEXT, DEFAULT_TOKENS, HeldOut, MeasureInputs, builtin_heldout, measure
 from openzoo.quantize.record import KIND, card_for
@@ -40,7 +40,7 @@ from openzoo.services import Services
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
 
-__all__ = ["QuantizeRequest", "heldout_text", "quantize", "quantize_file"]
+__all__ = ["QuantizeRequest", "heldout_text", "quantize", "quantize_file", "refuse_extras", "request_from_api"]
 
 #: Layers a quantized model takes over from its source; weights, card, seal, lineage, audits and
 #: anything describing the source's own files are its own.
@@ -60,6 +60,27 @@ class QuantizeRequest:
     tokens: int = DEFAULT_TOKENS
     context: int = DEFAULT_CONTEXT
     imatrix: str | None = None
+
+
+def refuse_extras(present: dict[str, bool]) -> None:
+    """A quantized model takes its source's template, system prompt, parameters and license; other settings
+    in the same request are refused (make them a second model FROM the quantized one)."""
+    given = [field for field, there in present.items() if there]
+    if given:
+        raise InvalidRequest(f"quantizing takes the source's settings; {', '.join(given)} cannot be set in the same "
+                             "create", hint="create the quantized model first, then a second model FROM it with "
+                                            f"the {', '.join(given)} you want", param="quantize")
+
+
+def request_from_api(spec: CreateSpec, qtype: str, imatrix: str | None, heldout: str | None) -> QuantizeRequest:
+    """``/api/create`` with ``quantize``: ``from`` names the stored model to quantize; nothing else may be set."""
+    if not spec.base or spec.files:
+        raise InvalidRequest("quantize needs 'from' naming a stored model", param="from",
+                             hint="create or pull the source model first, then quantize it with 'from'")
+    refuse_extras({"files": bool(spec.files), "adapters": bool(spec.adapters), "template": spec.template is not None,
+                   "system": spec.system is not None, "parameters": bool(spec.parameters),
+                   "license": bool(spec.license), "messages": bool(spec.messages)})
+    return QuantizeRequest(name=spec.name, source=spec.base, type=qtype, heldout=heldout, imatrix=imatrix)
 
 
 def heldout_text(services: Services, spec: ModelSpec, dataset: str | None) -> HeldOut:
@@ -88,8 +109,8 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
     spec = _source_spec(services, req.source)
     if qtype.needs_imatrix and req.imatrix is None:
         raise NotSupported(f"{qtype.name} needs an importance matrix: llama.cpp refuses to quantize to it without one",
-                           hint=f"add --imatrix builtin (or --imatrix DATASET) to compute one, or pick a type that "
-                                f"needs none, such as Q2_K or IQ3_XXS", param="quantize")
+                           hint="add --imatrix builtin (or --imatrix DATASET) to compute one, or pick a type that "
+                                "needs none, such as Q2_K or IQ3_XXS", param="quantize")
     inputs = MeasureInputs(heldout_text(services, spec, req.heldout), req.tokens, req.context)
     inputs.check()
     calibration = heldout_text(services, spec, req.imatrix) if req.imatrix is not None else None
@@ -166,7 +187,7 @@ def _upstream(services: Services, spec: ModelSpec) -> list[str]:
 
     try:
         card, _ = CertificationEvidence(services.store).card_or_draft(spec.name.display)
-    except Exception:  # noqa: BLE001 - a card that cannot be read leaves the upstream unnamed, no more
+    except OpenzooError:  # a card that cannot be read leaves the upstream unnamed, no more
         return []
     return [str(b) for b in card.metadata.get("base_model") or []]
 
@@ -187,7 +208,7 @@ def quantize_file(source: Path, out: Path, qtype: QuantType, *, status: str, est
     def work() -> None:
         try:
             result.append(int(L.llama_model_quantize(str(source).encode(), str(out).encode(), params)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the generator, which raises it
+        except BaseException as exc:  # handed to the generator, which raises it
             result.append(exc)
 
     started = time.monotonic()
