@@ -332,7 +332,8 @@ async def create(request: Request) -> Response:
     if body.quantize:
         from openzoo.quantize.run import quantize, request_from_api
 
-        events = quantize(services_of(request), request_from_api(spec, body.quantize, body.imatrix, body.heldout))
+        events = quantize(services_of(request), request_from_api(spec, body.quantize, imatrix=body.imatrix,
+                                                                heldout=body.heldout, tokens=body.heldout_tokens))
         return await _progress_response(events, body.stream)
     return await _progress_response(services_of(request).models.create(spec), body.stream)
 

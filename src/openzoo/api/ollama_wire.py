@@ -106,6 +106,7 @@ class CreateBody(_Body):
     quantize: str | None = None
     imatrix: str | None = None  # openzoo: with quantize, "builtin" or a dataset to compute an importance matrix from
     heldout: str | None = None  # openzoo: with quantize, a dataset to measure the loss on (default: built-in text)
+    heldout_tokens: int | None = None  # openzoo: with quantize, how many held-out tokens to measure on
     stream: bool = True
     modelfile: str | None = None  # legacy
 

@@ -72,7 +72,8 @@ def refuse_extras(present: dict[str, bool]) -> None:
                                             f"the {', '.join(given)} you want", param="quantize")
 
 
-def request_from_api(spec: CreateSpec, qtype: str, imatrix: str | None, heldout: str | None) -> QuantizeRequest:
+def request_from_api(spec: CreateSpec, qtype: str, *, imatrix: str | None, heldout: str | None,
+                     tokens: int | None) -> QuantizeRequest:
     """``/api/create`` with ``quantize``: ``from`` names the stored model to quantize; nothing else may be set."""
     if not spec.base or spec.files:
         raise InvalidRequest("quantize needs 'from' naming a stored model", param="from",
@@ -80,7 +81,8 @@ def request_from_api(spec: CreateSpec, qtype: str, imatrix: str | None, heldout:
     refuse_extras({"files": bool(spec.files), "adapters": bool(spec.adapters), "template": spec.template is not None,
                    "system": spec.system is not None, "parameters": bool(spec.parameters),
                    "license": bool(spec.license), "messages": bool(spec.messages)})
-    return QuantizeRequest(name=spec.name, source=spec.base, type=qtype, heldout=heldout, imatrix=imatrix)
+    return QuantizeRequest(name=spec.name, source=spec.base, type=qtype, heldout=heldout,
+                           tokens=tokens or DEFAULT_TOKENS, imatrix=imatrix)
 
 
 def heldout_text(services: Services, spec: ModelSpec, dataset: str | None) -> HeldOut:
