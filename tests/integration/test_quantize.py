@@ -87,6 +87,8 @@ def test_bad_types_are_refused_and_nothing_is_stored(zoo: Server, api: httpx.Cli
     assert cli.stderr.strip().count("\n") == 0 and "valid types" in cli.stderr
     names = [m["name"] for m in api.get("/api/tags").json()["models"]]
     assert not any(n.startswith("bad") for n in names)
+    same = api.post("/api/create", json={"model": "gemma3:270m", "from": "gemma3:270m", "quantize": "q8_0"})
+    assert same.status_code == 400 and "replace" in same.json()["error"]
     assert _blobs(zoo.home) == before
 
 

@@ -109,6 +109,9 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
     qtype = parse_type(req.type)
     target = names.parse(req.name)
     spec = _source_spec(services, req.source)
+    if target.key == spec.name.key:
+        raise InvalidRequest(f"{target.display} would replace the model it is quantized from",
+                             hint="give the quantized model a name of its own, e.g. NAME:q4_0", param="model")
     if qtype.needs_imatrix and req.imatrix is None:
         raise NotSupported(f"{qtype.name} needs an importance matrix: llama.cpp refuses to quantize to it without one",
                            hint="add --imatrix builtin (or --imatrix DATASET) to compute one, or pick a type that "
@@ -143,8 +146,8 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
             blob = store.blobs.put_file(out)
         if blob.digest not in existing:
             added.append(blob.digest)
-        record = _lineage(services, spec, qtype, info.quantization, source_layer, blob.digest, blob.size,
-                          seconds, quality, matrix)
+        record = _lineage(services, spec, info.architecture, qtype, info.quantization, source_layer, blob.digest,
+                          blob.size, seconds, quality, matrix)
         config = _config_for(new_info, {"parent_model": spec.name.display})
         card = card_for(record, target.display, new_info.metadata())
         layers = [Layer(mt.MODEL, blob.digest, blob.size),
@@ -161,17 +164,17 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
     yield Progress("success", detail={"lineage": record})
 
 
-def _lineage(services: Services, spec: ModelSpec, qtype: QuantType, from_type: str, source: Layer, digest: str,
-             size: int, seconds: float, quality: dict[str, Any], matrix: im.ImportanceMatrix | None) -> dict[str, Any]:
+def _lineage(services: Services, spec: ModelSpec, architecture: str, qtype: QuantType, from_type: str, source: Layer,
+             digest: str, size: int, seconds: float, quality: dict[str, Any],
+             matrix: im.ImportanceMatrix | None) -> dict[str, Any]:
     from openzoo.finetune.lineage import SCHEMA, library_versions
     from openzoo.show import license_id
 
-    info = services.models.gguf_info(spec)
     return {
         "schema": SCHEMA,
         "kind": KIND,
         "base": {"name": spec.name.display, "manifest_digest": spec.digest, "weights_digest": source.digest,
-                 "architecture": info.architecture, "license_id": license_id(spec),
+                 "architecture": architecture, "license_id": license_id(spec),
                  "base_model": _upstream(services, spec)},
         "quantization": {"type": qtype.name, "ftype": qtype.ftype, "from_type": from_type, "allow_requantize": True,
                          "imatrix": matrix.to_json() if matrix is not None else None,
@@ -208,10 +211,12 @@ def quantize_file(source: Path, out: Path, qtype: QuantType, *, status: str, est
     result: list[int | BaseException] = []
 
     def work() -> None:
+        held = (params, keep)  # alive for as long as llama.cpp reads them, even if the caller goes away
         try:
             result.append(int(L.llama_model_quantize(str(source).encode(), str(out).encode(), params)))
         except BaseException as exc:  # handed to the generator, which raises it
             result.append(exc)
+        del held
 
     started = time.monotonic()
     thread = threading.Thread(target=work, name="llama.cpp quantize", daemon=True)
@@ -230,5 +235,4 @@ def quantize_file(source: Path, out: Path, qtype: QuantType, *, status: str, est
                           f"(llama_model_quantize returned {outcome})",
                           hint="run with OPENZOO_DEBUG=1 to see llama.cpp's log")
     yield Progress(status, total=estimate, completed=estimate)
-    del keep
     return seconds
