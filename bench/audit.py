@@ -125,7 +125,7 @@ def main() -> None:
         home = Path(tmp) / "home"
         env = {"OPENZOO_HOME": str(home), "OPENZOO_CONTEXT_LENGTH": str(CTX)}
         services = Services(config.load(env))
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
         weights = services.models.resolve(DEFAULT_MODEL).weights
         scorer = EngineScorer.open(services.inference, DEFAULT_MODEL, parallel=args.parallel, context_bos=False)

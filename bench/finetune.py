@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openzoo-bench-ft-") as tmp:
         services = Services(config.load({"OPENZOO_HOME": tmp, "OPENZOO_CONTEXT_LENGTH": "1024"}))
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
         # 3. first step: cold (dequantize) then warm (cached blob); the warm run's model serves (2).
         cold, _ = first_step_seconds(services, "bench/cold", 1)

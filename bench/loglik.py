@@ -54,7 +54,7 @@ def main() -> None:
         work = Path(tmp)
         home = work / "home"
         services = Services(config.load({"OPENZOO_HOME": str(home), "OPENZOO_CONTEXT_LENGTH": str(CTX)}))
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
         requests = [(item.context, " " + choice) for item in items for choice in item.choices]
         scorer = EngineScorer.open(services.inference, DEFAULT_MODEL, context_bos=False)

@@ -34,12 +34,8 @@ import oras.client  # noqa: E402
 
 from openzoo import config  # noqa: E402
 from openzoo.models import DEFAULT_MODEL  # noqa: E402
-from openzoo.registry.oci.client import OciSettings  # noqa: E402
-from openzoo.registry.oci.pull import pull_oci  # noqa: E402
-from openzoo.registry.oci.push import push_oci  # noqa: E402
 from openzoo.services import Services  # noqa: E402
 from openzoo.store import manifests as mt  # noqa: E402
-from openzoo.store.store import Store  # noqa: E402
 from support.cli import home_with_default_model  # noqa: E402
 from support.oci_registry import BINARY, start_registry, stop_registry  # noqa: E402
 
@@ -71,7 +67,6 @@ def main() -> None:
         total = services.store.manifest_size(spec.manifest)
         weights = Path(spec.weights)
         weights_size = weights.stat().st_size
-        settings = OciSettings()
         client = oras.client.OrasClient(hostname=registry.host, insecure=True)
         os.chdir(weights.parent)  # oras-py pushes paths relative to the working directory
         times: dict[str, list[float]] = {}
@@ -81,11 +76,11 @@ def main() -> None:
         for r in range(args.rounds):
             ours, theirs = f"oci://{registry.host}/bench/openzoo{r}:v1", f"{registry.host}/bench/oras{r}:v1"
             runs: dict[str, Callable[[], object]] = {
-                "openzoo push": lambda t=ours: drain(push_oci(services.store, settings, DEFAULT_MODEL, t)),
+                "openzoo push": lambda t=ours: drain(services.transfers.push(DEFAULT_MODEL, t)),
                 "oras push": lambda t=theirs: client.push(target=t, files=files, quiet=True),
                 "oras push (chunked)": lambda t=theirs: client.push(target=t.replace("oras", "orasc"), files=files,
                                                                     do_chunked=True, quiet=True),
-                "openzoo pull": lambda t=ours, d=work / f"pull-openzoo{r}": _pull(d, settings, t),
+                "openzoo pull": lambda t=ours, d=work / f"pull-openzoo{r}": _pull(d, t),
                 "oras pull": lambda t=theirs, d=work / f"pull-oras{r}": client.pull(target=t, outdir=str(d)),
             }
             for name, run in runs.items():
@@ -106,12 +101,13 @@ def main() -> None:
     print(f"pull ratio openzoo / oras:           {rate['openzoo pull'] / rate['oras pull']:.2f}x")
 
 
-def _pull(home: Path, settings: OciSettings, reference: str) -> None:
-    store = Store(home)
+def _pull(home: Path, reference: str) -> None:
+    """A pull into a fresh zoo, through the same service as ``openzoo pull`` (default settings)."""
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
     try:
-        drain(pull_oci(store, settings, reference, insecure=True))
+        drain(services.transfers.pull(reference, insecure=True))
     finally:
-        store.close()
+        services.close()
 
 
 if __name__ == "__main__":

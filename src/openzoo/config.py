@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from openzoo.catalog_url import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 from openzoo.errors import InvalidRequest
-from openzoo.store.db import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 
 DEFAULT_PORT = 11434
 
@@ -85,10 +85,19 @@ SETTINGS: tuple[Setting, ...] = (
             "User name for OCI registries that ask for basic auth or a bearer token (with OCI_PASSWORD).",
             "oci_username"),
     Setting("OCI_PASSWORD", "", "Password or access token for OPENZOO_OCI_USERNAME.", "oci_password"),
+    Setting("REMOTE_API_KEY", "",
+            "The API key of another zoo this one pulls from or pushes to (`HOST:PORT/ns/name:tag`); the "
+            "other zoo's OPENZOO_API_KEY.", "remote_api_key"),
+    Setting("WITNESS_INTERVAL", "1s",
+            "How often `openzoo serve` looks for a new checkpoint of its log to have cosigned by the witnesses "
+            "added with `openzoo witness ask` (Go duration or seconds; 0 turns it off).", "witness_interval"),
+    Setting("WITNESS_TIMEOUT", "5s",
+            "Longest wait for one witness's cosignature; a dead witness is logged and skipped, never blocks the "
+            "log.", "witness_timeout"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
-SECRETS = frozenset({"api_key", "oci_token", "oci_password"})
+SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,9 @@ class Config:
     oci_token: str = ""
     oci_username: str = ""
     oci_password: str = ""
+    remote_api_key: str = ""
+    witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
+    witness_timeout: float = 5.0
 
     @property
     def catalog(self) -> str:
@@ -262,6 +274,9 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_token=raw["oci_token"],
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
+        remote_api_key=raw["remote_api_key"],
+        witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
+        witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
     )
 
 

@@ -22,7 +22,7 @@ from openzoo.events import Done, Event, Failure, TextChunk, ToolCall
 from openzoo.formats import grammar as grammars
 from openzoo.formats.templates import ChatTemplate
 from openzoo.formats.tools import extract_tool_calls, tools_instruction
-from openzoo.metrics import Metrics
+from openzoo.metrics import Metrics, ReplicaInfo
 from openzoo.models import Models, ModelSpec
 from openzoo.options import RunOptions, merge, parse
 from openzoo.runtime.base import GenerationHandle, GenerationRequest, LoadedModel
@@ -82,23 +82,6 @@ class Embeddings:
     prompt_tokens: int
     total_ns: int
     load_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaInfo:
-    """One engine that serves requests: this process, or one Ray Serve replica (``serve --replicas``).
-
-    ``requests`` counts generations started there, ``in_flight`` those running or queued now; ``age_s``
-    is how long ago a remote replica last reported (always 0 for this process).
-    """
-
-    id: str
-    pid: int
-    node: str
-    requests: int
-    in_flight: int
-    models: tuple[LoadedInfo, ...] = ()
-    age_s: float = 0.0
 
 
 class TokenText(Protocol):

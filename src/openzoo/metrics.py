@@ -12,15 +12,28 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from openzoo.events import Done, Event, Failure, TextChunk
 from openzoo.runtime.scheduler import LoadedInfo
 
-if TYPE_CHECKING:
-    from openzoo.inference import ReplicaInfo
-
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """One engine that serves requests: this process, or one Ray Serve replica (``serve --replicas``).
+
+    ``requests`` counts generations started there, ``in_flight`` those running or queued now; ``age_s``
+    is how long ago a remote replica last reported (always 0 for this process).
+    """
+
+    id: str
+    pid: int
+    node: str
+    requests: int
+    in_flight: int
+    models: tuple[LoadedInfo, ...] = ()
+    age_s: float = 0.0
 
 
 @dataclass

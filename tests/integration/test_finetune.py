@@ -303,7 +303,7 @@ def test_interrupt_leaves_a_checkpoint_and_resume_finishes(services: Services, t
 
 
 def test_api_starts_a_job_and_streams_progress(services: Services) -> None:
-    from openzoo.api.app import create_app
+    from openzoo.app import create_app
 
     app = create_app(services, close_on_shutdown=False)
     records = [{"text": f"Otter {i} splashed in the stream pools."} for i in range(4)]

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from openzoo.registry.monitor import Monitor
 from openzoo.store.store import Store
 from support.cli import openzoo
 from support.server import Server, free_port, start_server, stop_server
+from support.zoos import copy_db, wait_for
 
 INTERVAL = "1s"
 
@@ -92,12 +91,6 @@ def append(zoo: Zoo, count: int, tag: str) -> str:
         store.close()
 
 
-def copy_db(source: Path, target: Path) -> None:
-    """SQLite's online backup (a connection's ``with`` only commits, so close both explicitly)."""
-    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-
-
 def serve(zoo: Zoo, logs: Path, *peers: Zoo) -> None:
     env = {"OPENZOO_MONITOR_PEERS": ",".join(p.url for p in peers), "OPENZOO_MONITOR_INTERVAL": INTERVAL}
     log = logs / f"{zoo.name}-{time.monotonic_ns()}.log"
@@ -108,15 +101,6 @@ def stop(zoo: Zoo) -> None:
     if zoo.server is not None:
         stop_server(zoo.server)
         zoo.server = None
-
-
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sizes(heads: list[dict[str, Any]], status: str = "consistent") -> set[int]:

@@ -22,10 +22,10 @@ import httpx
 import oras.client
 import pytest
 
-from openzoo.certify.canonical import canonical_json
 from openzoo.certify.dsse import Envelope, sign_envelope
 from openzoo.certify.keys import generate_key
 from openzoo.certify.seal import seal_digest
+from openzoo.facts.canonical import canonical_json
 from openzoo.registry.oci.artifacts import (
     DSSE_MEDIA_TYPE,
     OCI_INDEX,
@@ -224,15 +224,8 @@ def test_oras_cli_discovers_and_fetches_what_openzoo_pushed(zoo_a: CertifiedZoo,
 
 
 def tamper_blob(registry: Registry, repo: str, manifest: dict[str, Any], digest: str) -> Iterator[None]:
-    path = registry.blob_file(manifest["layers"][0]["digest"])  # the weights, in the registry's storage
-    original = path.read_bytes()
-    changed = bytearray(original)
-    changed[len(changed) // 2] ^= 0x01
-    path.write_bytes(bytes(changed))
-    try:
+    with registry.flipped(manifest["layers"][0]["digest"]):  # the weights, in the registry's storage
         yield
-    finally:
-        path.write_bytes(original)
 
 
 def tamper_manifest_on_disk(registry: Registry, repo: str, manifest: dict[str, Any], digest: str) -> Iterator[None]:

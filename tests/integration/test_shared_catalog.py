@@ -26,10 +26,10 @@ import pytest
 
 from openzoo import names
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64decode
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.keys import load_public_pem
 from openzoo.certify.service import Certification
+from openzoo.facts.canonical import b64decode
 from openzoo.models import DEFAULT_MODEL
 from openzoo.store.store import Store
 from support.cli import openzoo

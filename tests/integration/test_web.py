@@ -266,6 +266,21 @@ def test_playground_stop_button_aborts(page: Page) -> None:
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
 
 
+def test_pull_form_shows_progress_then_the_refusal(page: Page, web_server: Server) -> None:
+    """The pull form streams the Ollama pull handler's progress; pulling this zoo's own unsealed ``tiny``
+    back from its registry is refused (its blobs are stored already, so nothing changes)."""
+    page.goto("/ui/pull")
+    page.get_by_label("Pull from").fill(f"{web_server.host}/library/tiny:latest")
+    page.get_by_role("button", name="Pull").click()
+    expect(page.locator("#pull-status")).to_contain_text("Error: refused", timeout=60_000)
+    log = page.locator("#pull-log")
+    for line in ("pulling manifest", "verifying sha256 digest", "the model has no seal"):
+        expect(log).to_contain_text(line)
+    assert page.evaluate("document.getElementById('pull-progress').value") == \
+        page.evaluate("document.getElementById('pull-progress').max") > 1
+    shot(page, "pull")
+
+
 def test_compare_two_models(page: Page) -> None:
     page.goto("/ui/")
     page.get_by_label("Compare gemma3:270m").check()

@@ -38,7 +38,7 @@ def home_with_default_model(home: Path) -> Path:
     """``home`` with the embedded default model imported into its store (from the PyPI package)."""
     services = Services(config.load({"OPENZOO_HOME": str(home)}))
     try:
-        for _ in services.models.pull(DEFAULT_MODEL):
+        for _ in services.transfers.pull(DEFAULT_MODEL):
             pass
     finally:
         services.close()

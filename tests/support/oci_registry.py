@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,19 @@ class Registry:
         """Where the filesystem driver keeps a blob's bytes."""
         hexdigest = digest.removeprefix("sha256:")
         return self.root / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
+
+    @contextmanager
+    def flipped(self, digest: str) -> Iterator[None]:
+        """One bit of a blob flipped in the registry's own storage (every repository sees it), restored after."""
+        path = self.blob_file(digest)
+        original = path.read_bytes()
+        changed = bytearray(original)
+        changed[len(changed) // 2] ^= 0x01
+        path.write_bytes(bytes(changed))
+        try:
+            yield
+        finally:
+            path.write_bytes(original)
 
 
 def start_registry(root: Path) -> Registry:

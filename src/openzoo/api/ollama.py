@@ -8,6 +8,7 @@ Each handler parses its body, calls one domain function and renders events with
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream, 
 from openzoo.models import CreateSpec
 
 router = APIRouter()
+log = logging.getLogger("openzoo.api")
 B = TypeVar("B", bound=BaseModel)
 NDJSON = "application/x-ndjson"
 
@@ -238,7 +240,8 @@ async def show(request: Request) -> dict[str, Any]:
     from openzoo.show import show_model
 
     body = await read_body(request, wire.ModelBody)
-    return await _run(show_model, services_of(request), _require_model(body.target), body.verbose)
+    info = await _run(show_model, services_of(request).models, _require_model(body.target), body.verbose)
+    return wire.show_response(info)
 
 
 @router.get("/api/ps")
@@ -288,6 +291,9 @@ async def _progress_response(events: Iterator[Progress], stream: bool) -> Respon
                 yield wire.progress(event)
         except OpenzooError as exc:
             yield {"error": exc.message}
+        except Exception as exc:  # the status line is sent: the client still gets Ollama's final error line
+            log.exception("a progress stream failed after its first line")
+            yield {"error": f"internal error: {type(exc).__name__}: {exc}"}
 
     return _ndjson(body(), None)
 
@@ -307,18 +313,21 @@ async def _first_then_rest(events: Iterator[Progress]) -> Iterator[Progress]:
 
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
+    """Ollama's pull, for every reference :mod:`openzoo.transfers` knows (the embedded default, another
+    zoo's ``HOST:PORT/ns/model:tag``, ``oci://…``); ``insecure`` keeps an unverifiable model, uncertified."""
     body = await read_body(request, wire.ModelBody)
-    name = _require_model(body.target)
-    return await _progress_response(services_of(request).models.pull(name, insecure=body.insecure), body.stream)
+    transfers = services_of(request).transfers
+    events = await _run(lambda: transfers.pull(body.target, insecure=body.insecure))
+    return await _progress_response(events, body.stream)
 
 
 @router.post("/api/push")
 async def push(request: Request) -> Response:
+    """Ollama's push: ``model`` names the destination too (``HOST:PORT/ns/model:tag`` or ``oci://…``)."""
     body = await read_body(request, wire.ModelBody)
-    name = names.parse(_require_model(body.target))
-    from openzoo.registry.client import push_model
-
-    return await _progress_response(push_model(services_of(request).store, name.display, None), body.stream)
+    transfers = services_of(request).transfers
+    events = await _run(lambda: transfers.push(body.target))
+    return await _progress_response(events, body.stream)
 
 
 @router.post("/api/create")

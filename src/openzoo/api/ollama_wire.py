@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from openzoo.config import parse_duration
 from openzoo.events import Done, Progress, TextChunk, TokenLogprob
 from openzoo.inference import KeepAlive
+from openzoo.show import ModelInfo
 
 
 class _Body(BaseModel):
@@ -205,3 +206,25 @@ def b64_float32(vector: list[float]) -> str:
     import struct
 
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def show_response(info: ModelInfo) -> dict[str, Any]:
+    """``POST /api/show``'s body for a model (keys absent where Ollama leaves them out)."""
+    out: dict[str, Any] = {
+        "modelfile": info.modelfile,
+        "parameters": info.parameters,
+        "template": info.template,
+        "details": info.details.to_json(),
+        "model_info": info.model_info,
+        "capabilities": list(info.capabilities),
+        "modified_at": rfc3339(info.modified_at),
+    }
+    if info.system:
+        out["system"] = info.system
+    if info.license:
+        out["license"] = info.license
+    if info.tensors is not None:
+        out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
+    if info.quantization is not None:
+        out["quantization"] = info.quantization
+    return out

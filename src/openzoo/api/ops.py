@@ -9,7 +9,8 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from openzoo.api.deps import services_of
-from openzoo.inference import InferenceService, ReplicaInfo
+from openzoo.inference import InferenceService
+from openzoo.metrics import ReplicaInfo
 from openzoo.runtime.scheduler import LoadedInfo
 
 router = APIRouter()

@@ -13,9 +13,9 @@ from fastapi.responses import PlainTextResponse
 from openzoo import names
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import NotFound
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
 
 router = APIRouter()
@@ -29,7 +29,10 @@ async def _with_cert(request: Request, read: Callable[[Certification], T]) -> T:
 
 @router.get("/zoo/log/head")
 async def log_head(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(await _with_cert(request, Certification.head))
+    """The latest signed head with its witnesses' cosignatures (the same note as ``/zoo/log/checkpoint``)."""
+    from openzoo.certify.witnessing import log_witnesses
+
+    return PlainTextResponse(await _with_cert(request, lambda c: log_witnesses(c).cosigned()))
 
 
 @router.get("/zoo/log/entries")
@@ -92,10 +95,13 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
     def read(cert: Certification) -> dict[str, Any]:
         bundle = cert.seal_bundle(name)
         from openzoo.certify.requests import seal_predicate
+        from openzoo.certify.witnessing import log_witnesses
 
         index = seal_predicate(bundle).get("log", {}).get("index")
-        head = cert.head()
-        receipt = cert.log.receipt(int(index), head).to_json() if isinstance(index, int) else bundle["receipt"]
+        witnesses = log_witnesses(cert)
+        head = witnesses.cosigned()  # the receipt is under the latest head witnesses cosigned, if one covers it
+        witnessed = (witnesses.latest_cosigned(index) if isinstance(index, int) else None) or head
+        receipt = cert.log.receipt(int(index), witnessed).to_json() if isinstance(index, int) else bundle["receipt"]
         return {"model": names.parse(name).display, "bundle": bundle, "receipt": receipt,
                 "revocations": cert.revocations(after=index if isinstance(index, int) else -1), "head": head}
 

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from openzoo import names
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run, read_body
-from openzoo.datasets.formats import check_filename, detect_format
 from openzoo.datasets.service import Source
 from openzoo.errors import BlobNotFound, InvalidRequest
 from openzoo.events import Progress
+from openzoo.facts.datafiles import check_filename, detect_format
 
 router = APIRouter()
 

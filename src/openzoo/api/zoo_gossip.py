@@ -9,16 +9,16 @@ signature by whoever reads it (leaves hash to a signed root), so serving it need
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from openzoo.api.deps import services_of
 from openzoo.api.ollama import _run
-from openzoo.certify.canonical import b64encode
+from openzoo.api.periodic import PeriodicTask
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.service import certification
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
 from openzoo.services import Services
 
@@ -67,34 +67,20 @@ async def forks(request: Request, origin: str | None = None, limit: int = 100) -
     return await _run(read, _store(request))
 
 
-class PeriodicMonitor:
-    """A thread that checks ``OPENZOO_MONITOR_PEERS`` every ``OPENZOO_MONITOR_INTERVAL`` and logs what it found.
+class PeriodicMonitor(PeriodicTask):
+    """Checks ``OPENZOO_MONITOR_PEERS`` every ``OPENZOO_MONITOR_INTERVAL`` and logs what it found."""
 
-    A thread rather than an asyncio task: a round is blocking work (HTTP, SQLite, hashing) and must finish
-    its current write before the server closes the catalog, which :meth:`close` waits for.
-    """
+    name = "openzoo-monitor"
 
     def __init__(self, services: Services) -> None:
-        self.services = services
-        self.stop = threading.Event()
+        super().__init__(services)
         self.rounds = 0
-        self.thread = threading.Thread(target=self._loop, name="openzoo-monitor", daemon=True)
 
-    def start(self) -> PeriodicMonitor:
-        self.thread.start()
-        return self
+    def interval(self) -> float:
+        return self.services.config.monitor_interval
 
-    def close(self, timeout: float = 30.0) -> None:
-        self.stop.set()
-        self.thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.check_once()
-            except Exception:  # a bug must not end monitoring for the life of the server
-                log.exception("monitor round failed")
-            self.stop.wait(self.services.config.monitor_interval)
+    def run_once(self) -> None:
+        self.check_once()
 
     def check_once(self) -> None:
         from openzoo.registry.monitor import Monitor

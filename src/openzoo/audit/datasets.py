@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from openzoo.datasets.formats import data_digest
 from openzoo.errors import InvalidData
+from openzoo.facts.datafiles import data_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def sha256_digest(data: bytes) -> str:
 
 def combined_digest(files: list[DataFile]) -> str:
     """One digest for a suite's data: a single file's own digest, else sha256 of the sorted ``name digest``
-    lines. It is the data digest a dataset of the same files has (:func:`openzoo.datasets.formats.data_digest`),
+    lines. It is the data digest a dataset of the same files has (:func:`openzoo.facts.datafiles.data_digest`),
     so a report's ``data_digest`` names the dataset ``openzoo dataset import`` makes of that data."""
     return data_digest([(f.name, f.digest) for f in files])
 

@@ -11,9 +11,14 @@ body. A checkpoint note looks like::
                                <- blank line
     — zoo <base64(4-byte key hint || DER ECDSA-SHA256 signature over the body above)>
 
-Keys are ECDSA P-256 (see :mod:`.keys`); as Rekor does for ECDSA, the 4-byte key hint is the first four
-bytes of SHA-256 of the DER SubjectPublicKeyInfo, i.e. the first 8 hex digits of the key id. Verifiers
-select candidate keys by hint and then check the signature; the name is for people.
+The zoo's checkpoints carry two signature lines over the same body: first the Ed25519 line of its *log
+key* (C2SP signed-note key type 0x01, named by the origin: what Go's ``sumdb/note``, witnesses and other
+C2SP verifiers check, see :mod:`.note`), then the ECDSA P-256 line of its ``zoo`` key (see :mod:`.keys`),
+which seals, receipts and pinned peers checked before the log spoke C2SP and still check. For the P-256
+line, as Rekor does for ECDSA, the 4-byte key hint is the first four bytes of SHA-256 of the DER
+SubjectPublicKeyInfo, i.e. the first 8 hex digits of the key id. Verifiers select candidate keys by hint
+(and, for note keys, by name) and then check the signature; signatures of unknown keys are ignored, so
+checkpoints signed before the log key existed (P-256 only) verify as they always did.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from openzoo.certify.canonical import b64decode, b64encode
 from openzoo.certify.keys import PublicKey, SigningKey
+from openzoo.certify.note import ED25519, NoteSigner, NoteVerifier
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode
 
 __all__ = [
     "Checkpoint",
+    "LogKey",
     "NoteSignature",
     "SignedNote",
+    "add_note_signature",
     "add_signature",
     "key_hint",
     "parse_note",
@@ -41,6 +49,8 @@ __all__ = [
 SIG_PREFIX = "\u2014 "  # em dash + space, as the signed-note spec requires
 _NAME = re.compile(r"^[^\s+]+$")
 _SIZE = re.compile(r"^(0|[1-9][0-9]{0,19})$")
+MAX_SIGNATURES = 100  # Go's note.Open refuses more; a checkpoint with a dozen cosignatures has 14
+LogKey = PublicKey | NoteVerifier  # a key whose signature line vouches for a checkpoint body
 
 
 def key_hint(key: PublicKey) -> bytes:
@@ -126,6 +136,8 @@ def parse_note(note: str) -> SignedNote:
         sigs.append(NoteSignature(parts[0], raw[:4], raw[4:]))
     if not sigs:
         raise InvalidRequest("signed note has no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise InvalidRequest(f"signed note has more than {MAX_SIGNATURES} signatures")
     return SignedNote(text, tuple(sigs))
 
 
@@ -135,10 +147,28 @@ def _sign(text: str, key: SigningKey) -> NoteSignature:
     return NoteSignature(key.name, key_hint(key.public), key.sign(text.encode("utf-8")))
 
 
-def sign_checkpoint(checkpoint: Checkpoint, key: SigningKey) -> str:
-    """Render ``checkpoint`` as a note signed by ``key``."""
+def _note_sign(text: str, signer: NoteSigner) -> NoteSignature:
+    if signer.key_type != ED25519:
+        raise InvalidRequest(f"the note key {signer.name!r} is not a note signing key (type 0x01)")
+    return NoteSignature(signer.name, signer.verifier.hint, signer.sign(text.encode("utf-8")))
+
+
+def sign_checkpoint(checkpoint: Checkpoint, key: SigningKey, log_key: NoteSigner | None = None) -> str:
+    """Render ``checkpoint`` as a note signed by ``log_key`` (Ed25519, first, if given) and ``key``."""
     text = checkpoint.body()
-    return SignedNote(text, (_sign(text, key),)).render()
+    first = (_note_sign(text, log_key),) if log_key is not None else ()
+    return SignedNote(text, (*first, _sign(text, key))).render()
+
+
+def add_note_signature(note: str, signer: NoteSigner) -> str:
+    """The note with ``signer``'s Ed25519 line first, unless it already carries one (stable: Ed25519
+    signatures are deterministic). How checkpoints stored before the log key existed are served."""
+    parsed = parse_note(note)
+    mine = _note_sign(parsed.text, signer)
+    if mine in parsed.signatures:
+        return note
+    return SignedNote(parsed.text, (mine, *(s for s in parsed.signatures if s.key_hint != mine.key_hint
+                                            or s.name != mine.name))).render()
 
 
 def add_signature(note: str, key: SigningKey) -> str:
@@ -147,27 +177,38 @@ def add_signature(note: str, key: SigningKey) -> str:
     return SignedNote(parsed.text, (*parsed.signatures, _sign(parsed.text, key))).render()
 
 
-def verify_note(note: str, trusted: Iterable[PublicKey]) -> tuple[str, list[PublicKey]]:
+def _candidates(sig: NoteSignature, by_hint: dict[bytes, list[LogKey]]) -> list[LogKey]:
+    """The trusted keys a signature line claims to be from: P-256 keys by hint, note keys by name and id."""
+    return [k for k in by_hint.get(sig.key_hint, []) if not isinstance(k, NoteVerifier) or k.name == sig.name]
+
+
+def verify_note(note: str, trusted: Iterable[LogKey], *, strict: bool = False) -> tuple[str, list[LogKey]]:
     """Return the note body and the trusted keys whose signatures verify.
 
-    Raises VerificationFailed when no trusted key signed it validly.
+    Signatures of unknown keys are ignored. Raises VerificationFailed when no trusted key signed it validly,
+    and with ``strict`` also when a line names a trusted key (name and key id) but its signature fails
+    (such a note is malformed per C2SP signed-note; a witness answers it with 403).
     """
     parsed = parse_note(note)
     data = parsed.text.encode("utf-8")
-    by_hint: dict[bytes, list[PublicKey]] = {}
+    by_hint: dict[bytes, list[LogKey]] = {}
     for key in trusted:
-        by_hint.setdefault(key_hint(key), []).append(key)
-    good: list[PublicKey] = []
+        if isinstance(key, NoteVerifier) and key.key_type != ED25519:
+            continue  # cosignature keys sign another message (see .cosignature)
+        by_hint.setdefault(key.hint if isinstance(key, NoteVerifier) else key_hint(key), []).append(key)
+    good: list[LogKey] = []
     for sig in parsed.signatures:
-        for key in by_hint.get(sig.key_hint, []):
-            if key not in good and key.verify(sig.signature, data):
-                good.append(key)
+        claimed = _candidates(sig, by_hint)
+        ok = [k for k in claimed if k.verify(sig.signature, data)]
+        if strict and claimed and not ok:
+            raise VerificationFailed(f"the signature line of {sig.name!r} names a trusted key but does not verify")
+        good.extend(k for k in ok if k not in good)
     if not good:
         raise VerificationFailed("tree head signature does not verify with any trusted key")
     return parsed.text, good
 
 
-def verify_checkpoint(note: str, trusted: Sequence[PublicKey], origin: str | None = None) -> Checkpoint:
+def verify_checkpoint(note: str, trusted: Sequence[LogKey], origin: str | None = None) -> Checkpoint:
     """Verify a signed checkpoint against trusted keys (and the expected origin) and return it."""
     text, _ = verify_note(note, trusted)
     checkpoint = Checkpoint.parse_body(text)

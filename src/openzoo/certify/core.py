@@ -25,12 +25,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.gossip import origin_for
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.log import TransparencyLog
+from openzoo.certify.note import log_signer
 from openzoo.certify.policy import (
     Policy,
     create_policy,
@@ -38,6 +38,7 @@ from openzoo.certify.policy import (
     sign_policy,
 )
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
 from openzoo.store.db import Database
@@ -224,7 +225,9 @@ class CertificationCore:
     @property
     def log(self) -> TransparencyLog:
         if self._log is None:
-            self._log = TransparencyLog(self.conn, origin=origin_for(self.zoo_public()))
+            origin = origin_for(self.zoo_public())
+            log_key = log_signer(self.keys_dir, origin, _passphrase(ZOO_PASSPHRASE_ENV))  # C2SP (Ed25519)
+            self._log = TransparencyLog(self.conn, origin=origin, log_key=log_key)
         return self._log
 
     @property
@@ -279,15 +282,19 @@ class CertificationCore:
     def reviewer_key(self, name: str) -> PublicKey:
         return self.keyring.load(name)
 
-    def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = ()) -> Policy:
-        """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers."""
+    def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = (),
+                   witnesses: Sequence[str] = (), witness_threshold: int = 0) -> Policy:
+        """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers.
+
+        ``witnesses`` (cosignature vkeys) with ``witness_threshold`` k: seals need k witnesses' cosignatures.
+        """
         keys = [self.reviewer_key(n.strip()) for n in reviewers if n.strip()]
         current = self.policies()
         if not current:
-            policy = create_policy(keys, threshold, version=1)
+            policy = create_policy(keys, threshold, 1, witnesses, witness_threshold)
             envelope_json: str | None = None
         else:
-            new = create_policy(keys, threshold, version=current[-1].version + 1)
+            new = create_policy(keys, threshold, current[-1].version + 1, witnesses, witness_threshold)
             if not signers:
                 raise VerificationFailed(
                     f"a new policy must be signed by {current[-1].threshold} reviewers of policy "
@@ -296,7 +303,7 @@ class CertificationCore:
                 )
             envelope = sign_policy(new, [self.reviewer_signing_key(s) for s in signers])
             policy = rotate_policy(current[-1], envelope)
-            policy = Policy(policy.version, policy.threshold, new.reviewers)
+            policy = Policy(policy.version, policy.threshold, new.reviewers, new.witnesses, new.witness_threshold)
             envelope_json = envelope.to_bytes().decode()
         body = {"version": policy.version, "digest": policy.digest(), "policy": policy.to_json()}
         if envelope_json:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openzoo.certify.card import ModelCard
-from openzoo.certify.licenses import UNKNOWN, LicenseFacts, lookup
 from openzoo.certify.openness import ComponentEvidence, OpennessReport, grade
-from openzoo.certify.scan import ScanReport, scan_data_file
-from openzoo.datasets import datasheet as sheets
-from openzoo.datasets.formats import FileFacts, inspect_file
-from openzoo.datasets.service import fit_datasheet, read_config
+from openzoo.facts import datasheet as sheets
+from openzoo.facts.card import ModelCard
+from openzoo.facts.datafiles import FileFacts, inspect_file
+from openzoo.facts.dataset_config import fit_datasheet, read_config
+from openzoo.facts.licenses import UNKNOWN, LicenseFacts, lookup
+from openzoo.formats.scan import ScanReport, scan_data_file
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store

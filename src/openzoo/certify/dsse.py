@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",

@@ -12,12 +12,12 @@ from typing import Any
 
 from openzoo import names
 from openzoo.certify import dataset_evidence
-from openzoo.certify.card import ModelCard, card_from_metadata, draft_body, parse_card
 from openzoo.certify.core import CertificationCore
-from openzoo.certify.licenses import LicenseFacts, describe, lookup
 from openzoo.certify.openness import ComponentEvidence, OpennessReport, grade
-from openzoo.certify.scan import ScanReport, scan_file, scan_template
 from openzoo.errors import InvalidRequest
+from openzoo.facts.card import ModelCard, card_from_metadata, draft_body, parse_card
+from openzoo.facts.licenses import LicenseFacts, describe, lookup
+from openzoo.formats.scan import ScanReport, scan_file, scan_template
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
 

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_hex
-from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
+from openzoo.certify.checkpoint import Checkpoint, LogKey, parse_note, verify_checkpoint
 from openzoo.certify.keys import PublicKey
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_hex
 
 __all__ = [
     "EVIDENCE_TYPE",
@@ -90,7 +90,7 @@ class SignedHead:
 
     note: str
     checkpoint: Checkpoint
-    key: PublicKey
+    key: LogKey  # a pinned zoo key, or the note key a witness was given for the log
 
     @property
     def origin(self) -> str:
@@ -237,8 +237,9 @@ class Fork:
                 f"prefix of the larger one")
 
 
-def verify_evidence(evidence: ForkEvidence | Mapping[str, Any] | str | bytes, key: PublicKey) -> Fork:
-    """Check fork evidence offline with nothing but the log's public key; return the proven :class:`Fork`.
+def verify_evidence(evidence: ForkEvidence | Mapping[str, Any] | str | bytes, key: LogKey) -> Fork:
+    """Check fork evidence offline with nothing but the log's public key (a zoo's P-256 key, or the log's
+    C2SP note verifier key, as a witness knows it); return the proven :class:`Fork`.
 
     Raises InvalidRequest for malformed evidence and VerificationFailed when it does not prove a fork
     (a signature that does not verify, a proof that fails, or two heads that are in fact consistent).

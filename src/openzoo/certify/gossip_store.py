@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import parse_json
 from openzoo.certify.gossip import ForkEvidence, SignedHead, evidence_from_json
 from openzoo.errors import Conflict, InvalidRequest
+from openzoo.facts.canonical import parse_json
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 from openzoo.store.db import Database

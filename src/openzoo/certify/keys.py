@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from openzoo.certify.canonical import sha256_hex
 from openzoo.errors import Conflict, InvalidRequest, NotFound
+from openzoo.facts.canonical import sha256_hex
 
 __all__ = [
     "KeyInfo",

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.certify.checkpoint import (
     Checkpoint,
     parse_note,
@@ -37,7 +36,9 @@ from openzoo.certify.checkpoint import (
     verify_note,
 )
 from openzoo.certify.keys import PublicKey, SigningKey
+from openzoo.certify.note import NoteSigner
 from openzoo.errors import Conflict, InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.store import migrations
 from openzoo.store.db import Database, open_database
 
@@ -272,6 +273,7 @@ class TransparencyLog:
         *,
         origin: str = DEFAULT_ORIGIN,
         clock: Callable[[], int] = _now_ms,
+        log_key: NoteSigner | None = None,
     ) -> None:
         if isinstance(db, str | Path):
             db = open_database(str(db))
@@ -281,6 +283,7 @@ class TransparencyLog:
         self.conn = db
         self.origin = origin
         self.clock = clock
+        self.log_key = log_key  # Ed25519 note key: its line comes first on every head signed (C2SP)
         self._nodes = _StoredNodes(db)
         # (size, last leaf) -> frontier; replaced as a whole, never changed in place, so threads
         # reading it need no lock.
@@ -363,6 +366,21 @@ class TransparencyLog:
                                  (start, count)).fetchall()
         return [bytes(r[0]) for r in rows]
 
+    def hashes(self, level: int, start: int, count: int) -> list[bytes]:
+        """Up to ``count`` hashes of complete subtrees of ``2**level`` leaves from index ``start``, in order
+        (level 0: leaf hashes). What the C2SP tiles of :mod:`.tiles` are cut from."""
+        if level == 0:
+            return self.leaves(start, count)
+        rows = self.conn.execute("SELECT hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                                 (level, start, start + count)).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def entry_data(self, start: int, count: int) -> list[bytes]:
+        """The bytes of up to ``count`` entries from ``start`` (:func:`entry_bytes`: each hashes to its leaf)."""
+        rows = self.conn.execute("SELECT kind, body, ts FROM log_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+                                 (start, count)).fetchall()
+        return [_entry_bytes_from_json(str(r[0]), str(r[1]).encode("utf-8"), int(r[2])) for r in rows]
+
     def head(self) -> LogHead:
         """Current size and root hash (unsigned; see :meth:`sign_head`)."""
         size, frontier = self._frontier()
@@ -398,7 +416,8 @@ class TransparencyLog:
         log never holds two different signed heads for one size.
         """
         head = self.head()
-        note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root_hash, tuple(extensions)), key)
+        note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root_hash, tuple(extensions)), key,
+                               self.log_key)
         with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO log_heads (size, note, ts) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING",

@@ -33,6 +33,7 @@ __all__ = [
     "NodeStore",
     "append_to_frontier",
     "consistency_proof",
+    "consistency_roots",
     "frontier_for",
     "inclusion_proof",
     "leaf_hash",
@@ -192,6 +193,16 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     path = list(proof)
     if old_size & (old_size - 1) == 0:
         path = [old_root, *path]
+    return consistency_roots(old_size, new_size, path) == (old_root, new_root)
+
+
+def consistency_roots(old_size: int, new_size: int, path: Sequence[bytes]) -> tuple[bytes, bytes] | None:
+    """The (old root, new root) that a consistency proof leads to (RFC 9162 §2.1.4.2, the loop), for
+    ``0 < old_size < new_size``; ``path`` starts with the old root when ``old_size`` is a power of two.
+    None when the proof is too long or too short for the sizes. A witness uses the old root to show which
+    other tree a log signed (:mod:`.witness`)."""
+    if not path or not 0 < old_size < new_size:
+        return None
     fn, sn = old_size - 1, new_size - 1
     while fn & 1:
         fn >>= 1
@@ -199,7 +210,7 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -210,7 +221,7 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    return fr == old_root and sr == new_root and sn == 0
+    return (fr, sr) if sn == 0 else None
 
 
 def append_to_frontier(frontier: list[bytes | None], size: int, leaf: bytes) -> list[tuple[int, int, bytes]]:

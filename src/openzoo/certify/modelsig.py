@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openzoo.certify.canonical import b64decode, b64encode, parse_json
 from openzoo.certify.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
@@ -37,6 +36,7 @@ from openzoo.certify.dsse import (
 )
 from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.errors import InvalidRequest, OpenzooError, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, parse_json
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from openzoo.certify.licenses import ContentType, LicenseFacts, lookup
 from openzoo.errors import InvalidRequest
+from openzoo.facts.licenses import ContentType, LicenseFacts, lookup
 
 __all__ = [
     "CLASS_NAMES",

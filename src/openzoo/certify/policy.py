@@ -30,10 +30,11 @@ from typing import Any
 
 import yaml
 
-from openzoo.certify.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_digest
 from openzoo.certify.dsse import Envelope, pae, sign_envelope, verify_envelope
 from openzoo.certify.keys import PublicKey, SigningKey, load_public_pem, validate_key_name
+from openzoo.certify.note import COSIGNATURE_V1, NoteVerifier, parse_vkey
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
+from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_digest
 
 __all__ = [
     "APPROVAL_PAYLOAD_TYPE",
@@ -69,11 +70,18 @@ class Reviewer:
 
 @dataclass(frozen=True)
 class Policy:
-    """A versioned reviewer set with threshold k; :meth:`digest` identifies it in seals and the log."""
+    """A versioned reviewer set with threshold k; :meth:`digest` identifies it in seals and the log.
+
+    ``witnesses`` (C2SP cosignature/v1 verifier keys) and ``witness_threshold`` k: a seal's log receipt must
+    carry cosignatures of k of them (:mod:`.cosignature`), so a reader offline knows that k witnesses saw
+    the same append-only log. A policy without witnesses has the JSON (and digest) it always had.
+    """
 
     version: int
     threshold: int
     reviewers: tuple[Reviewer, ...]
+    witnesses: tuple[str, ...] = ()
+    witness_threshold: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
@@ -90,6 +98,19 @@ class Policy:
         ids = [r.key_id for r in self.reviewers]
         if len(set(names)) != len(names) or len(set(ids)) != len(ids):
             raise InvalidRequest("policy reviewers must have distinct names and keys")
+        witnesses = self.witness_keys()
+        if len({w.name for w in witnesses}) != len(witnesses):
+            raise InvalidRequest("policy witnesses must have distinct names")
+        k = self.witness_threshold
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= len(witnesses) or (witnesses and not k):
+            raise InvalidRequest(f"witness threshold must be between 1 and {len(witnesses)}" if witnesses else
+                                 "a witness threshold needs witnesses", hint="k of n witnesses' vkeys")
+
+    def witness_keys(self) -> list[NoteVerifier]:
+        """The witnesses' cosignature keys (parsed; InvalidRequest if one is not a cosignature/v1 vkey)."""
+        if not isinstance(self.witnesses, tuple) or not all(isinstance(w, str) for w in self.witnesses):
+            raise InvalidRequest("policy witnesses are a list of verifier keys")
+        return [parse_vkey(w, COSIGNATURE_V1) for w in self.witnesses]
 
     def to_json(self, with_keys: bool = True) -> dict[str, Any]:
         """Plain dict form; ``with_keys`` adds the PEMs (the digest never includes them)."""
@@ -99,7 +120,11 @@ class Policy:
             if with_keys and r.public_key is not None:
                 item["public_key"] = r.public_key.pem().decode("ascii")
             reviewers.append(item)
-        return {"version": self.version, "threshold": self.threshold, "reviewers": reviewers}
+        data: dict[str, Any] = {"version": self.version, "threshold": self.threshold, "reviewers": reviewers}
+        if self.witnesses:
+            data["witnesses"] = list(self.witnesses)
+            data["witness_threshold"] = self.witness_threshold
+        return data
 
     def digest(self) -> str:
         """``sha256:`` of the canonical JSON of version, threshold, names and key ids.
@@ -118,7 +143,11 @@ class Policy:
         if not isinstance(data, Mapping) or not isinstance(data.get("reviewers"), list):
             raise InvalidRequest("policy needs version, threshold and a list of reviewers")
         reviewers = tuple(_reviewer(item, resolve) for item in data["reviewers"])
-        return cls(data.get("version"), data.get("threshold"), reviewers)  # type: ignore[arg-type]
+        witnesses = data.get("witnesses", [])
+        if not isinstance(witnesses, list):
+            raise InvalidRequest("policy witnesses are a list of verifier keys")
+        return cls(data.get("version"), data.get("threshold"), reviewers,  # type: ignore[arg-type]
+                   tuple(witnesses), data.get("witness_threshold", 0))
 
     @classmethod
     def from_yaml(cls, text: str, resolve: KeyResolver | None = None) -> Policy:
@@ -161,9 +190,11 @@ def _reviewer(item: Any, resolve: KeyResolver | None) -> Reviewer:
     return Reviewer(name, key_id.lower(), key)
 
 
-def create_policy(reviewers: Sequence[PublicKey], threshold: int, version: int = 1) -> Policy:
-    """A policy from reviewer public keys (their names become the reviewer names)."""
-    return Policy(version, threshold, tuple(Reviewer(k.name, k.key_id, k) for k in reviewers))
+def create_policy(reviewers: Sequence[PublicKey], threshold: int, version: int = 1,
+                  witnesses: Sequence[str] = (), witness_threshold: int = 0) -> Policy:
+    """A policy from reviewer public keys (their names become the reviewer names) and witness vkeys."""
+    return Policy(version, threshold, tuple(Reviewer(k.name, k.key_id, k) for k in reviewers),
+                  tuple(parse_vkey(w, COSIGNATURE_V1).vkey for w in witnesses), witness_threshold)
 
 
 def sign_policy(new: Policy, keys: Iterable[SigningKey]) -> Envelope:

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.core import layer_label, now_ms, sealed_digest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.evidence import CertificationEvidence
-from openzoo.certify.licenses import describe
 from openzoo.certify.policy import (
     Approval,
     ApprovalTally,
@@ -29,6 +27,8 @@ from openzoo.certify.policy import (
 )
 from openzoo.certify.seal import build_seal, revocation_body, seal_digest
 from openzoo.errors import Conflict, NotFound, VerificationFailed
+from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
+from openzoo.facts.licenses import describe
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from openzoo.certify.canonical import sha256_digest
 from openzoo.certify.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     Envelope,
@@ -34,6 +33,7 @@ from openzoo.certify.keys import PublicKey, SigningKey
 from openzoo.certify.log import LogReceipt, verify_receipt
 from openzoo.certify.policy import Approval, Policy, count_approvals
 from openzoo.errors import Conflict, InvalidRequest, OpenzooError, VerificationFailed
+from openzoo.facts.canonical import sha256_digest
 
 __all__ = [
     "SEAL_PREDICATE_TYPE",

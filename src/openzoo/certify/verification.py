@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.certify.checkpoint import verify_checkpoint
 from openzoo.certify.core import layer_label, sealed_manifest
 from openzoo.certify.dsse import Envelope
@@ -25,9 +24,10 @@ from openzoo.certify.policy import (
 )
 from openzoo.certify.requests import CertificationRequests, seal_predicate
 from openzoo.certify.seal import Check, verify_seal
-from openzoo.datasets.formats import check_filename
-from openzoo.datasets.service import FILENAME
 from openzoo.errors import NotFound, OpenzooError, VerificationFailed
+from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
+from openzoo.facts.datafiles import check_filename
+from openzoo.facts.dataset_config import FILENAME
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
@@ -164,6 +164,11 @@ class CertificationVerification(CertificationRequests):
             result.checks.append(Check("log inclusion", "fail", f"no usable log receipt: {exc}"))
         checks, signer = self.check_seal(stored.manifest, bundle, receipt, revocations)
         result.checks += checks
+        from openzoo.certify.witnessing import witness_check
+
+        witnessed = witness_check(self, bundle, receipt, local) if receipt is not None else None
+        if witnessed is not None:  # the policy names witnesses: k of them cosigned a head with the seal
+            result.checks.append(witnessed)
         result.certified_by = signer
         if local and receipt is not None:
             result.checks.append(self._approvals_logged(bundle, receipt.checkpoint))

@@ -113,11 +113,19 @@ def keys_list() -> None:
 
 @keys.command("export")
 @click.argument("name")
-def keys_export(name: str) -> None:
+@click.option("--vkey", is_flag=True,
+              help="For 'zoo': print the C2SP note verifier key of the zoo's log (Ed25519), for witnesses and Go.")
+def keys_export(name: str, vkey: bool) -> None:
     """Print the public key NAME (PEM), e.g. 'keys export zoo > zoo.pub'."""
     svc = service()
     if name == "zoo":
         svc.zoo_public()
+    if vkey:
+        if name != "zoo" or svc.log.log_key is None:
+            raise InvalidRequest("only the zoo's log has a note verifier key",
+                                 hint="run 'openzoo keys export zoo --vkey'")
+        click.echo(svc.log.log_key.verifier.vkey)
+        return
     click.echo(svc.keyring.export(name).decode(), nl=False)
 
 
@@ -151,7 +159,12 @@ def certify() -> None:
 @click.option("--reviewers", help="Comma-separated reviewer key names.")
 @click.option("--threshold", type=int, help="How many reviewers must approve (k of n).")
 @click.option("--sign-with", "sign_with", default="", help="Current reviewers signing a new policy.")
-def certify_policy(reviewers: str | None, threshold: int | None, sign_with: str) -> None:
+@click.option("--witness", "witnesses", multiple=True,
+              help="A witness's cosignature key (vkey, 'openzoo witness key' on its zoo); repeat for each.")
+@click.option("--witness-threshold", type=int, default=None,
+              help="How many of the witnesses must cosign a head that includes a seal (k of n).")
+def certify_policy(reviewers: str | None, threshold: int | None, sign_with: str, witnesses: tuple[str, ...],
+                   witness_threshold: int | None) -> None:
     """Show the policy, or set it (the first is trusted on creation; later ones need k signatures)."""
     svc = service()
     if reviewers is None and threshold is None:
@@ -161,9 +174,11 @@ def certify_policy(reviewers: str | None, threshold: int | None, sign_with: str)
         raise InvalidRequest("give both --reviewers and --threshold")
     signers = [s.strip() for s in sign_with.split(",") if s.strip()]
     _ask_passphrase(svc, signers)
-    policy = svc.set_policy(reviewers.split(","), threshold, signers)
+    k = witness_threshold if witness_threshold is not None else (len(witnesses) if witnesses else 0)
+    policy = svc.set_policy(reviewers.split(","), threshold, signers, witnesses, k)
+    witnessed = f", {k} of {len(witnesses)} witnesses" if witnesses else ""
     click.echo(f"policy v{policy.version}: {policy.threshold} of {len(policy.reviewers)} "
-               f"({', '.join(r.name for r in policy.reviewers)}) {policy.digest()}")
+               f"({', '.join(r.name for r in policy.reviewers)}){witnessed} {policy.digest()}")
 
 
 @certify.command("request")
@@ -237,8 +252,10 @@ def log() -> None:
 
 @log.command("head")
 def log_head() -> None:
-    """Print the latest signed tree head (checkpoint)."""
-    click.echo(service().head(), nl=False)
+    """Print the latest signed tree head (checkpoint), with the witnesses' cosignatures it has."""
+    from openzoo.certify.witnessing import log_witnesses
+
+    click.echo(log_witnesses(service()).cosigned(), nl=False)
 
 
 @log.command("show")
@@ -258,7 +275,7 @@ def log_show(start: int, limit: int, kind: str | None) -> None:
 @click.option("--consistency", "old", type=int, default=None, help="Prove consistency from this old size.")
 def log_prove(index: int | None, size: int | None, old: int | None) -> None:
     """Print an inclusion proof for INDEX, or a consistency proof with --consistency OLD."""
-    from openzoo.certify.canonical import b64encode
+    from openzoo.facts.canonical import b64encode
 
     svc = service()
     head = svc.head()
@@ -322,7 +339,7 @@ def log_monitor(url: str | None, key_name: str | None) -> None:
 @click.option("--html", is_flag=True, help="Print the card body as sanitized HTML.")
 def card(model: str, edit: bool, import_file: Path | None, export_file: Path | None, html: bool) -> None:
     """Show a model's card (made from GGUF metadata on first use)."""
-    from openzoo.certify.card import parse_card
+    from openzoo.facts.card import parse_card
 
     svc = service()
     current = svc.ensure_card(model)
@@ -366,7 +383,7 @@ def openness_text(model: str) -> str:
     svc.ensure_card(model)
     report = svc.openness(model)
     facts = svc.license_facts(model)
-    from openzoo.certify.licenses import describe
+    from openzoo.facts.licenses import describe
 
     lines = [f"License: {describe(facts)}", report.explain(), "", "Components:"]
     for r in report.components:

@@ -15,8 +15,8 @@ import click
 
 from openzoo.cli.main import _ago, cli, local_services
 from openzoo.cli.output import human_size, render_progress, table
-from openzoo.datasets.formats import FORMATS
 from openzoo.events import Progress
+from openzoo.facts.datafiles import FORMATS
 
 
 @cli.group()
@@ -65,7 +65,7 @@ def dataset_list() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the dataset's record as JSON.")
 def dataset_show(name: str, as_json: bool) -> None:
     """Show a dataset: digests, rows, files, columns, license and seal."""
-    from openzoo.certify.licenses import describe
+    from openzoo.facts.licenses import describe
 
     found = local_services().datasets.get(name)
     if as_json:
@@ -92,8 +92,8 @@ def dataset_show(name: str, as_json: bool) -> None:
               default=None, help="Replace the datasheet with a Hugging Face dataset card README.md.")
 def dataset_card(name: str, export_file: Path | None, import_file: Path | None) -> None:
     """Print the datasheet as Hugging Face dataset-card markdown with YAML front matter."""
-    from openzoo.certify.card import parse_card
     from openzoo.certify.service import certification
+    from openzoo.facts.card import parse_card
 
     services = local_services()
     found = services.datasets.get(name)

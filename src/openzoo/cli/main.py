@@ -120,34 +120,34 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
         click.echo(openness_text(model))
         return
 
-    info = show_model(local_services(), model, verbose)
-    for flag, key in ((modelfile, "modelfile"), (license_, "license"), (parameters, "parameters"),
-                      (template, "template"), (system, "system")):
+    info = show_model(local_services().models, model, verbose)
+    for flag, text in ((modelfile, info.modelfile), (license_, info.license), (parameters, info.parameters),
+                       (template, info.template), (system, info.system)):
         if flag:
-            click.echo(info.get(key) or "")
+            click.echo(text or "")
             return
-    d, meta = info["details"], info["model_info"]
+    d, meta = info.details, info.model_info
     arch = meta.get("general.architecture", "")
-    rows = [["architecture", arch], ["parameters", d["parameter_size"]],
-            ["context length", str(meta.get(f"{arch}.context_length", ""))],
-            ["embedding length", str(meta.get(f"{arch}.embedding_length", ""))],
-            ["quantization", d["quantization_level"]]]
+    rows: list[tuple[str, object]] = [("architecture", arch), ("parameters", d.parameter_size),
+                                      ("context length", str(meta.get(f"{arch}.context_length", ""))),
+                                      ("embedding length", str(meta.get(f"{arch}.embedding_length", ""))),
+                                      ("quantization", d.quantization_level)]
     click.echo("  Model")
     click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
     click.echo("\n  Capabilities")
-    click.echo("\n".join(f"    {c}" for c in info["capabilities"]))
-    if info.get("quantization"):
+    click.echo("\n".join(f"    {c}" for c in info.capabilities))
+    if info.quantization:
         from openzoo.quantize.record import quality_lines
 
-        click.echo(f"\n  Quantization (from {info['quantization']['source']})")
-        record = {"quantization": info["quantization"], "quality": info["quantization"]["quality"]}
+        click.echo(f"\n  Quantization (from {info.quantization['source']})")
+        record = {"quantization": info.quantization, "quality": info.quantization["quality"]}
         click.echo("\n".join(f"    {k:<26}{v}" for k, v in quality_lines(record)))
-    if info.get("parameters"):
+    if info.parameters:
         click.echo("\n  Parameters")
-        click.echo("\n".join("    " + line for line in info["parameters"].splitlines()))
-    if info.get("license"):
+        click.echo("\n".join("    " + line for line in info.parameters.splitlines()))
+    if info.license:
         click.echo("\n  License")
-        click.echo("\n".join("    " + line for line in info["license"].strip().splitlines()[:4]))
+        click.echo("\n".join("    " + line for line in info.license.strip().splitlines()[:4]))
     if verbose:
         click.echo("\n  Metadata")
         for key, value in meta.items():
@@ -161,44 +161,20 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
 def pull(model: str, insecure: bool, name: str | None) -> None:
     """Pull a model: the embedded default (gemma3:270m), HOST:PORT/ns/name:tag from another zoo, or
     oci://HOST:PORT/REPO:TAG from an OCI registry (both verified against pinned zoo keys)."""
-    from openzoo.registry.oci.reference import is_oci
-
-    services = local_services()
-    if is_oci(model):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.pull import pull_oci
-
-        render_progress(pull_oci(services.store, OciSettings.from_config(services.config), model,
-                                 insecure=insecure, name=name))
-        return
-    if name is not None:
-        raise InvalidRequest("--name applies to oci:// pulls only", hint="use 'openzoo cp' to name a model")
-    render_progress(services.models.pull(model, insecure=insecure))
+    render_progress(local_services().transfers.pull(model, insecure=insecure, name=name))
 
 
 @cli.command()
 @click.argument("model")
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
-@click.option("--api-key", envvar="OPENZOO_REMOTE_API_KEY", default=None, help="The receiving zoo's API key.")
+@click.option("--api-key", default=None, help="The receiving zoo's API key (default: OPENZOO_REMOTE_API_KEY).")
 def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
     registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
-    from openzoo.registry.oci.reference import is_oci
-
     if destination and to:
         raise InvalidRequest("give the destination once", hint="either 'push MODEL DEST' or 'push MODEL --to DEST'")
-    target = destination or to
-    services = local_services()
-    if target is not None and is_oci(target):
-        from openzoo.registry.oci.client import OciSettings
-        from openzoo.registry.oci.push import push_oci
-
-        render_progress(push_oci(services.store, OciSettings.from_config(services.config), model, target))
-        return
-    from openzoo.registry.client import push_model
-
-    render_progress(push_model(services.store, model, target, api_key=api_key))
+    render_progress(local_services().transfers.push(model, destination or to, api_key=api_key))
 
 
 @cli.command("import")
@@ -306,5 +282,6 @@ def main() -> None:
     from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
     from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
     from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
+    from openzoo.cli import witness as _witness  # noqa: F401  (registers witness)
 
     cli(prog_name="openzoo")

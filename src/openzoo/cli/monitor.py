@@ -17,13 +17,15 @@ from pathlib import Path
 
 import click
 
-from openzoo.certify.canonical import parse_json
+from openzoo.certify.checkpoint import LogKey
 from openzoo.certify.gossip import MAX_EVIDENCE_BYTES, evidence_from_json, origin_for, pinned_key, verify_evidence
 from openzoo.certify.gossip_store import StoredFork
 from openzoo.certify.keys import PublicKey, load_public_pem
+from openzoo.certify.note import ED25519, parse_vkey
 from openzoo.cli.certify import service
 from openzoo.cli.main import cli
 from openzoo.errors import InvalidRequest, OpenzooError
+from openzoo.facts.canonical import parse_json
 from openzoo.registry.monitor import Monitor, MonitorReport
 
 EXIT_FORK = 1
@@ -148,12 +150,19 @@ def forks(origin: str | None, directory: Path | None, as_json: bool) -> None:
 @monitor.command("verify-evidence")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--key", "key", required=True,
-              help="The log's public key: a PEM file ('openzoo keys export zoo' on that zoo), or a trusted key's name.")
+              help="The log's public key: a PEM file ('openzoo keys export zoo' on that zoo), a trusted key's name, "
+                   "or the log's note verifier key ('openzoo keys export zoo --vkey', what its witnesses know).")
 def verify_evidence_cmd(files: tuple[Path, ...], key: str) -> None:
     """Check fork evidence offline with nothing but the log's public key; exit 0 only if every FILE proves a
     fork (each is evidence as written by 'monitor forks --write', or one item of /zoo/gossip/forks)."""
     path = Path(key)
-    public = load_public_pem(path.read_bytes(), "key") if path.is_file() else service().keyring.load(key)
+    public: LogKey
+    if path.is_file():
+        public = load_public_pem(path.read_bytes(), "key")
+    elif key.count("+") >= 2:
+        public = parse_vkey(key, ED25519)
+    else:
+        public = service().keyring.load(key)
     for file in files:
         if file.stat().st_size > MAX_EVIDENCE_BYTES:
             raise InvalidRequest(f"{file} is larger than {MAX_EVIDENCE_BYTES} bytes: not fork evidence")

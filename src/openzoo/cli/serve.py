@@ -60,7 +60,7 @@ def serve(no_default_model: bool, replicas: int | None, config_path: Path | None
 def _run(services: Services, cfg: Config, no_default_model: bool, detail: str) -> None:
     import uvicorn
 
-    from openzoo.api.app import create_app
+    from openzoo.app import create_app
 
     if not no_default_model:
         render_progress(services.ensure_default_model())

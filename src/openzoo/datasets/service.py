@@ -14,26 +14,12 @@ failed commit removes the blobs it added, so bad input leaves the store as it wa
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.certify import canonical
-from openzoo.certify.card import ModelCard
-from openzoo.certify.licenses import UNKNOWN, UNKNOWN_ID, LicenseFacts, lookup
-from openzoo.datasets import datasheet as sheets
-from openzoo.datasets.formats import (
-    FileFacts,
-    check_filename,
-    clean_filename,
-    data_digest,
-    detect_format,
-    inspect_file,
-    iter_rows,
-)
 from openzoo.errors import (
     Conflict,
     DatasetNotFound,
@@ -47,6 +33,19 @@ from openzoo.errors import (
     UnsupportedDataFormat,
 )
 from openzoo.events import Progress
+from openzoo.facts import canonical
+from openzoo.facts import datasheet as sheets
+from openzoo.facts.card import ModelCard
+from openzoo.facts.datafiles import (
+    FileFacts,
+    check_filename,
+    clean_filename,
+    detect_format,
+    inspect_file,
+    iter_rows,
+)
+from openzoo.facts.dataset_config import FILENAME, ROWS, SCHEMA, DatasetConfig, fit_datasheet, read_config
+from openzoo.facts.licenses import UNKNOWN, UNKNOWN_ID, LicenseFacts, lookup
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
@@ -55,51 +54,7 @@ from openzoo.store.store import Store
 __all__ = ["SCHEMA", "DatasetConfig", "Datasets", "ImportPlan", "Source", "StoredDataset", "check_manifest",
            "fit_datasheet", "read_config", "resolve_license"]
 
-SCHEMA = "openzoo.dataset/v1"
 MAX_FILES = 256
-FILENAME = "org.openzoo.filename"
-ROWS = "org.openzoo.dataset.rows"
-
-
-@dataclass(frozen=True, slots=True)
-class DatasetConfig:
-    """The config blob of a dataset manifest."""
-
-    files: tuple[FileFacts, ...]
-    license: str | None
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files)
-
-    @property
-    def size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def data_digest(self) -> str:
-        return data_digest([(f.name, f.digest) for f in self.files])
-
-    @property
-    def format(self) -> str:
-        formats = {f.format for f in self.files}
-        return formats.pop() if len(formats) == 1 else "mixed"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "format": self.format, "rows": self.rows, "bytes": self.size,
-                "data_digest": self.data_digest, "license": self.license,
-                "files": [f.to_json() for f in self.files]}
-
-    @classmethod
-    def from_json(cls, data: Any) -> DatasetConfig:
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("files"), list):
-            raise InvalidData(f"not an {SCHEMA} dataset config")
-        files = tuple(FileFacts.from_json(f) for f in data["files"])
-        license = data.get("license")
-        config = cls(files, str(license) if license else None)
-        if not files or data.get("rows") != config.rows or data.get("data_digest") != config.data_digest:
-            raise InvalidData("dataset config does not add up (rows or data digest differ from its files)")
-        return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,16 +172,6 @@ def _small(media_type: str, data: bytes, blobs: dict[str, bytes]) -> Layer:
     return Layer(media_type, digest, len(data))
 
 
-def read_config(store: Store, manifest: Manifest) -> DatasetConfig:
-    if manifest.kind != "dataset":
-        raise NotSupported("not a dataset manifest")
-    try:
-        raw = json.loads(store.blobs.read(manifest.config.digest))
-    except (FileNotFoundError, ValueError) as exc:
-        raise InvalidData(f"dataset config {manifest.config.digest[:19]}… is unreadable: {exc}") from None
-    return DatasetConfig.from_json(raw)
-
-
 def check_manifest(store: Store, manifest: Manifest) -> DatasetConfig:
     """Check a dataset manifest whose blobs are in the store (a pull or a push): the config, every data
     layer against it (name, format, digest) and every row of every data file; raise InvalidData if not."""
@@ -246,16 +191,6 @@ def check_manifest(store: Store, manifest: Manifest) -> DatasetConfig:
         raise InvalidData("the dataset has no datasheet")
     sheets.parse(store.blobs.read(sheet.digest).decode("utf-8", "replace"))
     return config
-
-
-def fit_datasheet(card: ModelCard, display: str, config: DatasetConfig) -> ModelCard:
-    """A replacement datasheet checked against its dataset: it may not declare another license."""
-    declared = card.license_facts() if card.metadata.get("license") else None
-    if declared is not None and config.license and declared.id not in (config.license, UNKNOWN_ID):
-        raise InvalidRequest(f"the datasheet declares license {declared.id}, but {display} is {config.license}",
-                             hint="keep the dataset's license in the datasheet")
-    facts = lookup(config.license) if config.license else UNKNOWN
-    return sheets.complete(card, display, config.files, facts)
 
 
 class Datasets:

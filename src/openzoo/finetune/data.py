@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from openzoo.datasets.formats import iter_json_lines, sha256_file
 from openzoo.errors import InvalidData, NotFound
+from openzoo.facts.datafiles import iter_json_lines, sha256_file
 
 if TYPE_CHECKING:
     from openzoo.datasets.service import ImportPlan

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from openzoo.domain import Domain
 from openzoo.errors import EngineError, InvalidRequest
 from openzoo.events import Progress
 from openzoo.finetune import dequant
@@ -33,7 +34,6 @@ from openzoo.finetune.data import shard
 from openzoo.finetune.evaluate import heldout_loss
 from openzoo.finetune.lora import LoraSettings, Trainer, lora_state
 from openzoo.finetune.run import FinetuneRequest, load_data, load_hf, prepare, store_result
-from openzoo.services import Services
 
 __all__ = ["FederatedRequest", "check_dp", "finetune_federated", "run_link", "run_node", "write_app"]
 
@@ -193,7 +193,7 @@ def check_dp(noise: float | None, clip: float) -> None:
                              hint="use e.g. --dp-clip 1.0")
 
 
-def finetune_federated(services: Services, req: FederatedRequest,
+def finetune_federated(services: Domain, req: FederatedRequest,
                        should_stop: Callable[[], bool] | None = None) -> Iterator[Progress]:
     """Federated LoRA over ``req.nodes`` local data owners; yields progress, ends with the lineage."""
     import torch

@@ -122,20 +122,24 @@ def client_train(msg: Message, context: Context) -> Message:
     from openzoo.finetune import dequant
     from openzoo.finetune.lora import LoraSettings, Trainer, load_lora_state, lora_state, tokenize
     from openzoo.finetune.run import load_data, load_hf
-    from openzoo.services import Services
+    from openzoo.models import Models
+    from openzoo.store.store import Store
 
     cfg, node = context.run_config, context.node_config
     server_round = int(msg.content["config"].get("server-round", 1))
     home = str(node.get("home") or cfg["home"])
-    services = Services(config.load({"OPENZOO_HOME": home}))
+    settings_home = config.load({"OPENZOO_HOME": home})
+    store = Store(settings_home.home, settings_home.catalog)  # the node's own view of the home, as Services builds it
+    store.recover()
     try:
-        spec = services.models.resolve(str(cfg["base"]))
-        data = load_data(services.models, spec, Path(str(node["data"])))
+        models = Models(store)
+        spec = models.resolve(str(cfg["base"]))
+        data = load_data(models, spec, Path(str(node["data"])))
         settings_json = json.loads(str(cfg["settings"]))
         settings_json["max_steps"] = int(cfg["local-steps"])
         settings_json["seed"] = int(settings_json.get("seed", 0)) + 1000 * server_round + int(node.get("index", 0))
         settings = LoraSettings.from_json(settings_json)
-        with dequant.dequantized(services.store, spec) as hf:
+        with dequant.dequantized(store, spec) as hf:
             model, tokenizer = load_hf(hf.folder)
             trainer = Trainer(model, tokenizer, settings)
             load_lora_state(trainer.model, msg.content["arrays"].to_torch_state_dict())
@@ -144,7 +148,7 @@ def client_train(msg: Message, context: Context) -> Message:
                 pass
             state = lora_state(trainer.model)
     finally:
-        services.close()
+        store.close()
     losses = trainer.losses or [0.0]
     content = RecordDict({"arrays": ArrayRecord(torch_state_dict=state),
                           "metrics": MetricRecord({"num-examples": len(records), "loss": sum(losses) / len(losses)}),

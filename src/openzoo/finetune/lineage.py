@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from openzoo.certify.card import ModelCard, card_from_metadata
-from openzoo.certify.licenses import describe, lookup
 from openzoo.datasets.service import Datasets
 from openzoo.errors import NotFound
+from openzoo.facts.card import ModelCard, card_from_metadata
+from openzoo.facts.licenses import describe, lookup
 from openzoo.models import Models
 from openzoo.quantize.record import KIND as QUANTIZE
 from openzoo.quantize.record import render_quantization

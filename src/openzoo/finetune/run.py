@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.datasets.formats import SUFFIXES, iter_rows, sha256_file
 from openzoo.datasets.service import resolve_license
+from openzoo.domain import Domain
 from openzoo.errors import Conflict, InvalidRequest, NotFound
 from openzoo.events import Progress
+from openzoo.facts.datafiles import SUFFIXES, iter_rows, sha256_file
 from openzoo.finetune import dequant
 from openzoo.finetune.data import Dataset, DataSource, load_jsonl, load_rows
 from openzoo.finetune.evaluate import EvalResult, heldout_loss
 from openzoo.finetune.lineage import SCHEMA, card_from_lineage, library_versions, read_lineage
 from openzoo.finetune.lora import LoraSettings, Trainer, tokenize
 from openzoo.models import CreateSpec, Models, ModelSpec
-from openzoo.services import Services
 from openzoo.store import manifests as mt
 
 __all__ = ["FinetuneRequest", "finetune", "load_data", "read_lineage", "run_dir", "store_result", "training_data"]
@@ -52,7 +52,7 @@ class FinetuneRequest:
     data_license: str | None = None
 
 
-def run_dir(services: Services, name: str) -> Path:
+def run_dir(services: Domain, name: str) -> Path:
     """Where a run's checkpoints live until it finishes: ``$OPENZOO_HOME/finetune/runs/<name>``."""
     return Path(services.config.home) / "finetune" / "runs" / SAFE.sub("_", names.parse(name).key)
 
@@ -72,7 +72,7 @@ def file_dataset_name(path: Path, data_digest: str) -> str:
     return f"data/{stem}:{data_digest.removeprefix('sha256:')[:12]}"
 
 
-def training_data(services: Services, spec: ModelSpec, value: Path | str, license_id: str | None) -> Dataset:
+def training_data(services: Domain, spec: ModelSpec, value: Path | str, license_id: str | None) -> Dataset:
     """Training (or held-out) data from a stored dataset's name or from a data file.
 
     A file is validated as a dataset import would be (and planned for import: see :class:`DataSource`);
@@ -107,7 +107,7 @@ def _base_license(models: Models, spec: ModelSpec) -> str | None:
     return layer.annotations.get("org.openzoo.license.id") if layer else None
 
 
-def prepare(services: Services, req: FinetuneRequest) -> tuple[ModelSpec, Dataset, Dataset | None]:
+def prepare(services: Domain, req: FinetuneRequest) -> tuple[ModelSpec, Dataset, Dataset | None]:
     """Every check that needs no training: settings, names, base, data (with line numbers)."""
     req.settings.check()
     names.parse(req.name)
@@ -128,11 +128,11 @@ def load_hf(folder: Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def evaluate(services: Services, model: str, data: Dataset | None) -> EvalResult | None:
+def evaluate(services: Domain, model: str, data: Dataset | None) -> EvalResult | None:
     return heldout_loss(services.inference, model, data.texts) if data is not None else None
 
 
-def finetune(services: Services, req: FinetuneRequest,
+def finetune(services: Domain, req: FinetuneRequest,
              should_stop: Callable[[], bool] | None = None) -> Iterator[Progress]:
     """Run a whole fine-tune, yielding progress; the last event's ``detail`` holds the lineage."""
     started = time.time()
@@ -191,7 +191,7 @@ def finetune(services: Services, req: FinetuneRequest,
     yield Progress("success", detail={"lineage": lineage})
 
 
-def store_datasets(services: Services, data: Sequence[Dataset | None]) -> Generator[Progress, None, list[str]]:
+def store_datasets(services: Domain, data: Sequence[Dataset | None]) -> Generator[Progress, None, list[str]]:
     """Import the data files given by path as the datasets their lineage names; return those newly created."""
     created: list[str] = []
     for item in data:
@@ -206,7 +206,7 @@ def store_datasets(services: Services, data: Sequence[Dataset | None]) -> Genera
     return created
 
 
-def store_result(services: Services, spec: ModelSpec, name: str, lora: dict[str, Any], settings: LoraSettings, *,
+def store_result(services: Domain, spec: ModelSpec, name: str, lora: dict[str, Any], settings: LoraSettings, *,
                  data: list[dict[str, Any]], eval_data: Dataset | None, before: EvalResult | None,
                  losses: list[float], started: float, train: dict[str, Any],
                  federated: dict[str, Any] | None = None,

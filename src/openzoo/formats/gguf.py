@@ -32,6 +32,7 @@ __all__ = [
     "MetaValue",
     "Scalar",
     "TensorInfo",
+    "check_adapter",
     "human_number",
     "validate_gguf",
 ]
@@ -475,3 +476,26 @@ def _parse(file: Path, data: mmap.mmap, size: int, load_arrays: bool) -> GGUFInf
         tensors=tensors,
         arrays_loaded=load_arrays,
     )
+
+
+def check_adapter(adapter: GGUFInfo, base: GGUFInfo) -> None:
+    """Refuse an adapter that llama.cpp could not apply to ``base``: wrong type, architecture or shapes."""
+    kind = adapter.kv.get("general.type")
+    if kind != "adapter" or adapter.kv.get("adapter.type") != "lora":
+        raise InvalidModelFile(f"{adapter.path.name} is not a LoRA adapter GGUF (general.type={kind!r})",
+                               hint="convert the adapter with llama.cpp's convert_lora_to_gguf.py")
+    if adapter.architecture != base.architecture:
+        raise InvalidModelFile(f"adapter architecture {adapter.architecture!r} does not match the base model's "
+                               f"{base.architecture!r}", hint="use an adapter trained on this base model")
+    shapes = {t.name: t.shape for t in base.tensors}
+    for tensor in adapter.tensors:
+        target, _, which = tensor.name.rpartition(".lora_")
+        if target not in shapes:
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has no matching base tensor {target}",
+                                   hint="use an adapter trained on this base model")
+        # GGUF shapes list the fastest dimension first: a weight [out, in] appears as (in, out).
+        base_in, base_out = shapes[target][0], shapes[target][-1]
+        if (which == "a" and tensor.shape[0] != base_in) or (which == "b" and tensor.shape[-1] != base_out):
+            raise InvalidModelFile(f"adapter tensor {tensor.name} has shape {tensor.shape}, which does not fit "
+                                   f"base tensor {target} {shapes[target]}",
+                                   hint="use an adapter trained on this base model")

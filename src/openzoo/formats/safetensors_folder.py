@@ -5,7 +5,7 @@ reads every fact the import and the GGUF conversion need and raises on the first
 
 * ``config.json`` present, a JSON object, naming one architecture openzoo can convert
   (:data:`ARCHITECTURES`; others get :class:`~openzoo.errors.NotSupported` naming the architecture);
-* every weights file passes :func:`openzoo.certify.scan.scan_safetensors` (the same header check
+* every weights file passes :func:`openzoo.formats.scan.scan_safetensors` (the same header check
   ``openzoo certify`` runs: bounds, overlaps, dtype sizes), so there is one safetensors checker;
 * a sharded folder's ``model.safetensors.index.json`` agrees with the shards it names;
 * every tensor the configuration implies is there, with the shape the configuration implies and a
@@ -145,7 +145,7 @@ def _architecture(config: dict[str, Any]) -> tuple[str, ArchSpec]:
 
 def _headers(path: Path) -> dict[str, TensorRef]:
     """Scan one weights file with the certify scanner, then read its tensor table."""
-    from openzoo.certify.scan import scan_safetensors
+    from openzoo.formats.scan import scan_safetensors
 
     critical = [f.message for f in scan_safetensors(path) if f.severity in ("critical", "high")]
     if critical:

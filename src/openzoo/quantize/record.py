@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from openzoo.certify.card import ModelCard, card_from_metadata
-from openzoo.certify.licenses import describe, lookup
+from openzoo.facts.card import ModelCard, card_from_metadata
+from openzoo.facts.licenses import describe, lookup
 
 __all__ = ["KIND", "card_for", "quality_lines", "render_quantization", "summary"]
 

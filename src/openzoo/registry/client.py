@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 
 from openzoo import names
-from openzoo.certify.canonical import b64decode, parse_json, sha256_digest
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import certification
@@ -35,6 +34,7 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
+from openzoo.facts.canonical import b64decode, parse_json, sha256_digest
 from openzoo.names import ModelName
 from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
@@ -213,12 +213,14 @@ def _download(store: Store, client: RegistryClient, repository: str, digest: str
                              raise_for=lambda resp: _raise_for(resp, client.base))
 
 
-def pull_model(store: Store, name: ModelName, *, insecure: bool = False) -> Iterator[Progress]:
-    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring."""
+def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key: str | None = None
+               ) -> Iterator[Progress]:
+    """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring.
+    ``api_key``: the other zoo's key, when it guards reads (the caller passes ``OPENZOO_REMOTE_API_KEY``)."""
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
     cert = certification(store)
-    client = RegistryClient(name.host, remote_api_key())
+    client = RegistryClient(name.host, api_key)
     reference = name.digest or name.tag
     try:
         yield Progress("pulling manifest")
@@ -275,7 +277,8 @@ def _verify_remote(cert: Any, client: RegistryClient, name: ModelName, manifest:
 
 def push_model(store: Store, model: str, destination: str | None, *, api_key: str | None = None
                ) -> Iterator[Progress]:
-    """Send a model to another zoo's registry (``PUT``/``POST`` under ``/v2``, guarded by its API key)."""
+    """Send a model to another zoo's registry (``PUT``/``POST`` under ``/v2``, guarded by its API key: ``api_key``,
+    which the caller takes from ``OPENZOO_REMOTE_API_KEY``)."""
     source = names.parse(model)
     target = names.parse(destination) if destination else source
     if not target.is_remote:
@@ -286,7 +289,7 @@ def push_model(store: Store, model: str, destination: str | None, *, api_key: st
         source = names.parse(f"{source.namespace}/{source.model}:{source.tag}")
     stored = store.resolve(source)
     manifest = stored.manifest
-    client = RegistryClient(target.host, api_key or remote_api_key())
+    client = RegistryClient(target.host, api_key)
     try:
         yield Progress("preparing to push")
         for layer in [manifest.config, *manifest.layers]:

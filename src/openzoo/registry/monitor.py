@@ -351,9 +351,13 @@ class Monitor:
             report.observations.append(Observation("rejected", source, f"no signed head: {exc}"))
             return True, None
         found = self.observe(note, source, [RemoteLog(zoo)])
+        if found.status == "skipped":  # the zoo's own head unchecked is never "consistent"
+            found = Observation("unverified", source, f"the zoo's own head cannot be checked: {found.detail}; "
+                                "pin its key with 'openzoo keys trust NAME zoo.pub'", found.origin)
         report.observations.append(found)
-        if found.origin is None or found.status in ("rejected", "skipped"):
+        if found.origin is None or found.status in ("rejected", "unverified"):
             return True, None
+        report.observations.extend(self._cosignatures(note, source, found.origin))
         self.store.set_url(found.origin, url)
         size = found.size or 0
         larger = next((h for h in self.store.heads(found.origin, "consistent", MAX_GOSSIP_HEADS)
@@ -365,6 +369,31 @@ class Monitor:
                 "stale", source, f"the zoo serves a head of size {found.size}, but it signed one of size "
                 f"{larger.size} before: it is hiding its latest entries", found.origin, found.size))
         return True, found.origin
+
+    def _cosignatures(self, note: str, source: str, origin: str) -> list[Observation]:
+        """Check each witness cosignature on a zoo's head with the witness keys known here (the policy's and
+        the witnesses this zoo asks); one that cannot be checked, or fails, is a problem, never ignored."""
+        from openzoo.certify.cosignature import verify_cosignatures
+        from openzoo.certify.witnessing import known_witnesses
+
+        witnesses = known_witnesses(self.cert)
+        mine = {k.key_id[:8] for k in self.keys}
+        found: list[Observation] = []
+        try:
+            valid = {(c.witness.name, c.witness.hint) for c in verify_cosignatures(note, witnesses)}
+            lines = parse_note(note).signatures
+        except (InvalidRequest, VerificationFailed) as exc:
+            return [Observation("rejected", source, f"a witness cosignature on the head is forged: {exc}", origin)]
+        for sig in lines:
+            if sig.name == origin or sig.key_hint.hex() in mine:
+                continue  # the log's own signature lines
+            if (sig.name, sig.key_hint) in valid:
+                found.append(Observation("ok", source, f"cosignature by witness {sig.name} verifies", origin))
+            else:
+                found.append(Observation("unverified", source, f"cosignature by {sig.name} cannot be checked: its "
+                                         "key is not known here (add it with 'openzoo certify policy --witness' "
+                                         "or 'openzoo witness ask')", origin))
+        return found
 
     def _gossip(self, report: MonitorReport, zoo: RegistryClient, url: str,
                 client: Callable[[str], RegistryClient]) -> None:

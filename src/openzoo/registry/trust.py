@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openzoo.certify.canonical import canonical_json, parse_json
 from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import LogReceipt
@@ -27,6 +26,7 @@ from openzoo.certify.requests import seal_predicate
 from openzoo.certify.service import Certification
 from openzoo.certify.verification import check_logged_approvals
 from openzoo.errors import InvalidRequest, OpenzooError, VerificationFailed
+from openzoo.facts.canonical import canonical_json, parse_json
 from openzoo.store import migrations
 from openzoo.store.db import Database
 from openzoo.store.manifests import Manifest

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from openzoo.inference import ReplicaInfo
+from openzoo.metrics import ReplicaInfo
 from openzoo.scale.messages import Command, CommandName, Outcome
 
 STALE_SECONDS = 5.0

@@ -27,8 +27,8 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from openzoo.errors import ClientClosed, EngineError, OpenzooError, ServerBusy
 from openzoo.events import Done, Event, Failure, TextChunk
-from openzoo.inference import ChatRequest, CompletionRequest, Embeddings, KeepAlive, ReplicaInfo, TokenText
-from openzoo.metrics import Metrics
+from openzoo.inference import ChatRequest, CompletionRequest, Embeddings, KeepAlive, TokenText
+from openzoo.metrics import Metrics, ReplicaInfo
 from openzoo.models import Models, ModelSpec
 from openzoo.runtime.base import EngineStats
 from openzoo.runtime.scheduler import LoadedInfo

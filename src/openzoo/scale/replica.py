@@ -31,7 +31,8 @@ from openzoo.api.streaming import iterate_in_thread
 from openzoo.config import Config
 from openzoo.errors import InvalidRequest
 from openzoo.events import Event
-from openzoo.inference import ChatRequest, CompletionRequest, Generation, ReplicaInfo
+from openzoo.inference import ChatRequest, CompletionRequest, Generation
+from openzoo.metrics import ReplicaInfo
 from openzoo.scale.messages import CALLS, Command, Outcome, Started, capture
 from openzoo.services import Services
 

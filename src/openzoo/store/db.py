@@ -33,12 +33,12 @@ import functools
 import re
 import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from openzoo.catalog_url import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
 from openzoo.errors import CatalogError, CatalogUnavailable
 
 __all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "open_database", "redact_url", "sqlite_path",
@@ -47,8 +47,6 @@ __all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "open_database", "re
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
 
-SQLITE_PREFIX = "sqlite:///"
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Rows:
@@ -125,25 +123,6 @@ def open_database(url: str) -> Database:
         raise CatalogError(f"unsupported catalog URL {redact_url(url)}",
                            hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
     return SqliteDatabase(path)
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password (in the user part or a ``password=`` option) replaced by ``***``.
-
-    URLs end up in logs and error messages; passwords must not.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        password, port = parts.password, parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    if password is not None:
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        netloc = f"{urllib.parse.quote(parts.username or '', safe='')}:***@{host}" + (f":{port}" if port else "")
-        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    base, mark, query = url.partition("?")
-    return base + mark + re.sub(r"(?i)(^|&)(password=)[^&#]*", r"\1\2***", query)
 
 
 _LITERAL = re.compile(r"('(?:[^']|'')*')")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openzoo.certify import licenses
-from openzoo.certify.card import render_html
-from openzoo.certify.licenses import LicenseFacts
 from openzoo.datasets.service import StoredDataset
 from openzoo.errors import OpenzooError
+from openzoo.facts import licenses
+from openzoo.facts.card import render_html
+from openzoo.facts.licenses import LicenseFacts
 from openzoo.services import Services
 from openzoo.web import trust
 from openzoo.web.catalog import SealStatus

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from openzoo.certify.openness import COMPONENTS
-from openzoo.certify.scan import SEVERITIES, Finding, ScanReport
 from openzoo.errors import OpenzooError
+from openzoo.formats.scan import SEVERITIES, Finding, ScanReport
 from openzoo.services import Services
 
 # --- scan ----------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The web catalog at ``/ui/``: server-rendered pages over the same domain services as the API.
 
 Pages: catalog (search, filters, sorting; a datasets section below the models), model page, datasets
-and a dataset's page, compare, playground (streams from the Ollama chat handler), transparency log,
-reviewer queue, login. Templates and assets ship in the package
-(``web/templates``, ``web/static``); nothing is fetched from another site.
+and a dataset's page, compare, playground (streams from the Ollama chat handler), pull (from another
+zoo or an OCI registry, streamed from the Ollama pull handler), transparency log, reviewer queue, login.
+Templates and assets ship in the package (``web/templates``, ``web/static``); nothing is fetched from
+another site.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from openzoo import __version__
+from openzoo.api import session
 from openzoo.api.deps import services_of
-from openzoo.certify import licenses
-from openzoo.certify.licenses import LicenseFacts
 from openzoo.errors import OpenzooError
+from openzoo.facts import licenses
+from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
 from openzoo.services import Services
+from openzoo.show import ModelInfo, show_model
 from openzoo.web import catalog as cat
 from openzoo.web import datasets as dataset_pages
-from openzoo.web import facts, session, trust
+from openzoo.web import facts, trust
 
 web_router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -164,15 +167,13 @@ class ModelPage:
     card_error: str
     trust: trust.ModelTrust
     audits: list[facts.AuditView]
-    show: dict[str, Any] | None
+    show: ModelInfo | None
     show_error: str
     quantizations: facts.QuantizationsView | None = None
 
 
 def model_page_data(request: Request, name: str) -> ModelPage:
     """Everything the model page shows; the model is verified (files, seal, log) now."""
-    from openzoo.show import show_model
-
     services = services_of(request)
     spec = services.models.resolve(name)
     display = spec.name.display
@@ -184,10 +185,10 @@ def model_page_data(request: Request, name: str) -> ModelPage:
         card = trust.card(services, display)
     except OpenzooError as exc:
         card_error = exc.message
-    show: dict[str, Any] | None = None
+    show: ModelInfo | None = None
     show_error = ""
     try:
-        show = show_model(services, display)
+        show = show_model(services.models, display)
     except OpenzooError as exc:
         show_error = exc.message
     return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, model_trust,
@@ -270,6 +271,25 @@ async def playground_chat(request: Request) -> Response:
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
     return await ollama.chat(request)
+
+
+# --- pull ----------------------------------------------------------------------------------------
+
+
+@web_router.get("/pull", response_class=HTMLResponse)
+def pull_page(request: Request) -> HTMLResponse:
+    return render(request, "pull.html", page="pull", title="Pull a model")
+
+
+@web_router.post("/api/pull")
+async def pull_from(request: Request) -> Response:
+    """Ollama's pull handler itself (every reference :mod:`openzoo.transfers` knows), reachable with the
+    login cookie; needs the page's CSRF token, as it writes to the store."""
+    from openzoo.api import ollama
+
+    if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
+        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
+    return await ollama.pull(request)
 
 
 # --- log and queue -------------------------------------------------------------------------------

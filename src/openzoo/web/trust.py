@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from openzoo.certify.card import render_html
 from openzoo.certify.core import layer_label, sealed_digest
 from openzoo.certify.dsse import Envelope, parse_statement
-from openzoo.certify.licenses import UNKNOWN_ID, LicenseFacts
 from openzoo.certify.log import verify_receipt
 from openzoo.certify.requests import CertifyRequest
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import OpenzooError
+from openzoo.facts.card import render_html
+from openzoo.facts.licenses import UNKNOWN_ID, LicenseFacts
 from openzoo.names import ModelName
 from openzoo.services import Services
 from openzoo.store import manifests as mt

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from openzoo import config
-from openzoo.api.app import create_app
+from openzoo.app import create_app
 from openzoo.services import Services
 
 DOC = Path(__file__).parents[3] / "docs" / "compatibility.md"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from openzoo.certify.card import ModelCard, card_from_metadata, draft_body, parse_card, render_card, render_html
-from openzoo.certify.licenses import describe, lookup
 from openzoo.errors import InvalidRequest
+from openzoo.facts.card import ModelCard, card_from_metadata, draft_body, parse_card, render_card, render_html
+from openzoo.facts.licenses import describe, lookup
 
 HF_README = """---
 license: apache-2.0

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.checkpoint import Checkpoint, sign_checkpoint
 from openzoo.certify.gossip import (
     MAX_EVIDENCE_BYTES,
@@ -30,6 +29,7 @@ from openzoo.certify.gossip import (
 )
 from openzoo.certify.keys import SigningKey, load_public_pem
 from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.facts.canonical import b64encode
 
 
 def branch(prefix: int, size: int, tag: str) -> merkle.MerkleTree:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from openzoo.certify.licenses import LICENSES, describe, from_hf, lookup
 from openzoo.certify.openness import COMPONENTS, ComponentEvidence, grade
 from openzoo.errors import InvalidRequest
+from openzoo.facts.licenses import LICENSES, describe, from_hf, lookup
 
 
 def test_gemma_is_restricted_not_open_source() -> None:

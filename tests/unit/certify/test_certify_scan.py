@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from openzoo.certify.scan import ScanReport, scan_file, scan_gguf, scan_paths, scan_template
 from openzoo.errors import InvalidModelFile, UnsafeTemplate
+from openzoo.formats.scan import ScanReport, scan_file, scan_gguf, scan_paths, scan_template
 
 
 def sbu(text: str) -> bytes:

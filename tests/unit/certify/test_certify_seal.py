@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from openzoo.certify import dsse
-from openzoo.certify.canonical import sha256_digest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.keys import SigningKey
 from openzoo.certify.log import LogReceipt, TransparencyLog
 from openzoo.certify.policy import Approval, ApprovalTally, Policy, create_policy, sign_approval
 from openzoo.certify.seal import SEAL_PREDICATE_TYPE, build_seal, revocation_body, seal_digest, verify_seal
 from openzoo.errors import Conflict
+from openzoo.facts.canonical import sha256_digest
 
 WEIGHTS = b"GGUF fake weights"
 CARD = b"---\nlicense: gemma\n---\n# Gemma\n"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from openzoo import config, names
-from openzoo.certify.card import parse_card
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.requests import ScanBlocked
 from openzoo.certify.service import Certification
 from openzoo.errors import Conflict, VerificationFailed
+from openzoo.facts.card import parse_card
 from openzoo.models import Models
 from openzoo.store import manifests as mt
 from openzoo.store.store import Store
@@ -171,7 +171,7 @@ def test_sealed_manifest_drops_only_the_seal(cert: Certification, store: Store) 
 def test_registry_routes(cert: Certification, store: Store, tmp_path: Path, catalog_url: str | None) -> None:
     from fastapi.testclient import TestClient
 
-    from openzoo.api.app import create_app
+    from openzoo.app import create_app
     from openzoo.services import Services
 
     _seal(cert)
@@ -202,7 +202,7 @@ def test_registry_routes(cert: Certification, store: Store, tmp_path: Path, cata
 def test_default_card_body_is_unchanged() -> None:
     """The default model's drafted card is sealed by digest: its text must stay byte for byte."""
     from openzoo.certify.evidence import _default_body
-    from openzoo.certify.licenses import describe, lookup
+    from openzoo.facts.licenses import describe, lookup
 
     assert _default_body({"general.parameter_count": 268098176}, "gemma") == (
         "# Gemma 3 270M\n\nGemma 3 270M **base model** (pretrained, not instruction-tuned) by Google DeepMind, "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openzoo.certify.licenses import UNKNOWN, lookup
-from openzoo.datasets import datasheet as sheets
-from openzoo.datasets.formats import Column, FileFacts
+from openzoo.facts import datasheet as sheets
+from openzoo.facts.datafiles import Column, FileFacts
+from openzoo.facts.licenses import UNKNOWN, lookup
 
 FILES = (FileFacts("train.jsonl", "jsonl", "sha256:" + "a" * 64, 120, 3, (Column("text", "string"),)),
          FileFacts("extra.csv", "csv", "sha256:" + "b" * 64, 40, 2, (Column("text", "string"),)))

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from openzoo.audit import datasets as audit_data
-from openzoo.datasets import formats
-from openzoo.datasets.formats import check_filename, clean_filename, data_digest, detect_format, inspect_file
 from openzoo.errors import DataTooLarge, DataTypeMismatch, InvalidData, MalformedData, UnsupportedDataFormat
+from openzoo.facts import datafiles as formats
+from openzoo.facts.datafiles import check_filename, clean_filename, data_digest, detect_format, inspect_file
 
 
 def write(path: Path, text: str | bytes) -> Path:

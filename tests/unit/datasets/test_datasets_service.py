@@ -17,12 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from openzoo import config
-from openzoo.api.app import create_app
+from openzoo.app import create_app
 from openzoo.audit import datasets as audit_data
 from openzoo.audit.report import Report
 from openzoo.audit.service import bundled_dataset_name, store_bundled_datasets
 from openzoo.audit.suites.base import SuiteResult
-from openzoo.certify.scan import scan_data_file
 from openzoo.certify.service import certification
 from openzoo.datasets.service import check_manifest
 from openzoo.errors import (
@@ -40,6 +39,7 @@ from openzoo.errors import (
     UnknownLicense,
 )
 from openzoo.finetune.lineage import SCHEMA, walk_lineage
+from openzoo.formats.scan import scan_data_file
 from openzoo.services import Services
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
@@ -236,7 +236,7 @@ def test_certify_seal_and_verify_a_dataset(services: Services, files: dict[str, 
 
 
 def test_datasheet_replacement_keeps_the_license(services: Services, files: dict[str, Path]) -> None:
-    from openzoo.certify.card import parse_card
+    from openzoo.facts.card import parse_card
 
     run(services.datasets.import_files([files["labels.csv"]], "me/labels", license="CC-BY-4.0"))
     cert = certification(services.store)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from openzoo.errors import InvalidModelFile, InvalidRequest
-from openzoo.finetune.export import check_adapter, gguf_tensor_name, write_lora_gguf
+from openzoo.finetune.export import gguf_tensor_name, write_lora_gguf
 from openzoo.finetune.lora import LoraSettings
-from openzoo.formats.gguf import validate_gguf
+from openzoo.formats.gguf import check_adapter, validate_gguf
 from support.gguf_files import write_gguf
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from openzoo.certify.canonical import sha256_digest
 from openzoo.errors import InvalidRequest, NotSupported, PayloadTooLarge
+from openzoo.facts.canonical import sha256_digest
 from openzoo.registry.oci.artifacts import (
     CARD_TYPE,
     EMPTY,

@@ -21,11 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from openzoo.certify import merkle
-from openzoo.certify.canonical import b64encode
 from openzoo.certify.gossip import origin_for, verify_evidence
 from openzoo.certify.keys import SigningKey, generate_key, load_public_pem
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
+from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import TransferFailed
 from openzoo.registry.monitor import MAX_MIRROR_SIZE, LocalLog, Monitor
 from openzoo.store.store import Store
@@ -340,3 +340,32 @@ def test_unreachable_zoo_is_not_a_fork(cert: Certification, key_c: SigningKey) -
     report = Monitor(cert, [key_c.public], timeout=2).check_zoo(f"http://127.0.0.1:{free_port()}")
     assert [o.status for o in report.observations] == ["unreachable"]
     assert not report.forked and stored(cert) == dict.fromkeys(TABLES, 0)
+
+
+def test_witness_cosignatures_on_a_zoos_head_are_checked(zoo: FakeZoo, cert: Certification, key_c: SigningKey) -> None:
+    """A cosignature by a witness this zoo knows verifies (ok); a forged one is rejected; one whose witness is
+    unknown here cannot be checked (unverified): never 'consistent' unchecked."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from openzoo.certify.checkpoint import parse_note
+    from openzoo.certify.cosignature import add_cosignatures, cosign
+    from openzoo.certify.note import COSIGNATURE_V1, NoteSigner
+    from openzoo.certify.witnessing import log_witnesses
+
+    log = new_log(key_c)
+    note = grow(log, key_c, 4, "x")
+    known, stranger = (NoteSigner(f"{n}.example/w", COSIGNATURE_V1, Ed25519PrivateKey.generate())
+                       for n in ("known", "stranger"))
+    log_witnesses(cert).add(known.verifier.vkey, "http://127.0.0.1:1")
+    text = parse_note(note).text
+
+    def round_with(*lines: Any) -> list[tuple[str, str]]:
+        _serve_log(zoo, log, add_cosignatures(note, lines))
+        report = Monitor(cert, [key_c.public]).check_zoo(zoo.url)
+        return [(o.status, o.detail) for o in report.observations if "cosignature" in o.detail]
+
+    assert [s for s, _ in round_with(cosign(text, known, 1700000000))] == ["ok"]
+    (status, detail), = round_with(cosign(text, known, 1700000000), cosign(text, stranger, 1700000000))[1:]
+    assert status == "unverified" and "stranger.example/w cannot be checked" in detail
+    forged = cosign(text + "other\n", known, 1700000000)
+    assert [s for s, _ in round_with(forged)] == ["rejected"]

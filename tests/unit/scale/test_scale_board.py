@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from openzoo.errors import ModelNotFound
-from openzoo.inference import ReplicaInfo
+from openzoo.metrics import ReplicaInfo
 from openzoo.scale.board import STALE_SECONDS, Board
 from openzoo.scale.messages import Outcome
 

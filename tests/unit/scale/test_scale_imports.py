@@ -14,7 +14,7 @@ from openzoo.cli.main import cli
 PLAIN_SERVER = """
 import sys
 from openzoo import config
-from openzoo.api.app import create_app
+from openzoo.app import create_app
 from openzoo.cli import audit, certify, finetune, main, run, serve  # every command, as `openzoo` registers them
 from openzoo.scale.spec import load_spec
 from openzoo.services import Services

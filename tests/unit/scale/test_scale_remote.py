@@ -15,8 +15,7 @@ from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
 from openzoo.errors import ClientClosed, EngineError, InvalidRequest, ServerBusy
 from openzoo.events import Done, Failure, TextChunk
-from openzoo.inference import ReplicaInfo
-from openzoo.metrics import Metrics
+from openzoo.metrics import Metrics, ReplicaInfo
 from openzoo.runtime.base import EngineStats
 from openzoo.runtime.scheduler import LoadedInfo, LoadSpec
 from openzoo.scale.messages import Outcome, Started, capture

@@ -6,7 +6,7 @@ from openzoo.audit.metrics import Metric
 from openzoo.audit.report import Report
 from openzoo.audit.suites.base import SuiteResult
 from openzoo.certify.openness import ComponentEvidence, grade
-from openzoo.certify.scan import Finding, ScanReport
+from openzoo.formats.scan import Finding, ScanReport
 from openzoo.web import facts, trust
 
 

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from openzoo import config
-from openzoo.api.app import create_app
+from openzoo.api import session
+from openzoo.app import create_app
 from openzoo.services import Services
-from openzoo.web import session
 from openzoo.web.routes import web_router
 
 BASE = "http://127.0.0.1"
@@ -210,3 +210,24 @@ def test_dataset_pages(client: TestClient, services: Services, tmp_path: Path) -
     assert "datasheet question &#39;Motivation&#39; is not answered" in page.text
     assert "No seal yet" in page.text and "CC-BY-4.0" in page.text
     assert client.get("/ui/datasets/me/nothing").status_code == 404
+
+
+def test_pull_form_posts_to_the_ollama_pull_handler_with_the_csrf_token(home: Path) -> None:
+    services = _services(home, OPENZOO_API_KEY="s3cret")
+    client = TestClient(create_app(services, close_on_shutdown=False), base_url=BASE)
+    refused = client.get("/ui/pull", follow_redirects=False)  # behind the API key
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/ui/login")
+    client.cookies.set(session.KEY_COOKIE, "s3cret", domain="127.0.0.1", path="/ui")
+    page = client.get("/ui/pull")
+    assert page.status_code == 200 and 'id="pull-form"' in page.text and 'data-endpoint="/ui/api/pull"' in page.text
+    assert '<script src="/ui/static/pull.js" defer></script>' in page.text
+    assert client.get("/ui/static/pull.js").status_code == 200
+    token = client.cookies.get(session.CSRF_COOKIE)
+    body = {"model": "oci://127.0.0.1:5000/Bad:v1"}
+    assert client.post("/ui/api/pull", json=body).status_code == 403
+    assert client.post("/ui/api/pull", json=body, headers={"x-csrf-token": "forged"}).status_code == 403
+    reached = client.post("/ui/api/pull", json=body, headers={"x-csrf-token": token})
+    assert reached.status_code == 400 and "invalid OCI reference" in reached.json()["error"]  # the handler answered
+    missing = client.post("/ui/api/pull", json={"model": "other/model:7b"}, headers={"x-csrf-token": token})
+    assert missing.status_code == 400 and "not supported yet" in missing.json()["error"]
+    services.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openzoo.web import session
+from openzoo.api import session
 
 
 def test_cookie_reads_one_value() -> None:

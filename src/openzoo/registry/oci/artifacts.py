@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from openzoo.certify.canonical import canonical_json, sha256_digest
 from openzoo.errors import InvalidRequest, NotSupported, PayloadTooLarge
+from openzoo.facts.canonical import canonical_json, sha256_digest
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
 

@@ -270,7 +270,7 @@ class OciClient:
     def get_small_blob(self, desc: Descriptor, limit: int) -> bytes:
         """A small blob (card, seal, proof) read into memory: its declared size must be under ``limit`` and
         the bytes must match size and digest."""
-        from openzoo.certify.canonical import sha256_digest
+        from openzoo.facts.canonical import sha256_digest
 
         if desc.size > limit:
             raise PayloadTooLarge(f"blob {desc.digest[:19]}… ({desc.media_type}) declares {desc.size} bytes, over "

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.canonical import parse_json, sha256_digest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
 from openzoo.certify.service import Certification, certification
@@ -32,6 +31,7 @@ from openzoo.errors import (
     VerificationFailed,
 )
 from openzoo.events import Progress
+from openzoo.facts.canonical import parse_json, sha256_digest
 from openzoo.registry.landing import check_content, fetch_blobs, land
 from openzoo.registry.oci.artifacts import (
     CARD_TYPE,

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from openzoo import names
-from openzoo.certify.canonical import canonical_json, parse_json
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
 from openzoo.certify.service import Certification, certification
 from openzoo.errors import InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
 from openzoo.events import Progress
+from openzoo.facts.canonical import canonical_json, parse_json
 from openzoo.registry.oci.artifacts import (
     CARD_TYPE,
     DSSE_MEDIA_TYPE,

@@ -1,4 +1,4 @@
-// Playground: chat streamed token by token from the Ollama chat endpoint (fetch + ReadableStream),
+// Playground: chat streamed token by token from the Ollama chat endpoint (stream.js),
 // with a stop button (AbortController) and an optional per-token probability view from logprobs.
 (function () {
   "use strict";
@@ -14,7 +14,6 @@
   var probsPanel = document.getElementById("probs-panel");
   var probs = document.getElementById("probs");
   var probDetail = document.getElementById("prob-detail");
-  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
   var endpoint = form.getAttribute("data-endpoint");
   var messages = [];
   var controller = null;
@@ -101,44 +100,19 @@
     };
     if (wantProbs) { body.logprobs = true; body.top_logprobs = 5; }
     try {
-      var response = await fetch(endpoint, {
-        method: "POST",
-        headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-        body: JSON.stringify(body),
-        signal: controller.signal,
-        credentials: "same-origin"
-      });
-      if (!response.ok) {
-        var err = await response.text();
-        try { err = JSON.parse(err).error || err; } catch (e) { /* not JSON */ }
-        throw new Error(typeof err === "string" ? err : JSON.stringify(err));
-      }
-      var reader = response.body.getReader();
-      var decoder = new TextDecoder();
-      var buffer = "";
-      for (;;) {
-        var chunk = await reader.read();
-        if (chunk.done) { break; }
-        buffer += decoder.decode(chunk.value, {stream: true});
-        var lines = buffer.split("\n");
-        buffer = lines.pop();
-        lines.forEach(function (line) {
-          if (!line.trim()) { return; }
-          var event = JSON.parse(line);
-          if (event.error) { throw new Error(event.error); }
-          if (event.message && event.message.content && !event.done) {
-            reply += event.message.content;
-            out.textContent = reply;
-            tokens += 1;
-          }
-          if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
-          if (event.done) {
-            var secs = (performance.now() - started) / 1000;
-            status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
-              " tokens in " + secs.toFixed(1) + " s.";
-          }
-        });
-      }
+      await window.openzooStream(endpoint, body, function (event) {
+        if (event.message && event.message.content && !event.done) {
+          reply += event.message.content;
+          out.textContent = reply;
+          tokens += 1;
+        }
+        if (event.logprobs && !event.done) { collected = collected.concat(event.logprobs); }
+        if (event.done) {
+          var secs = (performance.now() - started) / 1000;
+          status.textContent = "Done (" + (event.done_reason || "stop") + "): " + (event.eval_count || tokens) +
+            " tokens in " + secs.toFixed(1) + " s.";
+        }
+      }, controller.signal);
     } catch (e) {
       if (e.name === "AbortError") {
         status.textContent = "Stopped.";

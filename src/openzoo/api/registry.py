@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from openzoo import names
 from openzoo.api.deps import services_of
-from openzoo.certify.canonical import sha256_digest
 from openzoo.datasets.service import check_manifest
 from openzoo.errors import BlobNotFound, Forbidden, InvalidRequest, NotFound, StoreCorrupt
+from openzoo.facts.canonical import sha256_digest
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store

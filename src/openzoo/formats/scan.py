@@ -39,6 +39,21 @@ __all__ = [
     "scan_torch_zip",
 ]
 
+# What a data file must not start with: executables, pickles, archives and model files.
+EXECUTABLE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "an ELF executable"),
+    (b"MZ\x90\x00", "a Windows executable"),
+    (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
+    (b"#!", "a script (shebang)"),
+    (b"\x80\x02", "a Python pickle"),
+    (b"\x80\x03", "a Python pickle"),
+    (b"\x80\x04", "a Python pickle"),
+    (b"\x80\x05", "a Python pickle"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"GGUF", "a GGUF model"),
+)
+
+
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 SCANNER_VERSION = "openzoo-scan/1"
@@ -566,8 +581,6 @@ def scan_data_file(path: Path, label: str, inspect: Callable[[], Sequence[tuple[
     """A dataset's data file: executable content (an executable, a pickle, an archive or a model where data
     should be) and a file that no longer parses as its format are critical; ``inspect`` parses every row
     and returns the columns, whose binary types are noted (bytes openzoo never deserializes)."""
-    from openzoo.datasets.formats import EXECUTABLE_MAGIC
-
     with path.open("rb") as handle:
         head = handle.read(8)
     for magic, what in EXECUTABLE_MAGIC:

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from openzoo.errors import DataTooLarge, DataTypeMismatch, InvalidData, MalformedData, UnsupportedDataFormat
+from openzoo.formats.scan import EXECUTABLE_MAGIC
 
 __all__ = [
     "FORMATS",
@@ -50,21 +51,6 @@ MAX_COLUMN_NAME = 256
 PARQUET_BATCH_ROWS = 4096
 _CHUNK = 1 << 20
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# What a data file must not start with: executables, pickles, archives and model files.
-EXECUTABLE_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x7fELF", "an ELF executable"),
-    (b"MZ\x90\x00", "a Windows executable"),
-    (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
-    (b"#!", "a script (shebang)"),
-    (b"\x80\x02", "a Python pickle"),
-    (b"\x80\x03", "a Python pickle"),
-    (b"\x80\x04", "a Python pickle"),
-    (b"\x80\x05", "a Python pickle"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"GGUF", "a GGUF model"),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str

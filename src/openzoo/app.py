@@ -24,9 +24,14 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
 
         monitor = start_monitor(services)  # OPENZOO_MONITOR_PEERS: other zoos' logs, checked periodically
         app.state.monitor = monitor
+        from openzoo.api.zoo_log import start_cosigner
+
+        cosigner = start_cosigner(services)  # witnesses asked to cosign each new checkpoint (C2SP)
         try:
             yield
         finally:
+            if cosigner is not None:
+                await asyncio.to_thread(cosigner.close)
             if monitor is not None:
                 await asyncio.to_thread(monitor.close)  # its current write ends before the catalog closes
             if close_on_shutdown:
@@ -41,8 +46,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     app.include_router(ollama.router)
     app.include_router(openai.router)
     app.include_router(ops.router)
-    from openzoo.api import zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
-    from openzoo.registry import server as registry
+    from openzoo.api import registry, zoo_audit, zoo_certify, zoo_datasets, zoo_gossip
 
     app.include_router(zoo_certify.router)
     app.include_router(zoo_gossip.router)
@@ -52,6 +56,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     from openzoo.api import zoo_finetune
 
     app.include_router(zoo_finetune.router)
+    from openzoo.api import zoo_log
+
+    app.include_router(zoo_log.router)
     app.include_router(web_router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

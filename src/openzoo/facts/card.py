@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from openzoo.certify.canonical import sha256_digest
-from openzoo.certify.licenses import LicenseFacts, describe, from_hf, lookup, to_hf
 from openzoo.errors import InvalidRequest
+from openzoo.facts.canonical import sha256_digest
+from openzoo.facts.licenses import LicenseFacts, describe, from_hf, lookup, to_hf
 
 __all__ = [
     "ModelCard",

@@ -6,7 +6,7 @@ answers the seven question groups of "Datasheets for Datasets" (Gebru et al., 20
 composition, collection process, preprocessing/cleaning/labeling, uses, distribution, maintenance.
 Certification lists every group left unanswered as a problem (:func:`problems`), so a drafted
 datasheet (:func:`draft`), which only states facts read from the data, is never mistaken for a
-complete one. Parsing and rendering are :mod:`openzoo.certify.card`'s (deterministic, so digests hold).
+complete one. Parsing and rendering are :mod:`openzoo.facts.card`'s (deterministic, so digests hold).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openzoo.certify.card import ModelCard, parse_card
-from openzoo.certify.licenses import UNKNOWN_ID, LicenseFacts, describe, to_hf
-from openzoo.datasets.formats import FileFacts
+from openzoo.facts.card import ModelCard, parse_card
+from openzoo.facts.datafiles import FileFacts
+from openzoo.facts.licenses import UNKNOWN_ID, LicenseFacts, describe, to_hf
 
 __all__ = ["QUESTIONS", "Question", "answered", "complete", "draft", "parse", "problems", "size_category"]
 
