@@ -177,3 +177,23 @@ def test_importance_matrix_covers_every_layer_weight(zoo: Server) -> None:
     record = matrix.to_json()
     assert record["tokens"] == 48 and record["tensors"] == len(expected)
     assert record["matrix_digest"].startswith("sha256:") and record["digest"] == builtin_heldout().digest
+
+
+def test_logits_rows_are_the_scoring_paths(zoo: Server) -> None:
+    """``PromptScorer.logits`` reads the rows ``score`` takes its log-probabilities from (a cold read)."""
+    import numpy as np
+
+    from openzoo.quantize.measure import ScoringModel
+    from openzoo.quantize.quality import log_softmax64
+
+    services = Services(config.load({"OPENZOO_HOME": str(zoo.home)}))
+    try:
+        weights = services.models.resolve("gemma3:270m").weights
+    finally:
+        services.close()
+    with ScoringModel(weights, n_ctx=128) as model:
+        prompt = (model.bos, *model.tokenize("The keeper wrote the day's weather in the log before sunrise."))
+        rows = log_softmax64(np.array(model.scorer.logits(prompt)))
+        scored = model.scorer.score(prompt, 0)
+    for i, item in enumerate(scored[1:]):
+        assert item is not None and math.isclose(item.logprob, rows[i, prompt[i + 1]], abs_tol=1e-5)
