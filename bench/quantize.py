@@ -21,6 +21,9 @@ process also evaluates the F32 reference, and the two references must agree. Eve
 held-out text is one prompt after BOS; reported per set: mean KL(F32 || set) over all positions, top-1
 agreement with F32, and the mean and largest |log-likelihood difference| per sentence.
 
+Part 1b, importance matrices: ``--imatrix-types`` quantized without and with an importance matrix computed
+from the second half of the held-out text, both measured on its first half.
+
     PYTHONPATH=src python bench/quantize.py [--types Q8_0,Q4_0] [--tokens 1024] [--sentences 96]
 """
 
@@ -82,6 +85,42 @@ def part_quantize(source: Path, tmp: Path, types: list[str], tokens: int, contex
         print(f"{name:<8}{seconds:>9.2f}{seconds / base:>7.2f}{size / 1e6:>8.1f}{size / size0:>7.3f}"
               f"{q['kl_mean']:>10.5f}{q['kl_max']:>8.3f}{q['top1_agreement'] * 100:>7.2f}%"
               f"{q['ppl_source']:>9.3f}{q['ppl_quantized']:>9.3f}{took:>11.1f}")
+
+
+def part_imatrix(source: Path, tmp: Path, types: list[str], tokens: int, context: int) -> None:
+    """The same types with and without an importance matrix computed from the second half of the held-out
+    text; measured on the first half (so the calibration never saw the measured tokens)."""
+    from openzoo.quantize import imatrix as im
+    from openzoo.quantize.measure import HeldOut
+
+    whole = builtin_heldout()
+    paragraphs = whole.text.split("\n\n")
+    half = len(paragraphs) // 2
+    measured = HeldOut(whole.source + "#first-half", "\n\n".join(paragraphs[:half]))
+    calibration = HeldOut(whole.source + "#second-half", "\n\n".join(paragraphs[half:]))
+    started = time.perf_counter()
+    matrix = im.compute(source, calibration)
+    took = time.perf_counter() - started
+    inputs = MeasureInputs(measured, tokens, context)
+    print(f"\nImportance matrix from {matrix.tokens} tokens of {calibration.source} in {took:.1f} s "
+          f"({len(matrix.values)} matrices); measured on {measured.source}")
+    print(f"{'type':<9}{'imatrix':>8}{'seconds':>9}{'MB':>8}{'KL mean':>10}{'top-1':>9}{'ppl q':>9}")
+    for name in types:
+        qtype = parse_type(name)
+        for use in ([False, True] if not qtype.needs_imatrix else [True]):
+            out = tmp / f"{qtype.name}-im.gguf"
+            steps = quantize_file(source, out, qtype, status="", estimate=1, imatrix=matrix if use else None)
+            seconds = 0.0
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    seconds = float(done.value)
+                    break
+            q = measure(source, out, inputs)
+            print(f"{qtype.name:<9}{'yes' if use else 'no':>8}{seconds:>9.2f}{out.stat().st_size / 1e6:>8.1f}"
+                  f"{q['kl_mean']:>10.5f}{q['top1_agreement'] * 100:>8.2f}%{q['ppl_quantized']:>9.3f}")
+            out.unlink()
 
 
 # --- part 2: kernel sets (each in its own process) ---------------------------------------------------
@@ -182,6 +221,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=96)
     parser.add_argument("--skip-quantize", action="store_true")
     parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--imatrix-types", default="Q4_0,Q2_K,IQ2_XXS",
+                        help="types also quantized with an importance matrix ('' to skip)")
     parser.add_argument("--worker", choices=("openzoo", "stock"), help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--f32", type=Path, help=argparse.SUPPRESS)
@@ -194,6 +235,9 @@ def main() -> None:
         if not args.skip_quantize:
             part_quantize(source, Path(tmp), [t.strip() for t in args.types.split(",") if t.strip()],
                           args.tokens, args.context)
+        if args.imatrix_types.strip():
+            part_imatrix(source, Path(tmp), [t.strip() for t in args.imatrix_types.split(",") if t.strip()],
+                         args.tokens, args.context)
         if not args.skip_kernels:
             part_kernels(source, Path(tmp), args.sentences)
 
