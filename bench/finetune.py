@@ -7,9 +7,16 @@ and the time to the first training step with and without the dequantized-weights
 2. Decode tokens/s of the fine-tuned model (base + LoRA adapter through llama.cpp) against the base
    alone, greedy, same prompts, through ``Inference``. Goal ≥ 0.9×.
 3. Time from ``finetune()`` start to its first training step: first run (GGUF dequantized by
-   transformers) against a second run (cached safetensors blob).
+   transformers) against a second run (cached dequantized base).
+4. ``--federated``: held-out loss of the centralized default run against federated runs with their
+   defaults (3 data owners, 3 rounds, local steps and learning rate from
+   :func:`~openzoo.finetune.federated.default_local_steps` / :func:`~openzoo.finetune.federated.federated_lr`),
+   without and with DP, on the same records (the first ``--records`` of the bundled keeper's log) and the
+   bundled held-out set; goal: within ``--margin`` nats of the centralized loss. ``--old-defaults`` adds
+   the federated run with the earlier defaults (5 local steps, the centralized rate) for comparison.
 
     PYTHONPATH=src python bench/finetune.py [--steps 8] [--repeats 2] [--tokens 64]
+    PYTHONPATH=src python bench/finetune.py --federated [--records 96] [--dp-noise 0.01] [--margin 0.15]
 """
 
 from __future__ import annotations
@@ -95,13 +102,74 @@ def decode_rate(services: Services, model: str, tokens: int) -> float:
     return count / (ns / 1e9) if ns else 0.0
 
 
+def heldout_after(events: Any) -> tuple[float, float, float]:
+    """(loss before, loss after, seconds) of a fine-tune's event stream, from its lineage."""
+    started = time.monotonic()
+    lineage: dict[str, Any] = {}
+    for event in events:
+        if "lineage" in event.detail:
+            lineage = event.detail["lineage"]
+    evaluation = lineage["evaluation"]
+    return evaluation["before"]["loss"], evaluation["after"]["loss"], time.monotonic() - started
+
+
+def federated_vs_centralized(args: argparse.Namespace) -> dict[str, Any]:
+    """Section 4: the same records, trained centrally and by 3 data owners, scored on the same held-out set."""
+    from openzoo.finetune.federated import FederatedRequest, federated_lr, finetune_federated
+
+    nodes, rounds = 3, 3
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="openzoo-bench-fed-") as tmp:
+        services = Services(config.load({"OPENZOO_HOME": tmp, "OPENZOO_CONTEXT_LENGTH": "1024"}))
+        for _ in services.transfers.pull(DEFAULT_MODEL):
+            pass
+        data = Path(tmp) / "train.jsonl"
+        data.write_text("".join(bundled("zoo_log.jsonl").read_text().splitlines(keepends=True)[:args.records]))
+        heldout = bundled("zoo_log_eval.jsonl")
+        base = LoraSettings()  # the centralized defaults: one pass, lr 2e-4, batch 4
+        before, after, secs = heldout_after(finetune(services, FinetuneRequest(
+            DEFAULT_MODEL, data, "bench/central", settings=base, eval_data=heldout)))
+        results["base"] = before
+        results["centralized"] = {"loss": after, "seconds": secs, "lr": base.lr}
+        runs: dict[str, tuple[LoraSettings, int | None, float | None]] = {
+            "federated": (LoraSettings(lr=federated_lr(base.lr, nodes)), None, None),
+            "federated_dp": (LoraSettings(lr=federated_lr(base.lr, nodes)), None, args.dp_noise)}
+        if args.old_defaults:
+            runs["federated_old_defaults"] = (base, 5, None)
+        for label, (settings, steps, noise) in runs.items():
+            _, loss, secs = heldout_after(finetune_federated(services, FederatedRequest(
+                DEFAULT_MODEL, data, f"bench/{label.replace('_', '-')}", settings=settings, eval_data=heldout,
+                nodes=nodes, rounds=rounds, local_steps=steps, dp_noise=noise, dp_clip=1.0)))
+            results[label] = {"loss": loss, "seconds": secs, "lr": settings.lr,
+                              "gap": loss - results["centralized"]["loss"], "dp_noise": noise}
+        services.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
+    parser.add_argument("--federated", action="store_true", help="Only section 4: federated vs centralized loss.")
+    parser.add_argument("--records", type=int, default=96, help="Training records for --federated.")
+    parser.add_argument("--dp-noise", type=float, default=0.01, help="DP noise multiplier of the DP run.")
+    parser.add_argument("--margin", type=float, default=0.15, help="Goal: federated loss within this of centralized.")
+    parser.add_argument("--old-defaults", action="store_true", help="Also run federated with the earlier defaults.")
     args = parser.parse_args()
+    if args.federated:
+        fed = federated_vs_centralized(args)
+        print(f"held-out loss  base {fed['base']:.3f}  centralized {fed['centralized']['loss']:.3f} "
+              f"(lr {fed['centralized']['lr']:g}, {fed['centralized']['seconds']:.0f}s)")
+        for label, run in fed.items():
+            if label.startswith("federated"):
+                verdict = "ok" if abs(run["gap"]) <= args.margin else "MISSED"
+                print(f"  {label:<24} {run['loss']:.3f}  gap {run['gap']:+.3f} (goal |gap| <= {args.margin}: "
+                      f"{verdict}; lr {run['lr']:g}, dp-noise {run['dp_noise']}, {run['seconds']:.0f}s)")
+        if args.json:
+            args.json.write_text(json.dumps(fed, indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="openzoo-bench-ft-") as tmp:
         services = Services(config.load({"OPENZOO_HOME": tmp, "OPENZOO_CONTEXT_LENGTH": "1024"}))
         for _ in services.transfers.pull(DEFAULT_MODEL):
@@ -114,7 +182,7 @@ def main() -> None:
         spec = services.models.resolve(DEFAULT_MODEL)
         data = load_jsonl(bundled("zoo_log.jsonl"))
         ours, plain = [], []
-        with dequant.dequantized(services.store, spec) as hf:
+        with dequant.dequantized(services.store, spec, dequant.DequantCache.from_config(services.config)) as hf:
             _, tokenizer = load_hf(hf.folder)
             records = tokenize(tokenizer, data.texts, settings.max_length)
             for _ in range(args.repeats):

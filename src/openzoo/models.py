@@ -7,9 +7,10 @@ API can stream them as NDJSON and the CLI can draw progress bars from the same s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
-from openzoo.formats.gguf import GGUFInfo, check_adapter, validate_gguf
+from openzoo.formats.gguf import GGUFInfo, check_adapter, model_config, validate_gguf
 from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
@@ -38,6 +39,22 @@ Use (https://ai.google.dev/gemma/terms) and the Gemma Prohibited Use Policy
 It is NOT open source: the terms restrict how the model and its derivatives may be used, and they are
 not an OSI-approved license. Redistribution must carry these terms and the use restrictions onward.
 """
+
+#: The default model's Modelfile ``PARAMETER``s, as Ollama's library models carry theirs: stored in its
+#: params layer at import (as ``openzoo create`` stores a Modelfile's), they apply wherever a request sets
+#: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``), a stop at
+#: ``<start_of_image>``, which this model writes where a document of its training data ends (what follows
+#: is another, unrelated text), and Google's sampling settings for Gemma 3 (``top_k``, ``top_p``) with a
+#: cooler temperature that keeps a completion on its prompt's topic. No ``repeat_penalty``: it would change
+#: greedy decoding (the chosen token would no longer be the most likely one that logprobs report, which
+#: evaluation harnesses rely on) and cost the argmax fast path; a 128-token sampled completion does not loop.
+DEFAULT_MODEL_PARAMETERS: dict[str, Any] = {
+    "num_predict": 128,
+    "stop": ["<start_of_image>"],
+    "temperature": 0.6,
+    "top_k": 64,
+    "top_p": 0.95,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,18 @@ class ModelSpec:
     manifest: Manifest | None = None
 
     @property
+    def instruction_tuned(self) -> bool:
+        """A chat model (False: a base model, prompted as a completion by ``run`` and the playground).
+
+        Recorded at import (:mod:`openzoo.formats.model_kind`); a Modelfile ``TEMPLATE`` declares a chat
+        model; models stored before the record was kept fall back to whether the GGUF has a template.
+        """
+        if self.template is not None:
+            return True
+        recorded = self.config.get("instruction_tuned")
+        return recorded if isinstance(recorded, bool) else bool(self.config.get("has_chat_template"))
+
+    @property
     def capabilities(self) -> list[str]:
         caps = ["completion"]
         if self.config.get("capabilities"):
@@ -109,6 +138,8 @@ class CreateSpec:
     allow_paths: bool = False
     base_dir: Path | None = None
     adapter_paths: tuple[str, ...] = ()
+    #: record the new model as a chat (True) or base (False) model; None keeps the base's record
+    instruction_tuned: bool | None = None
 
 
 def _details(config: Mapping[str, Any]) -> ModelDetails:
@@ -120,31 +151,6 @@ def _details(config: Mapping[str, Any]) -> ModelDetails:
         quantization_level=str(config.get("file_type", "")),
         parent_model=str(config.get("parent_model", "")),
     )
-
-
-def _config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "model_format": "gguf",
-        "model_family": info.family,
-        "model_families": [info.family],
-        "model_type": info.parameter_size,
-        "file_type": info.quantization,
-        "architecture": info.architecture,
-        "parameter_count": info.parameter_count,
-        "context_length": info.context_length,
-        "embedding_length": info.embedding_length,
-        "has_chat_template": info.chat_template is not None,
-        "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
-        "rootfs": {"type": "layers", "diff_ids": []},
-    }
-    if extra:
-        config.update(extra)
-    return config
-
-
-def _has_fim(info: GGUFInfo) -> bool:
-    meta = info.metadata()
-    return any(key in meta for key in ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"))
 
 
 class Models:
@@ -309,7 +315,7 @@ class Models:
                     added.append(lic.digest)
                 lic_annotations = {"org.openzoo.license.id": license_id} if license_id else {}
                 layers.append(Layer(mt.LICENSE, lic.digest, lic.size, lic_annotations))
-            config = self._put_json(_config_for(info, {
+            config = self._put_json(model_config(info, {
                 "model_format": "gguf", "source_format": "safetensors", "hf_architecture": folder.architecture,
                 "file_type": info.quantization}))
             if config.digest not in existing:
@@ -323,7 +329,7 @@ class Models:
 
     def import_stream(self, chunks: Iterable[bytes], total: int, name: str, *, expected_digest: str,
                       license_text: str | None = None, license_id: str | None = None,
-                      parent: str = "") -> Iterator[Progress]:
+                      parent: str = "", parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         """Store a GGUF from a byte stream (the embedded default model: :mod:`openzoo.transfers`), then
         validate and tag it."""
         parsed = names.parse(name)
@@ -333,7 +339,8 @@ class Models:
         yield Progress("verifying sha256 digest")
         info = validate_gguf(self.store.blobs.path(blob.digest))
         yield from self._tag_new(parsed, info, blob.digest, blob.size, license_text=license_text,
-                                 license_id=license_id, extra={"parent_model": parent} if parent else None)
+                                 license_id=license_id, extra={"parent_model": parent} if parent else None,
+                                 parameters=parameters)
 
     def _put_with_progress(self, chunks: Iterable[bytes], total: int, expected: str | None,
                            status: str = "copying model data") -> Generator[Progress, None, BlobInfo]:
@@ -351,22 +358,26 @@ class Models:
         return info
 
     def tag_weights(self, name: str, digest: str, *, license_text: str | None = None,
-                    license_id: str | None = None) -> Iterator[Progress]:
+                    license_id: str | None = None,
+                    parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         """Tag a GGUF blob already in the store as ``name`` (a pull that finds its weights stored)."""
         info = validate_gguf(self.store.blobs.path(digest))
         yield from self._tag_new(names.parse(name), info, digest, self.store.blobs.size(digest),
-                                 license_text=license_text, license_id=license_id)
+                                 license_text=license_text, license_id=license_id, parameters=parameters)
 
     def _tag_new(self, name: ModelName, info: GGUFInfo, digest: str, size: int, *,
                  license_text: str | None, license_id: str | None,
-                 extra: Mapping[str, Any] | None = None) -> Iterator[Progress]:
+                 extra: Mapping[str, Any] | None = None,
+                 parameters: Mapping[str, Any] | None = None) -> Iterator[Progress]:
         layers = [Layer(mt.MODEL, digest, size)]
+        if parameters:  # a Modelfile's PARAMETERs, stored as ``create`` stores them
+            layers.append(self._put_text_layer(mt.PARAMS, json.dumps(dict(parameters), sort_keys=True)))
         text = license_text if license_text is not None else info.license
         if text:
             lic = self.store.blobs.put_bytes(text.encode())
             annotations = {"org.openzoo.license.id": license_id} if license_id else {}
             layers.append(Layer(mt.LICENSE, lic.digest, lic.size, annotations))
-        config = self._put_json(_config_for(info, extra))
+        config = self._put_json(model_config(info, extra))
         manifest = Manifest(config, tuple(layers))
         yield Progress("writing manifest")
         self.store.tag(name, manifest)
@@ -404,7 +415,7 @@ class Models:
                 yield Progress("parsing GGUF")
                 info = validate_gguf(path)
                 blob = self.store.blobs.put_file(path)
-                weights, config = Layer(mt.MODEL, blob.digest, blob.size), _config_for(info)
+                weights, config = Layer(mt.MODEL, blob.digest, blob.size), model_config(info)
                 yield Progress(f"using layer {blob.digest}")
             else:
                 if _looks_like_path(base):
@@ -423,6 +434,8 @@ class Models:
             if weights is None:
                 raise InvalidRequest("no GGUF file among 'files'")
         layers: list[Layer] = list(base_manifest.layers) if base_manifest else []
+        if base_manifest is not None and base_manifest.first(mt.SEAL) is not None:
+            layers = self._unsealed_derivative(base_manifest, names.parse(str(spec.base)).display)
         if weights is not None:
             layers = [layer for layer in layers if layer.media_type != mt.MODEL]
             layers.insert(0, weights)
@@ -448,12 +461,33 @@ class Models:
             replacements.append((mt.LICENSE, [self._put_text_layer(mt.LICENSE, text) for text in spec.license]))
         if spec.messages:
             replacements.append((mt.MESSAGES, [self._put_text_layer(mt.MESSAGES, json.dumps(list(spec.messages)))]))
+        if spec.instruction_tuned is not None:
+            config = {**(config or {}), "instruction_tuned": spec.instruction_tuned}
         manifest = Manifest(self._put_json(config or {}), tuple(layers))
         for media_type, new in replacements:
             manifest = manifest.replace_layers(media_type, new)
         yield Progress("writing manifest")
         self.store.tag(target, manifest)
         yield Progress("success")
+
+    def _unsealed_derivative(self, base: Manifest, display: str) -> list[Layer]:
+        """The layers a model derived from a sealed one starts with: the base's, without its seal (the seal
+        signs the base's manifest, not the new one's: kept, it would make the new model fail ``verify``)
+        and with a lineage record naming the sealed source, so certifying the new model can cite it."""
+        seal = base.first(mt.SEAL)
+        assert seal is not None
+        unsealed = base.replace_layers(mt.SEAL, [])
+        previous = base.first(mt.LINEAGE)
+        record: dict[str, Any] = {
+            "schema": "openzoo.lineage/v1", "derivation": "create",
+            "base": {"name": display, "manifest_digest": "sha256:" + hashlib.sha256(base.to_bytes()).hexdigest(),
+                     "sealed_digest": "sha256:" + hashlib.sha256(unsealed.to_bytes()).hexdigest(),
+                     "seal_bundle": seal.digest}}
+        if previous is not None:
+            record["base"]["lineage"] = previous.digest
+        blob = self.store.blobs.put_bytes(mt.canonical_json(record))
+        kept = [x for x in unsealed.layers if x.media_type != mt.LINEAGE]
+        return [*kept, Layer(mt.LINEAGE, blob.digest, blob.size)]
 
     @staticmethod
     def _local_path(text: str, base_dir: Path | None) -> Path:
@@ -472,7 +506,7 @@ class Models:
         yield Progress("parsing GGUF")
         info = validate_gguf(self.store.blobs.path(digest))
         yield Progress(f"using existing layer {digest}")
-        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
+        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), model_config(info)
 
     def _adapter_layer(self, filename: str, digest: str,
                        base: Layer | None = None) -> Generator[Progress, None, Layer]:
@@ -502,10 +536,3 @@ def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk
-
-
-def progress_sink(events: Iterable[Progress], callback: Callable[[Progress], None] | None = None) -> None:
-    """Drain a progress generator, forwarding each event (for callers that do not stream)."""
-    for event in events:
-        if callback is not None:
-            callback(event)

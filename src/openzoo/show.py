@@ -36,6 +36,8 @@ class ModelInfo:
     license: str | None = None
     #: The tensors, only when asked for ``verbose``.
     tensors: tuple[TensorInfo, ...] | None = None
+    #: ``"base"`` (a completion model: ``run`` and the playground prompt it raw) or ``"chat"``.
+    model_kind: str = "chat"
     #: A quantized model's measured cost (source, type, size ratio, ``quality``), from its lineage record.
     quantization: dict[str, Any] | None = None
 
@@ -97,5 +99,6 @@ def show_model(models: Models, name: str, verbose: bool = False) -> ModelInfo:
         system=spec.system or None,
         license="\n".join(spec.licenses) if spec.licenses else None,
         tensors=tuple(info.tensors) if verbose else None,
+        model_kind="chat" if spec.instruction_tuned else "base",
         quantization=quantization_of(models.store, spec),
     )

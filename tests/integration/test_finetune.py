@@ -96,6 +96,27 @@ def test_new_model_shares_the_base_blob_and_states_its_license(services: Service
     assert "Gemma" in card  # the restrictive base license is inherited and stated
 
 
+def test_the_store_grows_by_the_adapter_and_the_cache_is_listed_apart(services: Services, ft_home: Path) -> None:
+    """Issue 18: the dequantized base (about 1.1 GB) is a cache outside the store, never a model's size."""
+    base = services.models.resolve(DEFAULT_MODEL)
+    assert base.manifest is not None
+    base_blobs = {base.manifest.config.digest, *(layer.digest for layer in base.manifest.layers)}
+    others = sum(p.stat().st_size for p in (ft_home / "blobs").iterdir()
+                 if p.name.startswith("sha256-") and "sha256:" + p.name[7:] not in base_blobs)
+    adapter = services.models.resolve(NEW).manifest.first(mt.ADAPTER)  # type: ignore[union-attr]
+    assert adapter is not None
+    # the adapter, its manifests, lineage, card and the training data as a dataset: a few MB, not a base
+    assert others <= adapter.size + (4 << 20), others
+    cache = dequant.DequantCache.from_config(services.config)
+    [entry] = cache.entries()
+    assert entry.gguf_digest == dequant.gguf_digest(base) and entry.size > base.size  # float32 > Q4_K_M
+    listed = cli(ft_home, "list", "--cache")
+    assert listed.returncode == 0 and base.digest[7:19] not in listed.stdout
+    assert entry.gguf_digest[7:19] in listed.stdout and DEFAULT_MODEL in listed.stdout
+    assert "OPENZOO_FINETUNE_CACHE_BYTES" in listed.stderr
+    assert "me/zoo-keeper" in cli(ft_home, "list").stdout
+
+
 def greedy_llama(services: Services, model: str, prompt: str, n: int) -> str:
     return "".join(t.text for t in served_chunks(services, model, prompt, n))
 
@@ -103,7 +124,7 @@ def greedy_llama(services: Services, model: str, prompt: str, n: int) -> str:
 def served_chunks(services: Services, model: str, prompt: str, n: int) -> list[TextChunk]:
     chunks = []
     for event in services.inference.completion(CompletionRequest(
-            model, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": n, "seed": 0})):
+            model, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": n, "seed": 0, "stop": []})):
         if isinstance(event, TextChunk):
             chunks.append(event)
     return chunks

@@ -23,7 +23,6 @@ from openzoo import config
 from openzoo.audit.metrics import Metric
 from openzoo.audit.report import Report
 from openzoo.audit.suites.base import SuiteResult
-from openzoo.certify.service import certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 from support.certified import seal_with_quorum
@@ -84,7 +83,7 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                "output_norm.weight": np.ones((64,), dtype=np.float32)}
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
     _store_audit(services, DEFAULT_MODEL)
-    cert = certification(services.store)
+    cert = services.certification
     seal_with_quorum(cert, DEFAULT_MODEL)
     cert.request("tiny")
     (root / "keeper.csv").write_text(KEEPER_CSV)
@@ -252,6 +251,31 @@ def test_playground_streams_a_reply(page: Page) -> None:
     assert page.evaluate("window.__seenWhileStreaming"), "text should appear before the reply is finished"
     expect(page.locator("#probs .tok").first).to_be_visible()
     shot(page, "playground")
+
+
+def test_playground_completes_for_a_base_model(page: Page) -> None:
+    """Issue 18: the default (base) model is prompted as a completion with its own parameters: one note
+    says so, the reply is bounded by the model's num_predict and repeats no line more than twice."""
+    from openzoo.models import DEFAULT_MODEL_PARAMETERS
+
+    page.goto("/ui/playground?model=gemma3:270m")
+    note = page.locator("#kind-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("gemma3:270m is a base model")
+    expect(page.get_by_label("Max tokens")).to_have_value("")  # the model's own num_predict applies
+    page.get_by_label("Message").fill("The sky looks blue because")
+    with page.expect_response("**/api/generate") as response:
+        page.get_by_role("button", name="Send").click()
+    assert response.value.ok
+    status = page.locator("#status")
+    expect(status).to_contain_text("Done", timeout=120_000)
+    tokens = int(re.search(r"(\d+) tokens", status.inner_text()).group(1))  # type: ignore[union-attr]
+    assert 0 < tokens <= DEFAULT_MODEL_PARAMETERS["num_predict"]
+    lines = [line.strip() for line in page.locator(".msg.assistant .text").inner_text().splitlines() if line.strip()]
+    assert max((lines.count(line) for line in lines), default=0) <= 2, lines
+    page.get_by_label("Use chat template").check()
+    expect(note).to_be_visible()  # still a base model; the next message goes to /api/chat
+    shot(page, "playground-base")
 
 
 def test_playground_stop_button_aborts(page: Page) -> None:

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openzoo import events
-from openzoo.cli.main import cli, local_services
+from openzoo.cli.common import local_services
 from openzoo.cli.output import err_console
 from openzoo.errors import InvalidRequest, NotSupported
 
@@ -55,7 +55,7 @@ def render_training(stream: Iterable[events.Progress]) -> None:
             bar.stop()
 
 
-@cli.command()
+@click.command()
 @click.argument("base")
 @click.option("--data", "data", required=True,
               help="Training data: a stored dataset's name, or a data file (JSONL, CSV, Parquet) of "
@@ -64,7 +64,8 @@ def render_training(stream: Iterable[events.Progress]) -> None:
 @click.option("--eval", "eval_data", default=None,
               help="Held-out data (a dataset's name or a file) scored before and after, through openzoo's engine.")
 @click.option("--epochs", default=1, show_default=True, type=int)
-@click.option("--lr", default=2e-4, show_default=True, type=float, help="Learning rate.")
+@click.option("--lr", default=None, type=float,
+              help="Learning rate [default: 2e-4; with --federated, 2e-4 times --nodes].")
 @click.option("--rank", default=16, show_default=True, type=int, help="LoRA rank r.")
 @click.option("--alpha", default=32.0, show_default=True, type=float, help="LoRA alpha.")
 @click.option("--targets", default="q_proj,v_proj", show_default=True, help="Modules to adapt.")
@@ -81,7 +82,7 @@ def render_training(stream: Iterable[events.Progress]) -> None:
 @click.option("--rounds", default=3, show_default=True, type=int, help="FedAvg rounds for --federated.")
 @click.option("--dp-noise", default=None, type=float, help="Differential privacy noise multiplier (federated).")
 @click.option("--dp-clip", default=1.0, show_default=True, type=float, help="DP clipping norm (federated).")
-def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int, lr: float, rank: int,
+def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int, lr: float | None, rank: int,
              alpha: float, targets: str, dropout: float, batch_size: int, max_length: int, max_steps: int | None,
              checkpoint_every: int, seed: int, data_license: str | None, resume: bool, federated: bool, nodes: int,
              rounds: int, dp_noise: float | None, dp_clip: float) -> None:
@@ -90,8 +91,11 @@ def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int
         raise InvalidRequest("--dp-noise applies to federated training only",
                              hint="add --federated, or drop --dp-noise for a local fine-tune")
     _require_extra()
+    from openzoo.finetune.federated import federated_lr
     from openzoo.finetune.lora import LoraSettings
 
+    if lr is None:
+        lr = federated_lr(LoraSettings().lr, nodes) if federated else LoraSettings().lr
     settings = LoraSettings(rank=rank, alpha=alpha, targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
                             dropout=dropout, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                             max_length=max_length, seed=seed, checkpoint_every=checkpoint_every)
@@ -118,7 +122,7 @@ def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int
         services.close()
 
 
-@cli.group()
+@click.group()
 def federate() -> None:
     """Federated fine-tuning across machines with Flower (a SuperLink and one SuperNode per data owner)."""
 

@@ -14,23 +14,14 @@ from typing import Any, Protocol
 
 import click
 
-from openzoo.cli.main import cli, load_config, local_services
+from openzoo.cli.common import load_config, local_services
 from openzoo.cli.output import human_size, table
 from openzoo.client import Client
 from openzoo.config import parse_duration
 from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.events import Done, Failure, TextChunk
+from openzoo.formats.model_kind import base_model_note
 from openzoo.inference import KeepAlive
-
-
-@dataclass
-class Stats:
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_tokens: int = 0
-    prompt_ns: int = 0
-    completion_tokens: int = 0
-    eval_ns: int = 0
 
 
 @dataclass
@@ -41,12 +32,28 @@ class Session:
     keep_alive: KeepAlive = "default"
     system: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    #: prompt as a completion, without a chat template (a base model, unless ``--chat``)
+    raw: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What ``run`` needs to know about a model before the first prompt."""
+
+    instruction_tuned: bool
+    parameters: frozenset[str]  # the names of the model's own (Modelfile) parameters
+
+
+#: ``--max-tokens`` of a one-shot answer when neither the option nor the model's parameters set one.
+ONE_SHOT_MAX_TOKENS = 256
 
 
 class Runner(Protocol):
-    def chat(self, session: Session) -> Iterator[str | Stats]: ...
+    def describe(self, model: str) -> ModelFacts: ...
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]: ...
+    def chat(self, session: Session) -> Iterator[str | Done]: ...
+
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]: ...
 
     def load(self, session: Session) -> None: ...
 
@@ -65,22 +72,31 @@ class RemoteRunner:
             body["keep_alive"] = -1 if session.keep_alive is None else session.keep_alive
         return body
 
-    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Stats]:
+    def describe(self, model: str) -> ModelFacts:
+        shown = self.client.post("/api/show", {"model": model})
+        names = frozenset(line.split()[0] for line in str(shown.get("parameters") or "").splitlines() if line.strip())
+        # an Ollama server has no "model_kind": its models are chat models unless they say otherwise
+        return ModelFacts(shown.get("model_kind", "chat") != "base", names)
+
+    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Done]:
         for obj in self.client.stream(path, body):
             if obj.get("done"):
-                yield Stats(obj.get("total_duration", 0), obj.get("load_duration", 0),
-                            obj.get("prompt_eval_count", 0), obj.get("prompt_eval_duration", 0),
-                            obj.get("eval_count", 0), obj.get("eval_duration", 0))
+                yield Done(obj.get("done_reason", "stop"), prompt_tokens=obj.get("prompt_eval_count", 0),
+                           completion_tokens=obj.get("eval_count", 0), total_ns=obj.get("total_duration", 0),
+                           load_ns=obj.get("load_duration", 0), prompt_eval_ns=obj.get("prompt_eval_duration", 0),
+                           eval_ns=obj.get("eval_duration", 0))
             else:
                 yield obj["message"]["content"] if "message" in obj else obj.get("response", "")
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         return self._turn("/api/chat", {**self._body(session), "messages": session.messages})
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         body = {**self._body(session), "prompt": prompt}
         if session.system:
             body["system"] = session.system
+        if session.raw:
+            body["raw"] = True
         return self._turn("/api/generate", body)
 
     def load(self, session: Session) -> None:
@@ -93,29 +109,32 @@ class LocalRunner:
     def __init__(self) -> None:
         self.services = local_services()
 
-    def _turn(self, generation: Any) -> Iterator[str | Stats]:
+    def describe(self, model: str) -> ModelFacts:
+        spec = self.services.models.resolve(model)
+        return ModelFacts(spec.instruction_tuned, frozenset(spec.parameters))
+
+    def _turn(self, generation: Any) -> Iterator[str | Done]:
         for event in generation:
             if isinstance(event, TextChunk):
                 yield event.text
             elif isinstance(event, Done):
-                yield Stats(event.total_ns, event.load_ns, event.prompt_tokens, event.prompt_eval_ns,
-                            event.completion_tokens, event.eval_ns)
+                yield event
             elif isinstance(event, Failure):
                 raise event.error
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         from openzoo.inference import ChatRequest
 
         return self._turn(self.services.inference.chat(ChatRequest(
             model=session.model, messages=session.messages, options=session.options, format=session.format,
             keep_alive=session.keep_alive)))
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         from openzoo.inference import CompletionRequest
 
         return self._turn(self.services.inference.completion(CompletionRequest(
             model=session.model, prompt=prompt, system=session.system, options=session.options,
-            format=session.format, keep_alive=session.keep_alive)))
+            format=session.format, keep_alive=session.keep_alive, raw=session.raw)))
 
     def load(self, session: Session) -> None:
         self.services.inference.load(session.model, session.keep_alive, session.options)
@@ -129,11 +148,11 @@ def runner() -> Runner:
     return LocalRunner()
 
 
-def _print_turn(turn: Iterator[str | Stats], verbose: bool) -> str:
+def _print_turn(turn: Iterator[str | Done], verbose: bool) -> str:
     parts: list[str] = []
-    stats = Stats()
+    stats = Done("stop")
     for item in turn:
-        if isinstance(item, Stats):
+        if isinstance(item, Done):
             stats = item
         else:
             parts.append(item)
@@ -149,11 +168,11 @@ def _rate(count: int, ns: int) -> str:
     return f"{count / (ns / 1e9):.2f} tokens/s" if ns else "n/a"
 
 
-def _print_stats(s: Stats) -> None:
+def _print_stats(s: Done) -> None:
     lines = [("total duration", f"{s.total_ns / 1e9:.3f}s"), ("load duration", f"{s.load_ns / 1e6:.1f}ms"),
              ("prompt eval count", f"{s.prompt_tokens} token(s)"),
-             ("prompt eval duration", f"{s.prompt_ns / 1e6:.1f}ms"),
-             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_ns)),
+             ("prompt eval duration", f"{s.prompt_eval_ns / 1e6:.1f}ms"),
+             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_eval_ns)),
              ("eval count", f"{s.completion_tokens} token(s)"), ("eval duration", f"{s.eval_ns / 1e6:.1f}ms"),
              ("eval rate", _rate(s.completion_tokens, s.eval_ns))]
     for key, value in lines:
@@ -192,6 +211,8 @@ def _command(line: str, session: Session) -> bool:
         value = _parse_value(words[3])
         session.options[words[2]] = [str(value)] if words[2] == "stop" else value
         click.echo(f"Set parameter '{words[2]}' to '{words[3]}'")
+    elif words[:2] == ["/set", "system"] and len(words) >= 3 and session.raw:
+        click.echo("A base model continues text and takes no system prompt; run it with --chat to set one.")
     elif words[:2] == ["/set", "system"] and len(words) >= 3:
         session.system = line.split(maxsplit=2)[2]
         session.messages = [m for m in session.messages if m["role"] != "system"]
@@ -237,12 +258,15 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
             if not _command(text.strip(), session):
                 return
             continue
+        if session.raw:  # a base model continues each message on its own; there is no conversation
+            _print_turn(run.generate(session, text), verbose)
+            continue
         session.messages.append({"role": "user", "content": text})
         answer = _print_turn(run.chat(session), verbose)
         session.messages.append({"role": "assistant", "content": answer})
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "format_", type=str, help='Response format, e.g. "json".')
@@ -250,19 +274,37 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
 @click.option("--keepalive", type=str, help="How long to keep the model loaded (e.g. 5m, 0, -1).")
 @click.option("--nowordwrap", is_flag=True, hidden=True)
 @click.option("--system", type=str, help="System prompt.")
+@click.option("--chat", "chat", is_flag=True, help="Use the chat template even for a base (completion) model.")
+@click.option("--max-tokens", type=click.IntRange(min=-1), default=None,
+              help=f"Longest answer in tokens (-1: no limit). One-shot default: the model's num_predict, "
+                   f"else {ONE_SHOT_MAX_TOKENS}.")
 def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool, keepalive: str | None,
-        nowordwrap: bool, system: str | None) -> None:
-    """Run a model: answer PROMPT, or chat interactively when no prompt is given."""
+        nowordwrap: bool, system: str | None, chat: bool, max_tokens: int | None) -> None:
+    """Run a model: answer PROMPT, or chat interactively when no prompt is given.
+
+    A base (completion) model continues PROMPT as it is (no chat template) unless --chat is given.
+    """
     if format_ not in (None, "json"):
         raise InvalidRequest(f'invalid format "{format_}"', hint='use --format json')
     session = Session(model, format=format_, system=system,
                       keep_alive="default" if keepalive is None else parse_duration(keepalive))
     run_with = runner()
+    facts = run_with.describe(model)
+    if not facts.instruction_tuned and not chat:
+        if system:
+            raise InvalidRequest(f"{model} is a base model: it takes no system prompt as a completion",
+                                 hint="add --chat to use a chat template with --system")
+        session.raw = True
+        click.echo(base_model_note(model), err=True)
+    if max_tokens is not None:
+        session.options["num_predict"] = max_tokens
     text = " ".join(prompt)
     if not sys.stdin.isatty():
         piped = sys.stdin.read()
         text = f"{text}\n{piped}".strip() if text else piped
     if text:
+        if max_tokens is None and "num_predict" not in facts.parameters:
+            session.options["num_predict"] = ONE_SHOT_MAX_TOKENS
         _print_turn(run_with.generate(session, text), verbose)
         return
     run_with.load(session)
@@ -271,7 +313,7 @@ def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool,
     _interactive(run_with, session, verbose)
 
 
-@cli.command()
+@click.command()
 def ps() -> None:
     """List models loaded in the running server (and its replicas, under ``serve --replicas``)."""
     client = Client(load_config())
@@ -305,7 +347,7 @@ def _replicas(client: Client) -> None:
     click.echo(table(rows, ["REPLICA", "PID", "NODE", "REQUESTS", "IN FLIGHT", "MODELS"]))
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 def stop(model: str) -> None:
     """Unload a model from the running server."""

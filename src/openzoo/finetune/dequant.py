@@ -5,17 +5,23 @@ weights and tokenizer files are layers of its own, so :func:`dequantized` lays t
 (links to the blobs, nothing copied or converted) and transformers loads them exactly.
 
 transformers dequantizes a GGUF file into float32 weights (about a minute for the default model on two
-cores). The dequantized weights (safetensors) and the tokenizer/config files (a tar) are kept as store
-blobs keyed by the GGUF's digest, pinned in the catalog (``manifest_refs`` rows under ``pin:``) so
-garbage collection leaves them alone, so a second fine-tune of the same base starts in seconds.
+cores). The result (``model.safetensors`` plus the tokenizer and config files, about 1.1 GB for the
+default model's 253 MB GGUF) is kept in a *cache*, not in the model store: one folder per GGUF digest under
+``OPENZOO_HOME/cache/finetune/``, so a second fine-tune of the same base starts in seconds. The cache is
+bounded (``OPENZOO_FINETUNE_CACHE_BYTES``: the least recently used bases go first; 0 keeps nothing),
+listed by ``openzoo list --cache`` and emptied by ``openzoo rm --cache``. It never counts in a model's size,
+and removing it loses nothing but time. (Float32, not bf16: a cached base must train exactly like a
+freshly dequantized one.)
+
+Zoos from before kept the cache as pinned store blobs (table ``finetune_dequant``, ``pin:`` refs);
+:func:`legacy_entries` lists those and :func:`clear` removes them with the rest.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,21 +30,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openzoo.config import Config
 from openzoo.errors import NotSupported
 from openzoo.events import Progress
 from openzoo.models import ModelSpec
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
 from openzoo.store.db import Database
-from openzoo.store.migrations import migration, run_script
+from openzoo.store.migrations import run_script
 from openzoo.store.store import Store
 
-__all__ = ["HFBase", "cached", "dequantized", "forget"]
+__all__ = ["CacheEntry", "DequantCache", "HFBase", "clear", "dequantized", "legacy_entries"]
 
 PIN_PREFIX = "pin:finetune-dequant:"
+WEIGHTS = "model.safetensors"
+_ENTRY = "entry.json"
+#: ``OPENZOO_FINETUNE_CACHE_BYTES``'s default (config.py declares the setting).
+DEFAULT_CACHE_BYTES = 4 << 30
 
 
-@migration(300, "finetune: dequantized weights cache")
 def _m300(conn: Database) -> None:
     run_script(
         conn,
@@ -53,6 +63,9 @@ def _m300(conn: Database) -> None:
     )
 
 
+MIGRATION = migrations.Step(300, "finetune: dequantized weights cache", _m300)
+
+
 @dataclass(frozen=True, slots=True)
 class HFBase:
     """A transformers model folder (config, tokenizer, ``model.safetensors``) for one GGUF base."""
@@ -65,6 +78,97 @@ class HFBase:
     source: str = "gguf"
 
 
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached base: the GGUF digest it was made from, its bytes on disk, when it was last used."""
+
+    gguf_digest: str
+    size: int
+    last_used: float
+    path: Path | None  # None: an entry of the old, in-store layout
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DequantCache:
+    """The folder of cached dequantized bases and the most bytes it may keep."""
+
+    root: Path
+    max_bytes: int = DEFAULT_CACHE_BYTES
+
+    @classmethod
+    def for_home(cls, home: Path, max_bytes: int = DEFAULT_CACHE_BYTES) -> DequantCache:
+        return cls(Path(home) / "cache" / "finetune", max_bytes)
+
+    @classmethod
+    def from_config(cls, config: Config) -> DequantCache:
+        return cls.for_home(config.home, config.finetune_cache_bytes)
+
+    def _folder(self, digest: str) -> Path:
+        return self.root / digest.removeprefix("sha256:")
+
+    def lookup(self, digest: str) -> Path | None:
+        """The folder cached for ``digest`` (marked as just used), or None."""
+        folder = self._folder(digest)
+        if not (folder / _ENTRY).is_file() or not (folder / WEIGHTS).is_file():
+            return None
+        os.utime(folder / _ENTRY)
+        return folder
+
+    def entries(self) -> list[CacheEntry]:
+        """Cached bases, least recently used first."""
+        found = []
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                marker = folder / _ENTRY
+                if not marker.is_file():
+                    continue
+                size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+                digest = str(json.loads(marker.read_text()).get("gguf_digest", "sha256:" + folder.name))
+                found.append(CacheEntry(digest, size, marker.stat().st_mtime, folder))
+        return sorted(found, key=lambda e: e.last_used)
+
+    def keep(self, digest: str, made: Path) -> Path | None:
+        """Move the folder ``made`` (in :meth:`scratch`) into the cache; evict down to the bound.
+
+        Returns the cached folder, or None when the bound leaves no room for it (``made`` stays as is).
+        """
+        size = sum(p.stat().st_size for p in made.iterdir() if p.is_file())
+        if size > self.max_bytes:
+            return None
+        (made / _ENTRY).write_text(json.dumps({"gguf_digest": digest, "created_at": time.time()}))
+        target = self._folder(digest)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(made, target)
+        self.evict(keep=target)
+        return target
+
+    def evict(self, keep: Path | None = None) -> list[CacheEntry]:
+        """Remove the least recently used entries until the cache fits its bound; return those removed."""
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        removed = []
+        for entry in entries:
+            if total <= self.max_bytes:
+                break
+            if entry.path is None or entry.path == keep:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            total -= entry.size
+            removed.append(entry)
+        return removed
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A temporary folder next to the cache (so keeping it is a rename), removed unless kept."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".making-", dir=self.root))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def gguf_digest(spec: ModelSpec) -> str:
     """The digest of a model's GGUF weights blob (what the cache is keyed by)."""
     layer = spec.manifest.first(mt.MODEL) if spec.manifest is not None else None
@@ -73,45 +177,34 @@ def gguf_digest(spec: ModelSpec) -> str:
     return layer.digest
 
 
-def cached(store: Store, digest: str) -> tuple[str, str] | None:
-    """``(weights_digest, files_digest)`` of a cached dequantization, when both blobs are still there."""
-    migrations.apply(store.catalog.connection)  # this module's table, when the store opened before import
-    row = store.catalog.connection.execute(
-        "SELECT weights_digest, files_digest FROM finetune_dequant WHERE gguf_digest = ?", (digest,)).fetchone()
-    if row is None or not (store.blobs.exists(row[0]) and store.blobs.exists(row[1])):
-        return None
-    return str(row[0]), str(row[1])
+def legacy_entries(store: Store) -> list[CacheEntry]:
+    """Cached bases of the old layout (pinned store blobs) still in ``store``."""
+    rows = store.catalog.connection.execute(
+        "SELECT gguf_digest, weights_digest, files_digest, created_at FROM finetune_dequant").fetchall()
+    out = []
+    for digest, weights, files, created in rows:
+        size = sum(store.blobs.size(d) for d in (weights, files) if store.blobs.exists(d))
+        out.append(CacheEntry(str(digest), size, float(created), None, legacy=True))
+    return out
 
 
-def forget(store: Store, digest: str) -> None:
-    """Drop the cache entry of one GGUF (the blobs go at the next garbage collection)."""
-    with store.catalog.transaction() as conn:
-        conn.execute("DELETE FROM finetune_dequant WHERE gguf_digest = ?", (digest,))
-        conn.execute("DELETE FROM manifest_refs WHERE manifest_digest = ?", (PIN_PREFIX + digest,))
+def clear(store: Store, cache: DequantCache) -> list[CacheEntry]:
+    """Empty the cache (both layouts); return what was removed."""
+    removed = cache.entries()
+    for entry in removed:
+        if entry.path is not None:
+            shutil.rmtree(entry.path, ignore_errors=True)
+    legacy = legacy_entries(store)
+    if legacy:
+        with store.catalog.transaction() as conn:
+            conn.execute("DELETE FROM finetune_dequant")
+        for blob in store.catalog.drop_pins(PIN_PREFIX):  # unlinked after the commit, as a model's removal does
+            store.blobs.delete(blob)
+    return removed + legacy
 
 
-def _pin(store: Store, digest: str, weights: tuple[str, int], files: tuple[str, int]) -> None:
-    with store.catalog.transaction() as conn:
-        for blob, size in (weights, files):
-            conn.execute("INSERT INTO blobs(digest, size) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
-                         (blob, size))
-            conn.execute("INSERT INTO manifest_refs VALUES (?, ?) ON CONFLICT (manifest_digest, blob_digest) "
-                         "DO NOTHING", (PIN_PREFIX + digest, blob))
-        conn.execute("INSERT INTO finetune_dequant VALUES (?, ?, ?, ?) ON CONFLICT (gguf_digest) DO UPDATE SET "
-                     "weights_digest = excluded.weights_digest, files_digest = excluded.files_digest, "
-                     "created_at = excluded.created_at", (digest, weights[0], files[0], time.time()))
-
-
-def _tar_folder(folder: Path, names: list[str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in sorted(names):
-            tar.add(folder / name, arcname=name)
-    return buffer.getvalue()
-
-
-def _convert(spec: ModelSpec, folder: Path) -> list[str]:
-    """Dequantize ``spec``'s GGUF into ``folder``; return the small files written (besides weights)."""
+def _convert(spec: ModelSpec, folder: Path) -> None:
+    """Dequantize ``spec``'s GGUF into ``folder``: config, tokenizer files and ``model.safetensors``."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,16 +234,17 @@ def _convert(spec: ModelSpec, folder: Path) -> list[str]:
     tied = bool(config.get("tie_word_embeddings"))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
              if not (tied and k == "lm_head.weight")}
-    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    return [p.name for p in folder.iterdir() if p.name != "model.safetensors"]
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
 
 
 @contextmanager
-def dequantized(store: Store, spec: ModelSpec) -> Iterator[HFBase]:
+def dequantized(store: Store, spec: ModelSpec, cache: DequantCache | None = None) -> Iterator[HFBase]:
     """A transformers folder for ``spec``, from the cache when possible (else converted and cached).
 
-    The folder is temporary; its ``model.safetensors`` links to the cached blob (nothing copied).
+    The folder is temporary; its files link to the cached ones (nothing copied). ``cache`` defaults to
+    the home's, with the default bound (callers with a :class:`Config` pass ``DequantCache.from_config``).
     """
+    cache = cache or DequantCache.for_home(store.home)
     digest = gguf_digest(spec)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="openzoo-ft-") as tmp:
@@ -158,17 +252,22 @@ def dequantized(store: Store, spec: ModelSpec) -> Iterator[HFBase]:
         if _link_imported(store, spec, folder):
             yield HFBase(folder, digest, True, time.monotonic() - started, source="safetensors")
             return
-        hit = cached(store, digest)
-        if hit is None:
-            names = _convert(spec, folder)
-            weights = store.blobs.put_file(folder / "model.safetensors")
-            files = store.blobs.put_bytes(_tar_folder(folder, names))
-            _pin(store, digest, (weights.digest, weights.size), (files.digest, files.size))
-        else:
-            with tarfile.open(store.blobs.path(hit[1])) as tar:
-                tar.extractall(folder, filter="data")
-            (folder / "model.safetensors").symlink_to(store.blobs.path(hit[0]))
-        yield HFBase(folder, digest, hit is not None, time.monotonic() - started)
+        hit = cache.lookup(digest)
+        if hit is not None:
+            _link_files(hit, folder)
+            yield HFBase(folder, digest, True, time.monotonic() - started)
+            return
+        with cache.scratch() as made:
+            _convert(spec, made)
+            kept = cache.keep(digest, made)
+            _link_files(kept or made, folder)
+            yield HFBase(folder, digest, False, time.monotonic() - started)
+
+
+def _link_files(source: Path, folder: Path) -> None:
+    for path in source.iterdir():
+        if path.name != _ENTRY:
+            (folder / path.name).symlink_to(path)
 
 
 def _link_imported(store: Store, spec: ModelSpec, folder: Path) -> bool:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +35,8 @@ from openzoo.finetune.evaluate import heldout_loss
 from openzoo.finetune.lora import LoraSettings, Trainer, lora_state
 from openzoo.finetune.run import FinetuneRequest, load_data, load_hf, prepare, store_result
 
-__all__ = ["FederatedRequest", "check_dp", "finetune_federated", "run_link", "run_node", "write_app"]
+__all__ = ["FederatedRequest", "check_dp", "default_local_steps", "federated_lr", "finetune_federated", "run_link",
+           "run_node", "write_app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,25 @@ class FederatedRequest:
     timeout: float = 1800.0
     shard_files: tuple[Path, ...] = ()
     eval_shard_files: tuple[Path, ...] = ()
+
+
+def default_local_steps(shard_records: Sequence[int], settings: LoraSettings, rounds: int) -> int:
+    """Local training steps per round so that, over all rounds, each data owner goes through its own data
+    ``settings.epochs`` times: as often as the centralized default (one pass, ``--epochs 1``) sees each
+    record. (A fixed handful of steps left most of a large owner's data unseen.)"""
+    largest = max(shard_records, default=1)
+    return max(1, math.ceil(settings.epochs * math.ceil(largest / settings.batch_size) / max(1, rounds)))
+
+
+def federated_lr(lr: float, nodes: int) -> float:
+    """The default learning rate of a federated run: the centralized default times the number of nodes.
+
+    FedAvg averages the nodes' updates, so a round moves the adapter about as far as *one* node's local
+    steps would; N owners each going once through their 1/N of the data thus make about 1/N of the
+    centralized run's progress at the same rate. AdamW's step is proportional to the learning rate, so N
+    times the rate restores it (bench/finetune.py measures both runs' held-out loss).
+    """
+    return lr * max(1, nodes)
 
 
 def _bin(name: str) -> str:
@@ -219,7 +239,8 @@ def finetune_federated(services: Domain, req: FederatedRequest,
         eval_parts = [load_data(services.models, spec, path).texts for path in req.eval_shard_files]
     else:
         eval_parts = [eval_data.texts[i::n_nodes] for i in range(n_nodes)]
-    local_steps = req.local_steps or req.settings.max_steps or 5
+    local_steps = req.local_steps or req.settings.max_steps or default_local_steps(
+        [len(part.texts) for part in parts], req.settings, req.rounds)
     before = heldout_loss(services.inference, req.base, eval_data.texts) if eval_data else None
     before_shards = [heldout_loss(services.inference, req.base, texts) for texts in eval_parts]
     with tempfile.TemporaryDirectory(prefix="openzoo-fed-") as tmp:
@@ -230,7 +251,7 @@ def finetune_federated(services: Domain, req: FederatedRequest,
             path.write_text("".join(json.dumps({"text": t}) + "\n" for t in part.texts))
             shards.append(path)
         yield Progress(f"{sum(len(p.texts) for p in parts)} records held by {n_nodes} data owners")
-        with dequant.dequantized(services.store, spec) as hf:
+        with dequant.dequantized(services.store, spec, dequant.DequantCache.from_config(services.config)) as hf:
             yield dequant.progress_for(hf)
             model, tokenizer = load_hf(hf.folder)
             init = lora_state(Trainer(model, tokenizer, req.settings).model)

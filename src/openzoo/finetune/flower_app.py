@@ -139,7 +139,7 @@ def client_train(msg: Message, context: Context) -> Message:
         settings_json["max_steps"] = int(cfg["local-steps"])
         settings_json["seed"] = int(settings_json.get("seed", 0)) + 1000 * server_round + int(node.get("index", 0))
         settings = LoraSettings.from_json(settings_json)
-        with dequant.dequantized(store, spec) as hf:
+        with dequant.dequantized(store, spec, dequant.DequantCache.from_config(settings_home)) as hf:
             model, tokenizer = load_hf(hf.folder)
             trainer = Trainer(model, tokenizer, settings)
             load_lora_state(trainer.model, msg.content["arrays"].to_torch_state_dict())

@@ -154,7 +154,7 @@ def finetune(services: Domain, req: FinetuneRequest,
         yield Progress(f"scoring held-out data on {spec.name.display}")
         before = evaluate(services, req.base, eval_data)
     yield Progress(f"loading {spec.name.display} into PyTorch")
-    with dequant.dequantized(services.store, spec) as hf:
+    with dequant.dequantized(services.store, spec, dequant.DequantCache.from_config(services.config)) as hf:
         yield dequant.progress_for(hf)
         base_model, tokenizer = load_hf(hf.folder)
         trainer = Trainer(base_model, tokenizer, req.settings)
@@ -225,7 +225,10 @@ def store_result(services: Domain, spec: ModelSpec, name: str, lora: dict[str, A
         write_lora_gguf(path, lora, architecture=info.architecture, alpha=settings.alpha, name=f"{name} LoRA",
                         base_name=spec.name.display, qk_heads=qk_heads_for(info))
         blob = services.store.blobs.put_file(path)
-    yield from models.create(CreateSpec(name=name, base=spec.name.display, adapters={"adapter.gguf": blob.digest}))
+    # trained on chat records, a base model becomes a chat model (``run`` then uses its chat template)
+    chat = any("chat" in str(item.get("kind", "")) for item in data) or None
+    yield from models.create(CreateSpec(name=name, base=spec.name.display, adapters={"adapter.gguf": blob.digest},
+                                        instruction_tuned=chat))
     try:
         after = None
         if eval_data is not None:

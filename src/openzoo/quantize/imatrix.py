@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from openzoo.errors import EngineError, NotSupported
 from openzoo.quantize.measure import HeldOut, ScoringModel
-from openzoo.runtime.llamacpp.native import L, batch_put
+from openzoo.runtime.llamacpp.native import L, batch_put, free_native
 
 __all__ = ["CALIBRATION_CONTEXT", "CALIBRATION_TOKENS", "ImportanceMatrix", "compute"]
 
@@ -174,8 +174,7 @@ def compute(path: Path, text: HeldOut, *, tokens: int = CALIBRATION_TOKENS, cont
                     raise EngineError(f"computing the importance matrix failed (llama_decode returned {rc})")
                 used += len(chunk) - 1
         finally:
-            L.llama_batch_free(batch)
-            L.llama_free(ctx)
+            free_native(batch, ctx)
     if not collector.sums:
         raise NotSupported(f"no layer weights were seen while reading {text.source}",
                            hint="give more calibration text (at least 16 tokens)")

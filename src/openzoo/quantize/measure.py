@@ -25,7 +25,7 @@ from typing import Any
 
 from openzoo.errors import InvalidRequest
 from openzoo.quantize.quality import QualityTotals
-from openzoo.runtime.llamacpp.native import L, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, ensure_backend, free_native, token_piece, tokenize
 from openzoo.runtime.llamacpp.scoring import SCORE_BATCH, PromptScorer
 
 __all__ = ["BUILTIN_HELDOUT", "DEFAULT_CONTEXT", "DEFAULT_TOKENS", "HeldOut", "MeasureInputs", "ScoringModel",
@@ -100,9 +100,8 @@ class ScoringModel:
 
     def close(self) -> None:
         self.scorer.close()
-        if self.model is not None:
-            L.llama_model_free(self.model)
-            self.model = None
+        free_native(model=self.model)
+        self.model = None
 
     def __enter__(self) -> ScoringModel:
         return self

@@ -29,8 +29,8 @@ from typing import Any
 from openzoo import names
 from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Progress
-from openzoo.formats.gguf import validate_gguf
-from openzoo.models import CreateSpec, ModelSpec, _config_for
+from openzoo.formats.gguf import model_config, validate_gguf
+from openzoo.models import CreateSpec, ModelSpec
 from openzoo.quantize import imatrix as im
 from openzoo.quantize.measure import DEFAULT_CONTEXT, DEFAULT_TOKENS, HeldOut, MeasureInputs, builtin_heldout, measure
 from openzoo.quantize.record import KIND, card_for
@@ -148,7 +148,7 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
             added.append(blob.digest)
         record = _lineage(services, spec, info.architecture, qtype, info.quantization, source_layer, blob.digest,
                           blob.size, seconds, quality, matrix)
-        config = _config_for(new_info, {"parent_model": spec.name.display})
+        config = model_config(new_info, {"parent_model": spec.name.display})
         card = card_for(record, target.display, new_info.metadata())
         layers = [Layer(mt.MODEL, blob.digest, blob.size),
                   *(layer for layer in spec.manifest.layers if layer.media_type in _INHERITED)]
@@ -188,10 +188,10 @@ def _lineage(services: Services, spec: ModelSpec, architecture: str, qtype: Quan
 
 def _upstream(services: Services, spec: ModelSpec) -> list[str]:
     """The source's own base models as its card names them (the default model's: google/gemma-3-270m)."""
-    from openzoo.certify.evidence import CertificationEvidence
+    from openzoo.certify.evidence import Evidence
 
     try:
-        card, _ = CertificationEvidence(services.store).card_or_draft(spec.name.display)
+        card, _ = Evidence(services.store).card_or_draft(spec.name.display)
     except OpenzooError:  # a card that cannot be read leaves the upstream unnamed, no more
         return []
     return [str(b) for b in card.metadata.get("base_model") or []]

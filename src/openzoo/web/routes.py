@@ -1,10 +1,10 @@
 """The web catalog at ``/ui/``: server-rendered pages over the same domain services as the API.
 
 Pages: catalog (search, filters, sorting; a datasets section below the models), model page, datasets
-and a dataset's page, compare, playground (streams from the Ollama chat handler), pull (from another
-zoo or an OCI registry, streamed from the Ollama pull handler), transparency log, reviewer queue, login.
-Templates and assets ship in the package (``web/templates``, ``web/static``); nothing is fetched from
-another site.
+and a dataset's page, compare, playground (streams from the Ollama chat handler, or from generate for a
+base model), pull (from another zoo or an OCI registry, streamed from the Ollama pull handler), transparency
+log, reviewer queue, login. Templates and assets ship in the package (``web/templates``, ``web/static``);
+nothing is fetched from another site.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from openzoo import __version__
 from openzoo.api import session
-from openzoo.api.deps import services_of
-from openzoo.errors import OpenzooError
+from openzoo.api.deps import read_body, services_of
+from openzoo.api.errors import error_response
+from openzoo.errors import Forbidden, OpenzooError
 from openzoo.facts import licenses
 from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
@@ -256,21 +257,41 @@ def playground_page(request: Request, model: str = "") -> HTMLResponse:
     services = services_of(request)
     names = [m.name for m in services.models.list_models()]
     selected = model if model in names else (names[0] if names else "")
-    # Without an API key the page talks to the Ollama endpoint itself; with one, the browser holds
+    # Without an API key the page talks to the Ollama endpoints themselves; with one, the browser holds
     # the key only in an HttpOnly cookie, which the middleware accepts on /ui paths.
-    endpoint = "/ui/api/chat" if services.config.api_key else "/api/chat"
+    prefix = "/ui/api" if services.config.api_key else "/api"
+    # A base model is prompted as a completion (/api/generate, raw) unless the page's "chat" box is ticked.
+    kinds = {name: _model_kind(services, name) for name in names}
     return render(request, "playground.html", page="playground", title="Playground", names=names,
-                  selected=selected, endpoint=endpoint)
+                  selected=selected, endpoint=prefix + "/chat", generate_endpoint=prefix + "/generate",
+                  kinds=kinds)
+
+
+def _model_kind(services: Services, name: str) -> str:
+    try:
+        return "chat" if services.models.resolve(name).instruction_tuned else "base"
+    except OpenzooError:  # a model whose manifest cannot be read is listed, and fails when used
+        return "chat"
 
 
 @web_router.post("/api/chat")
 async def playground_chat(request: Request) -> Response:
     """The Ollama chat handler itself, reachable with the login cookie; needs the page's CSRF token."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
+
+    if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.chat(request, await read_body(request, ollama_wire.ChatBody))
+
+
+@web_router.post("/api/generate")
+async def playground_generate(request: Request) -> Response:
+    """The Ollama generate handler (a base model's completions), like :func:`playground_chat`."""
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.chat(request)
+    return await ollama.generate(request, await read_body(request, ollama_wire.GenerateBody))
 
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -285,11 +306,11 @@ def pull_page(request: Request) -> HTMLResponse:
 async def pull_from(request: Request) -> Response:
     """Ollama's pull handler itself (every reference :mod:`openzoo.transfers` knows), reachable with the
     login cookie; needs the page's CSRF token, as it writes to the store."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.pull(request)
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.pull(request, await read_body(request, ollama_wire.ModelBody))
 
 
 # --- log and queue -------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 // Playground: chat streamed token by token from the Ollama chat endpoint (stream.js),
 // with a stop button (AbortController) and an optional per-token probability view from logprobs.
+// A base model (data-kind="base") is prompted as a completion instead: the generate endpoint with
+// raw:true (no chat template), each message on its own, unless "Use chat template" is ticked.
 (function () {
   "use strict";
   var form = document.getElementById("chat-form");
@@ -15,12 +17,29 @@
   var probs = document.getElementById("probs");
   var probDetail = document.getElementById("prob-detail");
   var endpoint = form.getAttribute("data-endpoint");
+  var generateEndpoint = form.getAttribute("data-generate-endpoint");
+  var modelSelect = document.getElementById("model");
+  var useChat = document.getElementById("use_chat");
+  var kindNote = document.getElementById("kind-note");
   var messages = [];
   var controller = null;
 
   function number(id) {
     var v = parseFloat(document.getElementById(id).value);
     return isNaN(v) ? undefined : v;
+  }
+
+  function completionMode() {
+    var option = modelSelect.options[modelSelect.selectedIndex];
+    return !!option && option.getAttribute("data-kind") === "base" && !useChat.checked;
+  }
+
+  function updateNote() {
+    var option = modelSelect.options[modelSelect.selectedIndex];
+    var base = !!option && option.getAttribute("data-kind") === "base";
+    kindNote.hidden = !base;
+    kindNote.querySelector(".kind-model").textContent = option ? option.value : "";
+    prompt.placeholder = completionMode() ? "Text for the model to continue, e.g. The sky looks blue because" : "";
   }
 
   function bubble(role, text) {
@@ -80,7 +99,8 @@
   }
 
   async function run(text) {
-    messages.push({role: "user", content: text});
+    var completion = completionMode();
+    if (!completion) { messages.push({role: "user", content: text}); }
     bubble("user", text);
     var out = bubble("assistant", "");
     out.parentNode.classList.add("streaming");
@@ -92,17 +112,19 @@
     busy(true);
     status.textContent = "Generating…";
     var started = performance.now();
+    // Empty fields are left out (undefined), so the model's own parameters apply.
     var body = {
-      model: document.getElementById("model").value,
-      messages: messages,
+      model: modelSelect.value,
       stream: true,
       options: {temperature: number("temperature"), top_p: number("top_p"), num_predict: number("num_predict")}
     };
+    if (completion) { body.prompt = text; body.raw = true; } else { body.messages = messages; }
     if (wantProbs) { body.logprobs = true; body.top_logprobs = 5; }
     try {
-      await window.openzooStream(endpoint, body, function (event) {
-        if (event.message && event.message.content && !event.done) {
-          reply += event.message.content;
+      await window.openzooStream(completion ? generateEndpoint : endpoint, body, function (event) {
+        var piece = event.message ? event.message.content : event.response;
+        if (piece && !event.done) {
+          reply += piece;
           out.textContent = reply;
           tokens += 1;
         }
@@ -123,13 +145,19 @@
       }
     } finally {
       out.parentNode.classList.remove("streaming");
-      if (reply) { messages.push({role: "assistant", content: reply}); } else { messages.pop(); }
+      if (!completion) {
+        if (reply) { messages.push({role: "assistant", content: reply}); } else { messages.pop(); }
+      }
       controller = null;
       busy(false);
       prompt.focus();
       if (wantProbs) { renderProbs(collected); }
     }
   }
+
+  modelSelect.addEventListener("change", updateNote);
+  useChat.addEventListener("change", updateNote);
+  updateNote();
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();
