@@ -11,7 +11,7 @@ from typing import Any
 
 from openzoo.formats.gguf import MetaValue, TensorInfo
 from openzoo.formats.modelfile import Modelfile, ModelfileMessage, render_modelfile
-from openzoo.models import ModelDetails, Models, ModelSpec
+from openzoo.models import ModelDetails, Models, ModelSpec, lineage_of
 from openzoo.options import parameters_text
 from openzoo.store import manifests as mt
 from openzoo.store.store import Store
@@ -67,8 +67,7 @@ def license_id(spec: ModelSpec) -> str | None:
 
 def quantization_of(store: Store, spec: ModelSpec) -> dict[str, Any] | None:
     """A quantized model's measured cost (see ``openzoo.quantize``): the lineage record's figures, or None."""
-    from openzoo.finetune.lineage import lineage_of
-    from openzoo.quantize.record import KIND
+    from openzoo.facts.quantization import KIND
 
     record = lineage_of(store, spec.manifest) if spec.manifest is not None else None
     if record is None or record.get("kind") != KIND:

@@ -145,7 +145,7 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
     click.echo("\n  Capabilities")
     click.echo("\n".join(f"    {c}" for c in info.capabilities))
     if info.quantization:
-        from openzoo.quantize.record import quality_lines
+        from openzoo.facts.quantization import quality_lines
 
         click.echo(f"\n  Quantization (from {info.quantization['source']})")
         record = {"quantization": info.quantization, "quality": info.quantization["quality"]}
@@ -232,7 +232,7 @@ def create(model: str, modelfile: Path | None, quantize: str | None, imatrix: st
         raise NotFound(f"no such Modelfile: {path}", hint="pass one with -f PATH")
     parsed = parse_modelfile(path.read_text())
     if quantize is not None:
-        from openzoo.quantize.cli import create_quantized
+        from openzoo.cli.quantize import create_quantized
 
         create_quantized(local_services(), model, parsed, quantize, imatrix=imatrix, heldout=heldout,
                          tokens=heldout_tokens)

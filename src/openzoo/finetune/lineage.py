@@ -18,12 +18,9 @@ from openzoo.datasets.service import Datasets
 from openzoo.errors import NotFound
 from openzoo.facts.card import ModelCard, card_from_metadata
 from openzoo.facts.licenses import describe, lookup
-from openzoo.models import Models
-from openzoo.quantize.record import KIND as QUANTIZE
-from openzoo.quantize.record import render_quantization
-from openzoo.store import manifests as mt
-from openzoo.store.manifests import Manifest
-from openzoo.store.store import Store
+from openzoo.facts.quantization import KIND as QUANTIZE
+from openzoo.facts.quantization import render_quantization
+from openzoo.models import Models, lineage_of
 
 __all__ = ["SCHEMA", "card_from_lineage", "library_versions", "lineage_of", "read_lineage", "render_lineage",
            "walk_lineage"]
@@ -31,15 +28,6 @@ MAX_DEPTH = 8
 
 SCHEMA = "openzoo.lineage/v1"
 _LIBRARIES = ("openzoo", "torch", "transformers", "peft", "gguf", "llama-cpp-python", "flwr", "safetensors")
-
-
-def lineage_of(store: Store, manifest: Manifest) -> dict[str, Any] | None:
-    """The lineage record a manifest carries, or None (only fine-tuned models have one)."""
-    layer = manifest.first(mt.LINEAGE)
-    if layer is None:
-        return None
-    data: dict[str, Any] = json.loads(store.blobs.read(layer.digest))
-    return data
 
 
 def read_lineage(models: Models, name: str) -> dict[str, Any]:

@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
+from openzoo.domain import Domain
 from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
 from openzoo.events import Progress
+from openzoo.facts.quantization import KIND, card_for
 from openzoo.formats.gguf import model_config, validate_gguf
 from openzoo.models import CreateSpec, ModelSpec
 from openzoo.quantize import imatrix as im
 from openzoo.quantize.measure import DEFAULT_CONTEXT, DEFAULT_TOKENS, HeldOut, MeasureInputs, builtin_heldout, measure
-from openzoo.quantize.record import KIND, card_for
 from openzoo.quantize.types import QuantType, parse_type
 from openzoo.runtime.llamacpp.native import L, ensure_backend
-from openzoo.services import Services
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
 
@@ -85,7 +85,7 @@ def request_from_api(spec: CreateSpec, qtype: str, *, imatrix: str | None, heldo
                            tokens=tokens or DEFAULT_TOKENS, imatrix=imatrix)
 
 
-def heldout_text(services: Services, spec: ModelSpec, dataset: str | None) -> HeldOut:
+def heldout_text(services: Domain, spec: ModelSpec, dataset: str | None) -> HeldOut:
     """The built-in held-out text, or a stored dataset's records (``text``, or chat rendered) one per paragraph."""
     if dataset is None or dataset == "builtin":
         return builtin_heldout()
@@ -96,7 +96,7 @@ def heldout_text(services: Services, spec: ModelSpec, dataset: str | None) -> He
     return HeldOut(f"dataset:{found.display}@{found.digest}", "\n\n".join(data.texts))
 
 
-def _source_spec(services: Services, source: str) -> ModelSpec:
+def _source_spec(services: Domain, source: str) -> ModelSpec:
     spec = services.models.resolve(source)
     if spec.adapters:
         raise NotSupported(f"{spec.name.display} carries LoRA adapters; openzoo quantizes base weights only",
@@ -104,7 +104,7 @@ def _source_spec(services: Services, source: str) -> ModelSpec:
     return spec
 
 
-def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
+def quantize(services: Domain, req: QuantizeRequest) -> Iterator[Progress]:
     """Make ``req.name``; yields progress and ends with ``success`` (its detail holds the lineage record)."""
     qtype = parse_type(req.type)
     target = names.parse(req.name)
@@ -164,7 +164,7 @@ def quantize(services: Services, req: QuantizeRequest) -> Iterator[Progress]:
     yield Progress("success", detail={"lineage": record})
 
 
-def _lineage(services: Services, spec: ModelSpec, architecture: str, qtype: QuantType, from_type: str, source: Layer,
+def _lineage(services: Domain, spec: ModelSpec, architecture: str, qtype: QuantType, from_type: str, source: Layer,
              digest: str, size: int, seconds: float, quality: dict[str, Any],
              matrix: im.ImportanceMatrix | None) -> dict[str, Any]:
     from openzoo.finetune.lineage import SCHEMA, library_versions
@@ -186,7 +186,7 @@ def _lineage(services: Services, spec: ModelSpec, architecture: str, qtype: Quan
     }
 
 
-def _upstream(services: Services, spec: ModelSpec) -> list[str]:
+def _upstream(services: Domain, spec: ModelSpec) -> list[str]:
     """The source's own base models as its card names them (the default model's: google/gemma-3-270m)."""
     from openzoo.certify.evidence import Evidence
 

@@ -232,8 +232,8 @@ class QuantizationsView:
 def quantizations_of(services: Services, name: str) -> QuantizationsView | None:
     """The model's source and every stored quantization of it, each with its measured cost, so a person
     picks a size by what it loses; None when the model neither is nor has a quantization."""
+    from openzoo.facts.quantization import KIND
     from openzoo.finetune.lineage import lineage_of
-    from openzoo.quantize.record import KIND
     from openzoo.store import manifests as mt
 
     spec = services.models.resolve(name)

@@ -9,9 +9,9 @@ import click
 
 from openzoo.cli.output import render_progress
 from openzoo.events import Progress
+from openzoo.facts.quantization import quality_lines
 from openzoo.formats.modelfile import Modelfile
 from openzoo.quantize.measure import DEFAULT_TOKENS
-from openzoo.quantize.record import quality_lines
 from openzoo.quantize.run import QuantizeRequest, quantize, refuse_extras
 from openzoo.services import Services
 
