@@ -17,6 +17,9 @@ REGISTRY_STAMP := $(VENV)/.docker-registry-installed
 # The catalog tests run against a real PostgreSQL 15 (Debian's server binaries; tests/support/postgres.py).
 POSTGRES := /usr/lib/postgresql/15/bin/postgres
 POSTGRES_STAMP := $(VENV)/.postgres-installed
+# The OCI format tests read what openzoo pushes with an independent client: Debian's skopeo.
+SKOPEO := /usr/bin/skopeo
+SKOPEO_STAMP := $(VENV)/.skopeo-installed
 # The C2SP log tests build a checker against Go's reference sumdb/note and sumdb/tlog, offline (GOPATH mode).
 GO_XMOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog
 GO_STAMP := $(VENV)/.golang-x-mod-installed
@@ -45,6 +48,10 @@ $(POSTGRES_STAMP): $(STAMP)
 	test -x $(POSTGRES) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 	touch $(POSTGRES_STAMP)
 
+$(SKOPEO_STAMP): $(STAMP)
+	test -x $(SKOPEO) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo)
+	touch $(SKOPEO_STAMP)
+
 $(GO_STAMP): $(STAMP)
 	(command -v go && test -d $(GO_XMOD)) || (apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go golang-golang-x-mod-dev)
@@ -53,14 +60,16 @@ $(GO_STAMP): $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/openzoo serve
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP) $(GO_STAMP)
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) $(REGISTRY_STAMP) $(POSTGRES_STAMP) $(GO_STAMP) $(SKOPEO_STAMP)
 	$(PY) -m pytest -p no:cacheprovider
 
-# ruff, mypy --strict and the import-linter contracts of pyproject.toml (the layers of docs/architecture.md).
+# ruff, mypy --strict, the import-linter contracts of pyproject.toml (the layers of docs/architecture.md)
+# and vulture's dead-code check ([tool.vulture]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/vulture
 
 # openzoo against llama.cpp's C++ llama-server at 1, 4 and 8 streaming clients. The server is built once
 # (about 8 minutes on 2 cores) from the llama.cpp sources in the pinned llama-cpp-python sdist, into

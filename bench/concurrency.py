@@ -9,10 +9,10 @@ openzoo against its peers, all measured in one run:
 
 Every server gets the same model, the same prompts and streamed greedy ``/v1/completions`` requests of
 --tokens tokens, from one persistent HTTP client (connections kept alive, as real clients do, so that
-client set-up is not measured). Prompts are sent as token ids, tokenized once with the model's BOS:
-servers differ in what they do with a text prompt (llama.cpp's servers add BOS, openzoo's /v1/completions
-follows lm-eval and does not), and without BOS this model ends some answers at once, which would make
-the servers do different work. The tokens each server generated are printed beside the figures.
+client set-up is not measured). Prompts are sent as token ids, tokenized once with the model's BOS, so
+that every server decodes exactly the same tokens whatever it does with a text prompt (all three add the
+BOS the GGUF asks for today; without BOS this model ends some answers at once, which would make the
+servers do different work). The tokens each server generated are printed beside the figures.
 
 Before the rounds, every server reads every prompt once (both servers keep prompts in a per-slot cache),
 so that the figures are those of steady serving: the first sight of a prompt is a prefill, which costs

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from openzoo.certify.service import Certification
 from openzoo.models import DEFAULT_MODEL, Models
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openzoo-bench-verify-") as tmp:
         home = Path(tmp) / "home"
-        store = Store(home)
+        store = open_store(home)
         for _ in Models(store).pull(DEFAULT_MODEL):
             pass
         cert = Certification(store)
@@ -65,7 +65,7 @@ def main() -> None:
         summary("cached digests, store open", timed(lambda: cert.verify(DEFAULT_MODEL), args.runs))
 
         def fresh() -> None:
-            s = Store(home)
+            s = open_store(home)
             try:
                 assert Certification(s).verify(DEFAULT_MODEL).ok
             finally:

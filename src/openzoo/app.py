@@ -59,6 +59,10 @@ def create_app(services: Services, *, close_on_shutdown: bool = True) -> FastAPI
     from openzoo.api import zoo_log
 
     app.include_router(zoo_log.router)
+    from openzoo.api import anthropic, responses
+
+    app.include_router(responses.router)
+    app.include_router(anthropic.router)
     app.include_router(web_router)
     app.add_middleware(SecurityMiddleware, config=services.config)
     return app

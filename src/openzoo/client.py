@@ -36,8 +36,9 @@ def _error(code: str | None, message: str, status: int) -> errors.OpenzooError:
     else:
         try:
             exc = cls(message)
-        except TypeError:
-            exc = errors.OpenzooError(message)
+        except TypeError:  # a class whose constructor wants more than the message: keep its code and hint
+            exc = errors.OpenzooError(message, hint=cls.hint)
+            exc.code = cls.code
     exc.http_status = status
     return exc
 

@@ -88,6 +88,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMOTE_API_KEY", "",
             "The API key of another zoo this one pulls from or pushes to (`HOST:PORT/ns/name:tag`); the "
             "other zoo's OPENZOO_API_KEY.", "remote_api_key"),
+    Setting("KEY_PASSPHRASE", "",
+            "Passphrase of encrypted reviewer keys (`openzoo certify approve`, `openzoo certify request`); the "
+            "CLI asks for it when it is unset.", "key_passphrase"),
+    Setting("ZOO_KEY_PASSPHRASE", "", "Passphrase of the zoo's own signing key, when it is encrypted.",
+            "zoo_key_passphrase"),
+    Setting("LLAMA_EXTRA_BUFTS", "0",
+            "Let llama.cpp repack weights into its extra CPU buffer types at load (1: on; a benchmark switch).",
+            "llama_extra_bufts"),
     Setting("WITNESS_INTERVAL", "1s",
             "How often `openzoo serve` looks for a new checkpoint of its log to have cosigned by the witnesses "
             "added with `openzoo witness ask` (Go duration or seconds; 0 turns it off).", "witness_interval"),
@@ -99,10 +107,15 @@ SETTINGS: tuple[Setting, ...] = (
             "for the default model) keeps; the least recently used go first, 0 keeps none. Not part of any "
             "model's size: `openzoo list --cache` shows it, `openzoo rm --cache` empties it.",
             "finetune_cache_bytes"),
+    Setting("RESPONSES_KEEP", "1000",
+            "Most OpenAI Responses API responses kept in the catalog for previous_response_id and GET "
+            "/v1/responses/{id} (requests with store: false are never kept); the oldest go first.",
+            "responses_keep"),
 )
 
 # Settings `openzoo config` shows as "(set)" instead of their value.
-SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key"})
+SECRETS = frozenset({"api_key", "oci_token", "oci_password", "remote_api_key", "key_passphrase",
+                     "zoo_key_passphrase"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +149,13 @@ class Config:
     oci_username: str = ""
     oci_password: str = ""
     remote_api_key: str = ""
+    key_passphrase: str = field(default="", repr=False)
+    zoo_key_passphrase: str = field(default="", repr=False)
+    llama_extra_bufts: bool = False
     witness_interval: float = 1.0  # seconds; 0 = the server does not ask witnesses by itself
     witness_timeout: float = 5.0
     finetune_cache_bytes: int = 4 << 30
+    responses_keep: int = 1000
 
     @property
     def catalog(self) -> str:
@@ -281,10 +298,21 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         oci_username=raw["oci_username"],
         oci_password=raw["oci_password"],
         remote_api_key=raw["remote_api_key"],
+        key_passphrase=raw["key_passphrase"],
+        zoo_key_passphrase=raw["zoo_key_passphrase"],
+        llama_extra_bufts=_bool(raw["llama_extra_bufts"]),
         witness_interval=parse_duration(raw["witness_interval"]) or 0.0,
         witness_timeout=max(0.1, parse_duration(raw["witness_timeout"]) or 5.0),
         finetune_cache_bytes=max(0, _int("FINETUNE_CACHE_BYTES", raw["finetune_cache_bytes"])),
+        responses_keep=max(1, _int("RESPONSES_KEEP", raw["responses_keep"])),
     )
+
+
+def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``OPENZOO_DEBUG`` alone, for code that must not fail on another bad setting (the CLI's error handler,
+    the engine's log switch)."""
+    source = os.environ if env is None else env
+    return _bool(_raw(source, next(s for s in SETTINGS if s.field == "debug")))
 
 
 def _peers(text: str) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ else converts exceptions to text, so a message reads the same everywhere.
     │   ├── DatasetNotFound (404 dataset_not_found)
     │   └── BlobNotFound (404 blob_not_found)
     ├── Conflict (409 conflict)
+    │   ├── ScanBlocked (409 conflict)
+    │   └── StaleCheckpoint (409 witness_conflict)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── ClientClosed (499 client_closed)
     ├── ServerBusy (503 server_busy)
@@ -34,7 +36,10 @@ else converts exceptions to text, so a message reads the same everywhere.
     ├── StoreCorrupt (500 store_corrupt)
     ├── CatalogError (500 catalog_error)
     │   └── CatalogUnavailable (503 catalog_unavailable)
+    ├── TransferFailed (502 transfer_failed)
+    ├── BadAnswer (502 bad_answer)
     └── VerificationFailed (422 verification_failed)
+        └── UnknownLog (422 unknown_log)
 """
 
 from __future__ import annotations
@@ -224,3 +229,42 @@ class VerificationFailed(OpenzooError):
     code = "verification_failed"
     http_status = 422
     hint = "do not use this artifact; fetch it again from a trusted zoo"
+
+
+class TransferFailed(OpenzooError):
+    """The remote zoo or registry could not be reached or the transfer broke off (a new run resumes it)."""
+
+    code = "transfer_failed"
+    http_status = 502
+    hint = "run the same command again: it resumes where it stopped"
+
+
+class BadAnswer(OpenzooError):
+    """The other zoo answered, but with something malformed or larger than a monitor reads: nothing of it
+    is stored."""
+
+    code = "bad_answer"
+    http_status = 502
+    hint = "the other zoo is misbehaving or is not an openzoo zoo; nothing it sent was stored"
+
+
+class ScanBlocked(Conflict):
+    """A critical safety-scan finding blocks certification."""
+
+
+class UnknownLog(VerificationFailed):
+    """A head of a log whose key this zoo has not pinned: it proves nothing, so it is not stored."""
+
+    code = "unknown_log"
+    hint = "pin that zoo's key first: 'openzoo keys trust NAME zoo.pub' (get it with 'openzoo keys export zoo')"
+
+
+class StaleCheckpoint(Conflict):
+    """409: the request's old size is not the size this witness last cosigned (``size``)."""
+
+    code = "witness_conflict"
+    hint = "send 'old <size>' with the size in the answer, and a consistency proof from it"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from openzoo.errors import EngineError, InvalidRequest, NotSupported, OpenzooError
@@ -36,7 +36,8 @@ Format = str | dict[str, Any] | None
 class CompletionRequest:
     """A prompt completion (``/api/generate``, ``/v1/completions``).
 
-    ``prompt`` as a list of token ids is used verbatim (no template, no BOS), as lm-eval expects.
+    ``prompt`` as a list of token ids is used verbatim (no template, no BOS), as lm-eval expects; a text
+    prompt gets the model's BOS when ``add_special`` and the GGUF says ``add_bos_token``.
     ``prompt_logprobs`` (k) asks for the log-probability of every prompt token with k alternatives;
     ``prompt_logprobs_from`` limits it to the positions from there on (see ``GenerationRequest``).
     """
@@ -58,6 +59,7 @@ class CompletionRequest:
     images: list[str] | None = None
     think: bool | str | None = None
     add_special: bool = True
+    logit_bias: dict[int, float] | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +75,7 @@ class ChatRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     think: bool | str | None = None
+    logit_bias: dict[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,13 +301,20 @@ class Inference:
         keep = max(0, min(opts.num_keep, limit // 2))
         return tokens[:keep] + tokens[len(tokens) - (limit - keep):]
 
-    def _engine_request(self, prompt: list[int], opts: RunOptions, *, fmt: Format, logprobs: bool,
-                        top_logprobs: int, prompt_logprobs: int | None = None, prompt_logprobs_from: int = 1,
-                        template: ChatTemplate | None = None) -> GenerationRequest:
+    def _engine_request(self, model: LoadedModel, prompt: list[int], opts: RunOptions, *, fmt: Format,
+                        logprobs: bool, top_logprobs: int, prompt_logprobs: int | None = None,
+                        prompt_logprobs_from: int = 1, template: ChatTemplate | None = None,
+                        logit_bias: dict[int, float] | None = None) -> GenerationRequest:
         if not 0 <= top_logprobs <= 20:
             raise InvalidRequest("top_logprobs must be between 0 and 20", param="top_logprobs")
         stop = opts.stop + tuple(s for s in (template.stop if template else ()) if s not in opts.stop)
-        return GenerationRequest(tuple(prompt), opts.sampling, max_tokens=opts.num_predict, stop=stop,
+        sampling = opts.sampling
+        if logit_bias:
+            if any(not 0 <= token < model.n_vocab for token in logit_bias):
+                raise InvalidRequest(f"logit_bias token ids must be between 0 and {model.n_vocab - 1}",
+                                     param="logit_bias")
+            sampling = replace(sampling, logit_bias=tuple(sorted(logit_bias.items())))
+        return GenerationRequest(tuple(prompt), sampling, max_tokens=opts.num_predict, stop=stop,
                                  grammar=self._grammar(fmt), logprobs=logprobs or top_logprobs > 0,
                                  top_logprobs=top_logprobs, prompt_logprobs=prompt_logprobs,
                                  prompt_logprobs_from=prompt_logprobs_from)
@@ -343,9 +353,10 @@ class Inference:
                 tokens = list(req.context) + tokens
             if req.prompt_logprobs is None:
                 tokens = self._fit(tokens, model.n_ctx, opts)
-            request = self._engine_request(tokens, opts, fmt=req.format, logprobs=req.logprobs,
+            request = self._engine_request(model, tokens, opts, fmt=req.format, logprobs=req.logprobs,
                                            top_logprobs=req.top_logprobs, prompt_logprobs=req.prompt_logprobs,
-                                           prompt_logprobs_from=req.prompt_logprobs_from, template=template)
+                                           prompt_logprobs_from=req.prompt_logprobs_from, template=template,
+                                           logit_bias=req.logit_bias)
         except BaseException:
             lease.__exit__(None, None, None)
             raise
@@ -357,23 +368,18 @@ class Inference:
     def chat(self, req: ChatRequest) -> Generation:
         started = time.perf_counter_ns()
         spec = self.models.resolve(req.model)
-        messages = [_check_message(i, m) for i, m in enumerate(req.messages)]
-        for message in messages:
-            self._check_media(spec, message.get("images"))
-        if spec.system and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": spec.system})
-        messages = [*spec.messages, *messages] if spec.messages else messages
+        for message in req.messages:
+            self._check_media(spec, message.get("images") if isinstance(message, dict) else None)
         opts = parse(merge(spec.parameters, req.options))
         template = self.models.template_for(spec)
         tools = req.tools or None
-        if tools and not template.supports_tools:
-            messages = _with_tool_instruction(messages, tools_instruction(tools))
-        text = template.render(messages, tools=tools, add_generation_prompt=True)
+        text = chat_prompt(spec, template, req.messages, tools)
         lease, model, load_ns = self._lease(spec, opts, req.keep_alive)
         try:
             tokens = self._fit(self._tokens(model, text), model.n_ctx, opts)
-            request = self._engine_request(tokens, opts, fmt=req.format, logprobs=req.logprobs,
-                                           top_logprobs=req.top_logprobs, template=template)
+            request = self._engine_request(model, tokens, opts, fmt=req.format, logprobs=req.logprobs,
+                                           top_logprobs=req.top_logprobs, template=template,
+                                           logit_bias=req.logit_bias)
         except BaseException:
             lease.__exit__(None, None, None)
             raise
@@ -470,6 +476,32 @@ class Inference:
         in_flight = sum(info.stats.busy_slots + info.stats.queue_depth for info in loaded)
         return [ReplicaInfo("local", os.getpid(), socket.gethostname(), self.metrics.started(), in_flight,
                             tuple(loaded))]
+
+
+def chat_prompt(spec: ModelSpec, template: ChatTemplate, raw_messages: Sequence[Any],
+                tools: list[dict[str, Any]] | None) -> str:
+    """The prompt text of a chat turn: the model's own messages and system prompt, the request's
+    messages, tools (in the template, or as a system instruction where it cannot render them)."""
+    messages = [_check_message(i, m) for i, m in enumerate(raw_messages)]
+    if spec.system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": spec.system})
+    messages = [*spec.messages, *messages] if spec.messages else messages
+    if tools and not template.supports_tools:
+        messages = _with_tool_instruction(messages, tools_instruction(tools))
+    return template.render(messages, tools=tools, add_generation_prompt=True)
+
+
+def count_chat_tokens(inference: InferenceService, req: ChatRequest) -> int:
+    """How many prompt tokens ``req`` makes, as :meth:`Inference.chat` would tokenize it (BOS included
+    where the model wants one), without generating; through the seam, so replicas count too."""
+    spec = inference.models.resolve(req.model)
+    tools = req.tools or None
+    text = chat_prompt(spec, inference.models.template_for(spec), req.messages, tools)
+    tokens = inference.tokenize(req.model, text, add_special=True)
+    bos = inference.tokenizer_info(req.model).get("bos_token_id")
+    if bos is not None and tokens[:2] == [bos, bos]:
+        tokens = tokens[1:]  # the template wrote the BOS token too (as Inference._tokens drops it)
+    return len(tokens)
 
 
 _ROLES = {"system", "user", "assistant", "tool"}

@@ -7,9 +7,10 @@ API can stream them as NDJSON and the CLI can draw progress bars from the same s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,7 @@ from typing import Any
 from openzoo import names
 from openzoo.errors import InvalidModelFile, InvalidRequest, NotFound, NotSupported, OpenzooError
 from openzoo.events import Progress
-from openzoo.formats.gguf import GGUFInfo, check_adapter, validate_gguf
-from openzoo.formats.model_kind import is_instruction_tuned
+from openzoo.formats.gguf import GGUFInfo, check_adapter, model_config, validate_gguf
 from openzoo.formats.templates import ChatTemplate, template_for_model
 from openzoo.names import ModelName
 from openzoo.options import parse as parse_options
@@ -154,32 +154,6 @@ def _details(config: Mapping[str, Any]) -> ModelDetails:
         quantization_level=str(config.get("file_type", "")),
         parent_model=str(config.get("parent_model", "")),
     )
-
-
-def _config_for(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "model_format": "gguf",
-        "model_family": info.family,
-        "model_families": [info.family],
-        "model_type": info.parameter_size,
-        "file_type": info.quantization,
-        "architecture": info.architecture,
-        "parameter_count": info.parameter_count,
-        "context_length": info.context_length,
-        "embedding_length": info.embedding_length,
-        "has_chat_template": info.chat_template is not None,
-        "instruction_tuned": is_instruction_tuned(info.metadata(), has_chat_template=info.chat_template is not None),
-        "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
-        "rootfs": {"type": "layers", "diff_ids": []},
-    }
-    if extra:
-        config.update(extra)
-    return config
-
-
-def _has_fim(info: GGUFInfo) -> bool:
-    meta = info.metadata()
-    return any(key in meta for key in ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"))
 
 
 class Models:
@@ -344,7 +318,7 @@ class Models:
                     added.append(lic.digest)
                 lic_annotations = {"org.openzoo.license.id": license_id} if license_id else {}
                 layers.append(Layer(mt.LICENSE, lic.digest, lic.size, lic_annotations))
-            config = self._put_json(_config_for(info, {
+            config = self._put_json(model_config(info, {
                 "model_format": "gguf", "source_format": "safetensors", "hf_architecture": folder.architecture,
                 "file_type": info.quantization}))
             if config.digest not in existing:
@@ -406,7 +380,7 @@ class Models:
             lic = self.store.blobs.put_bytes(text.encode())
             annotations = {"org.openzoo.license.id": license_id} if license_id else {}
             layers.append(Layer(mt.LICENSE, lic.digest, lic.size, annotations))
-        config = self._put_json(_config_for(info, extra))
+        config = self._put_json(model_config(info, extra))
         manifest = Manifest(config, tuple(layers))
         yield Progress("writing manifest")
         self.store.tag(name, manifest)
@@ -444,7 +418,7 @@ class Models:
                 yield Progress("parsing GGUF")
                 info = validate_gguf(path)
                 blob = self.store.blobs.put_file(path)
-                weights, config = Layer(mt.MODEL, blob.digest, blob.size), _config_for(info)
+                weights, config = Layer(mt.MODEL, blob.digest, blob.size), model_config(info)
                 yield Progress(f"using layer {blob.digest}")
             else:
                 if _looks_like_path(base):
@@ -463,6 +437,8 @@ class Models:
             if weights is None:
                 raise InvalidRequest("no GGUF file among 'files'")
         layers: list[Layer] = list(base_manifest.layers) if base_manifest else []
+        if base_manifest is not None and base_manifest.first(mt.SEAL) is not None:
+            layers = self._unsealed_derivative(base_manifest, names.parse(str(spec.base)).display)
         if weights is not None:
             layers = [layer for layer in layers if layer.media_type != mt.MODEL]
             layers.insert(0, weights)
@@ -497,6 +473,25 @@ class Models:
         self.store.tag(target, manifest)
         yield Progress("success")
 
+    def _unsealed_derivative(self, base: Manifest, display: str) -> list[Layer]:
+        """The layers a model derived from a sealed one starts with: the base's, without its seal (the seal
+        signs the base's manifest, not the new one's: kept, it would make the new model fail ``verify``)
+        and with a lineage record naming the sealed source, so certifying the new model can cite it."""
+        seal = base.first(mt.SEAL)
+        assert seal is not None
+        unsealed = base.replace_layers(mt.SEAL, [])
+        previous = base.first(mt.LINEAGE)
+        record: dict[str, Any] = {
+            "schema": "openzoo.lineage/v1", "derivation": "create",
+            "base": {"name": display, "manifest_digest": "sha256:" + hashlib.sha256(base.to_bytes()).hexdigest(),
+                     "sealed_digest": "sha256:" + hashlib.sha256(unsealed.to_bytes()).hexdigest(),
+                     "seal_bundle": seal.digest}}
+        if previous is not None:
+            record["base"]["lineage"] = previous.digest
+        blob = self.store.blobs.put_bytes(mt.canonical_json(record))
+        kept = [x for x in unsealed.layers if x.media_type != mt.LINEAGE]
+        return [*kept, Layer(mt.LINEAGE, blob.digest, blob.size)]
+
     @staticmethod
     def _local_path(text: str, base_dir: Path | None) -> Path:
         path = Path(text).expanduser()
@@ -514,7 +509,7 @@ class Models:
         yield Progress("parsing GGUF")
         info = validate_gguf(self.store.blobs.path(digest))
         yield Progress(f"using existing layer {digest}")
-        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), _config_for(info)
+        return Layer(mt.MODEL, digest, self.store.blobs.size(digest)), model_config(info)
 
     def _adapter_layer(self, filename: str, digest: str,
                        base: Layer | None = None) -> Generator[Progress, None, Layer]:
@@ -544,10 +539,3 @@ def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk
-
-
-def progress_sink(events: Iterable[Progress], callback: Callable[[Progress], None] | None = None) -> None:
-    """Drain a progress generator, forwarding each event (for callers that do not stream)."""
-    for event in events:
-        if callback is not None:
-            callback(event)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from openzoo import names
+from openzoo.certify.service import Certification
 from openzoo.config import Config
 from openzoo.errors import InvalidRequest, NotFound, NotSupported
 from openzoo.events import Progress
@@ -37,6 +38,7 @@ from openzoo.models import (
     Models,
     file_chunks,
 )
+from openzoo.registry.oci.formats import WRITTEN
 from openzoo.registry.oci.reference import is_oci, parse_reference
 from openzoo.store.store import Store
 
@@ -45,8 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PUSH_FORMATS", "Reference", "Source", "Transfers", "classify"]
 
-#: Layouts ``push --format`` can write; ``None`` (the default) is openzoo's own.
-PUSH_FORMATS: tuple[str, ...] = ("openzoo",)
+#: Layouts ``push --format`` can write to an OCI registry (:mod:`openzoo.registry.oci.formats`); ``None``
+#: (the default) is ModelPack for a model, openzoo's own for a dataset.
+PUSH_FORMATS: tuple[str, ...] = tuple(WRITTEN)
 
 
 class Source(Enum):
@@ -82,10 +85,11 @@ def classify(reference: str) -> Reference:
 class Transfers:
     """Pull and push for every kind of reference, over one store (built once by :class:`~openzoo.services.Services`)."""
 
-    def __init__(self, store: Store, models: Models, config: Config) -> None:
+    def __init__(self, store: Store, models: Models, config: Config, certification: Certification) -> None:
         self.store = store
         self.models = models
         self.config = config
+        self.certification = certification
 
     # pulling
 
@@ -101,11 +105,11 @@ class Transfers:
         if ref.source is Source.OCI:
             from openzoo.registry.oci.pull import pull_oci
 
-            return pull_oci(self.store, self._oci_settings(), ref.text, insecure=insecure, name=name)
+            return pull_oci(self.certification, self._oci_settings(), ref.text, insecure=insecure, name=name)
         if ref.source is Source.ZOO:
             from openzoo.registry.client import pull_model
 
-            return pull_model(self.store, names.parse(ref.text), insecure=insecure,
+            return pull_model(self.certification, names.parse(ref.text), insecure=insecure,
                               api_key=self.config.remote_api_key or None)
         parsed = names.parse(ref.text)
         if parsed.key != names.parse(DEFAULT_MODEL).key:
@@ -144,8 +148,9 @@ class Transfers:
 
         ``model`` may itself be an ``oci://`` reference when no destination is given (Ollama's
         ``/api/push`` names only the model): the local model is the one an OCI pull of that reference
-        tags, or its short name. ``format`` chooses the layout written (:data:`PUSH_FORMATS`; ``None`` is
-        openzoo's). ``api_key`` overrides ``OPENZOO_REMOTE_API_KEY`` for a zoo destination (the CLI's
+        tags, or its short name. ``format`` chooses the layout written to an OCI registry
+        (:data:`PUSH_FORMATS`; ``None`` is ModelPack for a model, openzoo's own for a dataset). ``api_key``
+        overrides ``OPENZOO_REMOTE_API_KEY`` for a zoo destination (the CLI's
         ``--api-key``); HTTP callers never pass one.
         """
         if format is not None and format not in PUSH_FORMATS:
@@ -157,7 +162,10 @@ class Transfers:
         if target.source is Source.OCI:
             from openzoo.registry.oci.push import push_oci
 
-            return push_oci(self.store, self._oci_settings(), model, target.text)
+            return push_oci(self.certification, self._oci_settings(), model, target.text, fmt=format)
+        if format is not None:
+            raise InvalidRequest("--format applies to oci:// pushes only",
+                                 hint="a zoo receives openzoo's own manifest; drop --format")
         if target.source is Source.EMBEDDED:
             raise InvalidRequest(f"say where to push {names.parse(model).display}",
                                  hint="use HOST:PORT/ns/name:tag, or --to HOST:PORT/ns/name:tag")

@@ -157,6 +157,12 @@ def test_api_key_required_when_set(model_home: Path, tmp_path: Path) -> None:
         response = httpx.get(srv.url + "/v1/models")
         assert response.status_code == 401
         assert response.json()["error"]["type"] == "authentication_error"
+        # Anthropic's clients send the key as x-api-key, and get Anthropic's envelope
+        assert httpx.get(srv.url + "/v1/models", headers={"x-api-key": "s3cret"}).status_code == 200
+        response = httpx.post(srv.url + "/v1/messages/count_tokens", json={}, headers={"x-api-key": "wrong"})
+        assert response.status_code == 401
+        assert response.json() == {"type": "error", "error": {"type": "authentication_error",
+                                                              "message": response.json()["error"]["message"]}}
     finally:
         stop_server(srv)
 

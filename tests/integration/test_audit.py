@@ -21,7 +21,6 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-import openzoo.cli.audit  # noqa: F401  (registers the audit command on cli)
 from openzoo import config
 from openzoo.audit.engine_scorer import EngineScorer
 from openzoo.cli.main import cli

@@ -35,11 +35,10 @@ from openzoo import config
 from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.cosignature import verify_cosignatures
 from openzoo.certify.note import parse_vkey
-from openzoo.certify.service import Certification, certification
-from openzoo.certify.witnessing import log_witnesses, zoo_witness
+from openzoo.certify.service import Certification
 from openzoo.facts.canonical import b64encode
+from openzoo.schema import open_store
 from openzoo.services import Services
-from openzoo.store.store import Store
 from support.cli import openzoo
 from support.gguf_files import write_gguf
 from support.server import Server, free_port, start_server, stop_server
@@ -91,7 +90,7 @@ class Zoo:
 
 def in_zoo(zoo_home: Path, work: Callable[[Any], Any]) -> Any:
     """Run ``work`` on the zoo's certification in this process (its server, if running, re-reads the catalog)."""
-    store = Store(zoo_home)
+    store = open_store(zoo_home)
     try:
         return work(Certification(store))
     finally:
@@ -100,7 +99,7 @@ def in_zoo(zoo_home: Path, work: Callable[[Any], Any]) -> Any:
 
 def new_zoo(name: str, root: Path) -> Zoo:
     def keys(cert: Any) -> tuple[str, str, str]:
-        return cert.log.origin, cert.log.log_key.verifier.vkey, zoo_witness(cert).signer.verifier.vkey
+        return cert.log.origin, cert.log.log_key.verifier.vkey, cert.witness.signer.verifier.vkey
 
     origin, vkey, witness_vkey = in_zoo(root / name, keys)
     return Zoo(name, root / name, free_port(), origin, vkey, witness_vkey)
@@ -127,7 +126,7 @@ def seal_under_witnesses(zoo: Zoo, root: Path, witnesses: list[str]) -> None:
     try:
         for _ in services.models.import_gguf(weights, MODEL):
             pass
-        cert = certification(services.store)
+        cert = services.certification
         for reviewer in ("alice", "bob"):
             cert.generate_key(reviewer)
         cert.set_policy(["alice", "bob"], 2, witnesses=witnesses, witness_threshold=len(witnesses))
@@ -169,8 +168,8 @@ def zoos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     for zoo in (a, b, c):
         def configure(cert: Any, zoo: Zoo = zoo) -> None:
             for other in (o for o in (a, b, c) if o is not zoo and (zoo, o) != (a, b)):
-                zoo_witness(cert).add(other.origin, other.vkey, other.url)
-                log_witnesses(cert).add(other.witness_vkey, other.url)
+                cert.witness.add(other.origin, other.vkey, other.url)
+                cert.witnesses.add(other.witness_vkey, other.url)
 
         in_zoo(zoo.home, configure)
     seal_under_witnesses(a, root, [b.witness_vkey, c.witness_vkey])
@@ -275,7 +274,7 @@ def test_monitor_never_calls_unchecked_consistent(zoos: dict[str, Any], tmp_path
     unknown_witnesses = openzoo(fresh, "monitor", a.url)
     assert unknown_witnesses.returncode == 3, unknown_witnesses.stdout
     assert "cosignature by " + b.origin + "/witness cannot be checked" in unknown_witnesses.stdout
-    in_zoo(fresh, lambda cert: [log_witnesses(cert).add(w.witness_vkey, w.url) for w in (b, c)])  # witness ask
+    in_zoo(fresh, lambda cert: [cert.witnesses.add(w.witness_vkey, w.url) for w in (b, c)])  # witness ask
     checked = openzoo(fresh, "monitor", a.url)
     assert checked.returncode == 0 and f"{a.url}: consistent" in checked.stdout, checked.stdout
     assert checked.stdout.count("verifies") == 2

@@ -41,9 +41,9 @@ def out(result: subprocess.CompletedProcess[str]) -> str:
 
 def layer_digest(home: Path, media_type: str) -> str:
     from openzoo import names
-    from openzoo.store.store import Store
+    from openzoo.schema import open_store
 
-    store = Store(home)
+    store = open_store(home)
     try:
         manifest = store.resolve(names.parse(MODEL)).manifest
         layer = manifest.first(media_type)

@@ -28,7 +28,7 @@ from openzoo.certify import merkle
 from openzoo.certify.gossip import origin_for
 from openzoo.certify.service import Certification
 from openzoo.registry.monitor import Monitor
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 from support.cli import openzoo
 from support.server import Server, free_port, start_server, stop_server
 from support.zoos import copy_db, wait_for
@@ -60,7 +60,7 @@ class Zoo:
 
 
 def new_zoo(name: str, root: Path) -> Zoo:
-    store = Store(root / name)
+    store = open_store(root / name)
     try:
         key = Certification(store).zoo_public()
         return Zoo(name, root / name, free_port(), origin_for(key), key.pem())
@@ -69,7 +69,7 @@ def new_zoo(name: str, root: Path) -> Zoo:
 
 
 def pin(zoo: Zoo, *others: Zoo) -> None:
-    store = Store(zoo.home)
+    store = open_store(zoo.home)
     try:
         for other in others:
             Certification(store).trust(f"zoo-{other.name}", other.pem)
@@ -79,7 +79,7 @@ def pin(zoo: Zoo, *others: Zoo) -> None:
 
 def append(zoo: Zoo, count: int, tag: str) -> str:
     """Append ``count`` entries to the zoo's log in-process (its server keeps running) and sign the head."""
-    store = Store(zoo.home)
+    store = open_store(zoo.home)
     try:
         cert = Certification(store)
         log = cert.log
@@ -144,7 +144,7 @@ def test_no_false_alarm_over_1000_honest_appends(zoos: dict[str, Any], tmp_path:
     checks B after every round. No alarm anywhere, and every pair of heads on record is consistent by
     B's own consistency proofs."""
     a, b = zoos["a"], zoos["b"]
-    store = Store(tmp_path / "monitor")
+    store = open_store(tmp_path / "monitor")
     try:
         cert = Certification(store)
         cert.trust("zoo-b", b.pem)
@@ -157,7 +157,7 @@ def test_no_false_alarm_over_1000_honest_appends(zoos: dict[str, Any], tmp_path:
         heads = [(h.size, h.root) for h in Monitor(cert).store.heads(b.origin, "consistent")]
     finally:
         store.close()
-    b_store = Store(b.home)
+    b_store = open_store(b.home)
     try:
         b_log = Certification(b_store).log
         assert len(heads) >= 25 and heads[0][0] == b_log.size() >= 1000

@@ -15,7 +15,7 @@ import pytest
 
 from openzoo import names
 from openzoo.errors import ModelNotFound
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 from support.gguf_files import write_gguf
 
 
@@ -38,7 +38,7 @@ def test_kill_during_import_leaves_consistent_store(big_gguf: Path, tmp_path: Pa
         time.sleep(rng.uniform(0.3, 1.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        store = Store(home)  # "the next start"
+        store = open_store(home)  # "the next start"
         store.recover(grace_seconds=0)
         assert list(store.blobs.root.glob("*.partial")) == []
         assert store.catalog.integrity_check() == []

@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import oras.client
 import pytest
 
@@ -37,9 +35,10 @@ from openzoo.registry.oci.artifacts import (
     artifact,
 )
 from openzoo.store import manifests as mt
-from support.certified import CertifiedZoo, certified_zoo
+from support.certified import CertifiedZoo, assert_nothing_stored, certified_zoo
+from support.certified import trusting_zoo as zoo_b
 from support.cli import openzoo
-from support.oci_registry import Registry, oci_registry  # noqa: F401  (the fixture)
+from support.oci_registry import Registry, get, oci_registry, put_blob, put_manifest  # noqa: F401  (the fixture)
 
 MODEL = "tiny:v1"
 
@@ -60,41 +59,7 @@ def pushed(zoo_a: CertifiedZoo, oci_registry: Registry) -> subprocess.CompletedP
     return result
 
 
-def zoo_b(root: Path, zoo_a: CertifiedZoo) -> Path:
-    home = root / "b"
-    trust = openzoo(home, "keys", "trust", "zoo-a", str(zoo_a.public_key))
-    assert trust.returncode == 0, out(trust)
-    return home
-
-
-def assert_nothing_stored(home: Path) -> None:
-    with sqlite3.connect(home / "catalog.sqlite") as conn:
-        assert conn.execute("SELECT key FROM models").fetchall() == []
-    assert sorted(p.name for p in (home / "blobs").glob("sha256-*")) == []
-
-
 # -- raw registry access (as an operator, or an attacker, would) -------------------------------------
-
-
-def get(registry: Registry, path: str, accept: str = OCI_MANIFEST) -> httpx.Response:
-    resp = httpx.get(f"{registry.url}/v2/{path}", headers={"Accept": accept}, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp
-
-
-def put_blob(registry: Registry, repo: str, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    start = httpx.post(f"{registry.url}/v2/{repo}/blobs/uploads/", timeout=30)
-    url = httpx.URL(start.headers["location"]).copy_merge_params({"digest": digest})
-    assert httpx.put(url, content=data, timeout=60).status_code == 201
-    return digest
-
-
-def put_manifest(registry: Registry, repo: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
-    resp = httpx.put(f"{registry.url}/v2/{repo}/manifests/{reference}", content=data,
-                     headers={"Content-Type": media_type}, timeout=30)
-    assert resp.status_code == 201, resp.text
-    return str(resp.headers["docker-content-digest"])
 
 
 def referrers(registry: Registry, repo: str, digest: str) -> list[dict[str, Any]]:
@@ -241,9 +206,10 @@ def tamper_manifest_on_disk(registry: Registry, repo: str, manifest: dict[str, A
 def tamper_manifest_repushed(registry: Registry, repo: str, manifest: dict[str, Any], digest: str) -> Iterator[None]:
     """Swap the license layer for the card blob, push that under the tag and re-attach the real artifacts."""
     layers = manifest["layers"]
-    license_at = next(i for i, x in enumerate(layers) if x["mediaType"] == mt.LICENSE)
-    card = next(x for x in layers if x["mediaType"] == mt.CARD)
-    changed = {**manifest, "layers": [*layers[:license_at], {**card, "mediaType": mt.LICENSE},
+    path = "org.cncf.model.filepath"  # ModelPack, the default format
+    license_at = next(i for i, x in enumerate(layers) if x.get("annotations", {}).get(path) == "LICENSE")
+    card = next(x for x in layers if x.get("annotations", {}).get(path) == "README.md")
+    changed = {**manifest, "layers": [*layers[:license_at], {**card, "annotations": layers[license_at]["annotations"]},
                                       *layers[license_at + 1:]]}
     new = put_manifest(registry, repo, "v1", canonical_json(changed))
     subject = Descriptor(OCI_MANIFEST, new, len(canonical_json(changed)))
@@ -271,7 +237,9 @@ def tamper_seal(registry: Registry, repo: str, manifest: dict[str, Any], digest:
     bundle["envelope"] = forged.to_json()
     envelope_bytes, bundle_bytes = canonical_json(forged.to_json()), canonical_json(bundle)
     layers = [Descriptor(DSSE_MEDIA_TYPE, put_blob(registry, repo, envelope_bytes), len(envelope_bytes)),
-              Descriptor(mt.SEAL, put_blob(registry, repo, bundle_bytes), len(bundle_bytes))]
+              Descriptor(mt.SEAL, put_blob(registry, repo, bundle_bytes), len(bundle_bytes)),
+              *(Descriptor(x["mediaType"], x["digest"], x["size"]) for x in seal_art["layers"]
+                if x["mediaType"] not in (DSSE_MEDIA_TYPE, mt.SEAL))]  # the signed manifest and its extra blobs
     subject = Descriptor(OCI_MANIFEST, digest, int(seal_art["subject"]["size"]))
     which = {SEAL_ANNOTATION: seal_digest(forged)}
     proof_item = next(x for x in items if x["artifactType"] == PROOF_TYPE)
@@ -290,7 +258,7 @@ def tamper_seal(registry: Registry, repo: str, manifest: dict[str, Any], digest:
 TAMPERS = {
     "blob": (tamper_blob, "does not match its digest"),
     "manifest on disk": (tamper_manifest_on_disk, "not to the sha256:"),
-    "manifest re-pushed": (tamper_manifest_repushed, "file digests differ from the seal"),
+    "manifest re-pushed": (tamper_manifest_repushed, "is not carried by the registry as declared"),
     "seal": (tamper_seal, "seal signature"),
 }
 

@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import struct
+from typing import Any
 
 import httpx
 import openai
@@ -138,6 +139,91 @@ def test_error_classes(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("missing:model")
 
+
+
+def test_text_prompts_get_the_models_bos(client: openai.OpenAI) -> None:
+    """A text prompt is scored as its token ids with the model's BOS in front (Gemma's GGUF asks for one)."""
+    text = "The capital of France is"
+    tokens = client.post("/../tokenize", body={"prompt": text, "add_special_tokens": False},
+                         cast_to=httpx.Response).json()["tokens"]
+    with_bos = client.post("/../tokenize", body={"prompt": text, "add_special_tokens": True},
+                           cast_to=httpx.Response).json()["tokens"]
+    assert with_bos[1:] == tokens and len(with_bos) == len(tokens) + 1
+    scored = [client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, logprobs=1, echo=True,
+                                        temperature=0) for prompt in (text, [with_bos])]  # type: ignore[call-overload]
+    from_text, from_ids = (res.choices[0].logprobs for res in scored)
+    assert from_text is not None and from_ids is not None
+    assert from_text.tokens == from_ids.tokens and from_text.tokens[0] == "<bos>"  # type: ignore[index]
+    assert from_text.token_logprobs == from_ids.token_logprobs
+    assert scored[0].usage is not None and scored[0].usage.prompt_tokens == len(with_bos)
+    assert scored[0].choices[0].text.startswith(text)  # the echo shows the prompt as sent
+    assert from_text.text_offset is not None and from_text.text_offset[:2] == [0, 0]  # BOS takes no characters
+
+
+def test_logit_bias(client: openai.OpenAI) -> None:
+    (banana,) = client.post("/../tokenize", body={"prompt": " banana"}, cast_to=httpx.Response).json()["tokens"]
+    plain = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=4, temperature=0)
+    forced = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=4, temperature=0,
+                                       logit_bias={str(banana): 100})
+    assert "banana" not in plain.choices[0].text and forced.choices[0].text == " banana" * 4
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
+                                          temperature=0, logit_bias={str(banana): 100})
+    assert chat.choices[0].message.content == " banana" * 3
+    # a batch of biased and unbiased prompts gives each the tokens it gives alone (batch invariance)
+    both = client.completions.create(model=MODEL, prompt=["The capital of France is"] * 2, max_tokens=4,
+                                     temperature=0, logit_bias={str(banana): -100})
+    assert [c.text for c in both.choices] == [plain.choices[0].text] * 2
+    for bias, words in (({"banana": 5}, "token ids"), ({str(banana): 101}, "between -100 and 100"),
+                        ({"99999999": 1}, "token ids must be between")):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model=MODEL, prompt="x", max_tokens=1, logit_bias=bias)  # type: ignore[arg-type]
+        assert words in info.value.message and info.value.param == "logit_bias"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("messages", "param"), [
+    ([{"role": "tool"}], "messages[0].content"),
+    ([{"role": "user", "content": "x"}, {"role": "tool", "content": "sunny"}], "messages[1].tool_call_id"),
+    ([{"role": "user", "content": "x"}, {"role": "tool", "content": "sunny", "tool_call_id": "c1"}],
+     "messages[1].role"),
+    ([{"role": "wizard", "content": "x"}], "messages[0].role"),
+    ([{"content": "x"}], "messages[0].role"),
+    ([{"role": "user"}], "messages[0].content"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f"}}]}],
+     "messages[0].tool_calls[0].id"),
+])
+def test_chat_messages_checked_as_openai_does(server: Server, messages: list[dict[str, object]], param: str) -> None:
+    response = httpx.post(server.url + "/v1/chat/completions", json={"model": MODEL, "messages": messages}, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"functions": [{"name": "f"}]}, "functions"), ({"audio": {"voice": "x"}}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"), ({"tool_choice": "required"}, "tool_choice"),
+])
+def test_fields_that_change_the_output_are_honoured_or_refused(server: Server, extra: dict[str, object],
+                                                                param: str) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 1, **extra}
+    response = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_chat_forced_tool_call(client: openai.OpenAI) -> None:
+    tools: Any = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    res = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                         tools=tools, tool_choice="required", temperature=0, max_tokens=48)
+    choice = res.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and set(json.loads(call.function.arguments)) == {"city"}  # type: ignore[union-attr]
+    follow = client.chat.completions.create(model=MODEL, temperature=0, max_tokens=4, messages=[
+        {"role": "user", "content": "Weather in Paris?"}, choice.message.model_dump(exclude_none=True),  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"}], tools=tools)
+    assert follow.usage is not None and follow.usage.prompt_tokens > res.usage.prompt_tokens  # type: ignore[union-attr]
 
 def test_tokenizer_routes(server: Server) -> None:
     info = httpx.get(server.url + "/tokenizer_info").json()

@@ -24,6 +24,7 @@ import pytest
 
 pytest.importorskip("ray.serve")
 
+import anthropic
 import ollama
 import openai
 
@@ -137,6 +138,30 @@ def test_openai_client_chat_and_completions(openai_client: openai.OpenAI) -> Non
     assert lps is not None and lps.tokens is not None and len(lps.tokens) == 4  # 3 prompt tokens, 1 generated
     assert lps.token_logprobs is not None and lps.token_logprobs[0] is None
 
+
+
+def test_responses_messages_and_logit_bias_through_replicas(replicated: Server, openai_client: openai.OpenAI) -> None:
+    """The Responses and Anthropic Messages APIs run on the front; their generations on the replicas."""
+    first = openai_client.responses.create(model=MODEL, input="Say hi", max_output_tokens=6, temperature=0)
+    events = list(openai_client.responses.create(model=MODEL, input="Say hi", max_output_tokens=6, temperature=0,
+                                                 stream=True))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == first.output_text
+    second = openai_client.responses.create(model=MODEL, input="Again", previous_response_id=first.id,
+                                            max_output_tokens=2, temperature=0)
+    assert second.usage is not None and first.usage is not None
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens - 6
+
+    claude = anthropic.Anthropic(base_url=replicated.url, api_key="unused", max_retries=0, timeout=300)
+    hi: Any = [{"role": "user", "content": "Say hi"}]
+    message = claude.messages.create(model=MODEL, max_tokens=6, messages=hi, extra_body={"temperature": 0})
+    with claude.messages.stream(model=MODEL, max_tokens=6, messages=hi, extra_body={"temperature": 0}) as stream:
+        assert "".join(stream.text_stream) == message.content[0].text  # type: ignore[union-attr]
+    assert claude.messages.count_tokens(model=MODEL, messages=hi).input_tokens == message.usage.input_tokens
+
+    (banana,) = httpx.post(replicated.url + "/tokenize", json={"prompt": " banana"}, timeout=60).json()["tokens"]
+    biased = openai_client.completions.create(model=MODEL, prompt="1, 2, 3,", temperature=0, max_tokens=3,
+                                              logit_bias={str(banana): 100})
+    assert biased.choices[0].text == " banana" * 3
 
 def test_eight_clients_land_on_both_replicas(replicated: Server, ollama_client: ollama.Client,
                                              model_home: Path) -> None:

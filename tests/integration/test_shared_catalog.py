@@ -31,7 +31,7 @@ from openzoo.certify.keys import load_public_pem
 from openzoo.certify.service import Certification
 from openzoo.facts.canonical import b64decode
 from openzoo.models import DEFAULT_MODEL
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 from support.cli import openzoo
 from support.postgres import PostgresServer
 from support.server import Server, start_server, stop_server
@@ -59,7 +59,7 @@ def _seed(model_home: Path, home: Path, url: str) -> None:
                 os.link(blob, home / "blobs" / blob.name)
             except OSError:
                 shutil.copy2(blob, home / "blobs" / blob.name)
-    source, target = Store(model_home), Store(home, url)
+    source, target = open_store(model_home), open_store(home, url)
     try:
         for entry in source.catalog.entries():
             name = names.parse(entry.display)
@@ -146,7 +146,7 @@ def test_both_servers_and_the_cli_write_one_log(shared: Shared) -> None:
     old, new = verify_checkpoint(first, [zoo]), verify_checkpoint(note_b, [zoo])
     assert merkle.verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
                                      [b64decode(p) for p in proof["proof"]])
-    store = Store(shared.home, shared.env["OPENZOO_CATALOG_URL"])
+    store = open_store(shared.home, shared.env["OPENZOO_CATALOG_URL"])
     try:
         report = Certification(store).log.verify_log([zoo])
         assert report.ok and report.size == size, report.problems

@@ -23,7 +23,6 @@ from openzoo import config
 from openzoo.audit.metrics import Metric
 from openzoo.audit.report import Report
 from openzoo.audit.suites.base import SuiteResult
-from openzoo.certify.service import certification
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 from support.certified import seal_with_quorum
@@ -84,7 +83,7 @@ def web_server(model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                "output_norm.weight": np.ones((64,), dtype=np.float32)}
     weights = Path(_import(services, write_gguf(root / "tampered.gguf", tensors=tensors), "tampered"))
     _store_audit(services, DEFAULT_MODEL)
-    cert = certification(services.store)
+    cert = services.certification
     seal_with_quorum(cert, DEFAULT_MODEL)
     cert.request("tiny")
     (root / "keeper.csv").write_text(KEEPER_CSV)

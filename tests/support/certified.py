@@ -7,14 +7,16 @@ use this instead of the 253 MB default model.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from openzoo import config
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.services import Services
+from support.cli import openzoo
 from support.gguf_files import write_gguf
 
 
@@ -50,10 +52,25 @@ def certified_zoo(root: Path, *, model: str = "tiny:v1", weight_bytes: int = 4 <
     try:
         for _ in services.models.import_gguf(weights, model):
             pass
-        cert = certification(services.store)
+        cert = services.certification
         seal_with_quorum(cert, model)
         public_key = root / "zoo.pub"
         public_key.write_bytes(cert.keyring.export("zoo"))
     finally:
         services.close()
     return CertifiedZoo(home, model, weights, public_key)
+
+
+def trusting_zoo(root: Path, zoo_a: CertifiedZoo) -> Path:
+    """A fresh home under ``root`` that pinned ``zoo_a``'s key (the zoo a pull goes into)."""
+    home = root / "b"
+    trust = openzoo(home, "keys", "trust", "zoo-a", str(zoo_a.public_key))
+    assert trust.returncode == 0, trust.stdout + trust.stderr
+    return home
+
+
+def assert_nothing_stored(home: Path) -> None:
+    """A refused pull left no model and no blob behind."""
+    with sqlite3.connect(home / "catalog.sqlite") as conn:
+        assert conn.execute("SELECT key FROM models").fetchall() == []
+    assert sorted(p.name for p in (home / "blobs").glob("sha256-*")) == []

@@ -7,6 +7,7 @@ skips, saying so.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,11 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from support.server import free_port, stop_process, wait_ready
 
 BINARY = "docker-registry"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -91,3 +94,30 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     registry = start_registry(tmp_path_factory.mktemp("oci-registry"))
     yield registry
     stop_registry(registry)
+
+
+# -- raw registry access (as an operator, or an attacker, would) -------------------------------------
+
+
+def get(registry: Registry, path: str, accept: str = OCI_MANIFEST) -> httpx.Response:
+    resp = httpx.get(f"{registry.url}/v2/{path}", headers={"Accept": accept}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp
+
+
+def put_blob(registry: Registry, repo: str, data: bytes) -> str:
+    """Upload ``data`` as a blob of ``repo`` (skipped when the repository holds it already)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if httpx.head(f"{registry.url}/v2/{repo}/blobs/{digest}", timeout=30).status_code == 200:
+        return digest
+    start = httpx.post(f"{registry.url}/v2/{repo}/blobs/uploads/", timeout=30)
+    url = httpx.URL(start.headers["location"]).copy_merge_params({"digest": digest})
+    assert httpx.put(url, content=data, timeout=60).status_code == 201
+    return digest
+
+
+def put_manifest(registry: Registry, repo: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
+    resp = httpx.put(f"{registry.url}/v2/{repo}/manifests/{reference}", content=data,
+                     headers={"Content-Type": media_type}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    return str(resp.headers["docker-content-digest"])

@@ -7,49 +7,27 @@ Each handler parses its body, calls one domain function and renders events with
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ValidationError
 
 from openzoo import __version__, names
 from openzoo.api import ollama_wire as wire
-from openzoo.api.deps import services_of
-from openzoo.api.errors import describe_validation
+from openzoo.api.bodies import JsonBodyRoute, reply
+from openzoo.api.deps import NDJSON, services_of
+from openzoo.api.deps import generation_events as _events
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
-from openzoo.errors import InvalidRequest, OpenzooError, PayloadTooLarge
-from openzoo.events import Done, Event, Failure, Progress, TextChunk
+from openzoo.errors import InvalidRequest, OpenzooError
+from openzoo.events import Done, Failure, Progress, TextChunk
 from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream, KeepAlive
 from openzoo.models import CreateSpec
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 log = logging.getLogger("openzoo.api")
-B = TypeVar("B", bound=BaseModel)
-NDJSON = "application/x-ndjson"
-
-
-async def read_body(request: Request, model: type[B]) -> B:
-    """Parse a JSON body into ``model``; every failure is a 400 with a message that says why."""
-    limit = services_of(request).config.max_body_bytes
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    if not raw.strip():
-        raise InvalidRequest("missing request body")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation(exc.errors())) from exc
 
 
 def _require_model(name: str) -> str:
@@ -70,7 +48,7 @@ async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
-@router.get("/api/version")
+@router.get("/api/version", responses=reply(wire.VersionReply))
 @router.head("/api/version", include_in_schema=True)
 async def version() -> dict[str, str]:
     return {"version": __version__}
@@ -85,11 +63,6 @@ def _ndjson(events: AsyncIterator[dict[str, Any]], on_close: Callable[[], None] 
             yield ndjson_line(obj)
 
     return ClosingStreamingResponse(body(), media_type=NDJSON, on_close=on_close)
-
-
-async def _events(generation: GenerationStream) -> AsyncIterator[Event]:
-    async for event in iterate_in_thread(generation, on_close=generation.close):
-        yield event
 
 
 async def _load_only(request: Request, body: wire.InferenceBody, keep_alive: KeepAlive, *, chat: bool) -> Response:
@@ -137,9 +110,8 @@ async def _reply(generation: GenerationStream, body: wire.InferenceBody, chunk: 
     return _ndjson(stream(), generation.close)
 
 
-@router.post("/api/generate")
-async def generate(request: Request) -> Response:
-    body = await read_body(request, wire.GenerateBody)
+@router.post("/api/generate", responses=reply(wire.GenerateReply, NDJSON))
+async def generate(request: Request, body: wire.GenerateBody) -> Response:
     keep_alive = wire.keep_alive(body.keep_alive)
     _require_model(body.model)
     if not body.prompt and not body.suffix and not body.context:
@@ -154,9 +126,8 @@ async def generate(request: Request) -> Response:
                                                                          all_logprobs=lps))
 
 
-@router.post("/api/chat")
-async def chat(request: Request) -> Response:
-    body = await read_body(request, wire.ChatBody)
+@router.post("/api/chat", responses=reply(wire.ChatReply, NDJSON))
+async def chat(request: Request, body: wire.ChatBody) -> Response:
     keep_alive = wire.keep_alive(body.keep_alive)
     _require_model(body.model)
     if not body.messages:
@@ -185,22 +156,11 @@ async def _collect(generation: GenerationStream,
     return "".join(parts), lps, done, None
 
 
-T = TypeVar("T")
-
-
-async def _run(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking domain call (model loading, file hashing) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
-
-
 # --- embeddings --------------------------------------------------------------------------------
 
 
-@router.post("/api/embed")
-async def embed(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.EmbedBody)
+@router.post("/api/embed", responses=reply(wire.EmbedReply))
+async def embed(request: Request, body: wire.EmbedBody) -> dict[str, Any]:
     _require_model(body.model)
     inputs = [body.input] if isinstance(body.input, str) else body.input
     inputs = [text for text in inputs if text != ""] if isinstance(body.input, str) else inputs
@@ -213,9 +173,8 @@ async def embed(request: Request) -> dict[str, Any]:
     return out
 
 
-@router.post("/api/embeddings")
-async def embeddings(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.EmbeddingsBody)
+@router.post("/api/embeddings", responses=reply(wire.EmbeddingReply))
+async def embeddings(request: Request, body: wire.EmbeddingsBody) -> dict[str, Any]:
     _require_model(body.model)
     inputs = [body.prompt] if body.prompt else []
     result = await _run(lambda: services_of(request).inference.embed(
@@ -226,7 +185,7 @@ async def embeddings(request: Request) -> dict[str, Any]:
 # --- models ------------------------------------------------------------------------------------
 
 
-@router.get("/api/tags")
+@router.get("/api/tags", responses=reply(wire.TagsReply))
 @router.head("/api/tags", include_in_schema=True)
 async def tags(request: Request) -> dict[str, Any]:
     models = services_of(request).models.list_models()
@@ -235,16 +194,15 @@ async def tags(request: Request) -> dict[str, Any]:
                         "details": m.details.to_json()} for m in models]}
 
 
-@router.post("/api/show")
-async def show(request: Request) -> dict[str, Any]:
+@router.post("/api/show", responses=reply(wire.ShowReply))
+async def show(request: Request, body: wire.ModelBody) -> dict[str, Any]:
     from openzoo.show import show_model
 
-    body = await read_body(request, wire.ModelBody)
     info = await _run(show_model, services_of(request).models, _require_model(body.target), body.verbose)
     return wire.show_response(info)
 
 
-@router.get("/api/ps")
+@router.get("/api/ps", responses=reply(wire.PsReply))
 async def ps(request: Request) -> dict[str, Any]:
     loaded = await _run(services_of(request).inference.loaded)
     far_future = 4102444800.0  # what "forever" looks like on the wire (year 2100)
@@ -258,15 +216,13 @@ async def ps(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/copy")
-async def copy(request: Request) -> Response:
-    body = await read_body(request, wire.CopyBody)
+async def copy(request: Request, body: wire.CopyBody) -> Response:
     services_of(request).models.copy(body.source, body.destination)
     return Response(status_code=200)
 
 
 @router.delete("/api/delete")
-async def delete(request: Request) -> Response:
-    body = await read_body(request, wire.ModelBody)
+async def delete(request: Request, body: wire.ModelBody) -> Response:
     services = services_of(request)
     name = _require_model(body.target)
     spec = services.models.resolve(name)
@@ -311,28 +267,25 @@ async def _first_then_rest(events: Iterator[Progress]) -> Iterator[Progress]:
     return chained()
 
 
-@router.post("/api/pull")
-async def pull(request: Request) -> Response:
+@router.post("/api/pull", responses=reply(wire.ProgressReply, NDJSON))
+async def pull(request: Request, body: wire.ModelBody) -> Response:
     """Ollama's pull, for every reference :mod:`openzoo.transfers` knows (the embedded default, another
     zoo's ``HOST:PORT/ns/model:tag``, ``oci://…``); ``insecure`` keeps an unverifiable model, uncertified."""
-    body = await read_body(request, wire.ModelBody)
     transfers = services_of(request).transfers
     events = await _run(lambda: transfers.pull(body.target, insecure=body.insecure))
     return await _progress_response(events, body.stream)
 
 
-@router.post("/api/push")
-async def push(request: Request) -> Response:
+@router.post("/api/push", responses=reply(wire.ProgressReply, NDJSON))
+async def push(request: Request, body: wire.ModelBody) -> Response:
     """Ollama's push: ``model`` names the destination too (``HOST:PORT/ns/model:tag`` or ``oci://…``)."""
-    body = await read_body(request, wire.ModelBody)
     transfers = services_of(request).transfers
     events = await _run(lambda: transfers.push(body.target))
     return await _progress_response(events, body.stream)
 
 
-@router.post("/api/create")
-async def create(request: Request) -> Response:
-    body = await read_body(request, wire.CreateBody)
+@router.post("/api/create", responses=reply(wire.ProgressReply, NDJSON))
+async def create(request: Request, body: wire.CreateBody) -> Response:
     name = _require_model(body.model or body.name)
     license_texts = (body.license,) if isinstance(body.license, str) else tuple(body.license or ())
     spec = CreateSpec(name=name, base=body.from_, files=body.files or {}, adapters=body.adapters or {},
@@ -350,7 +303,8 @@ async def blob_exists(request: Request, digest: str) -> Response:
     return Response(status_code=200 if exists else 404)
 
 
-@router.post("/api/blobs/{digest}")
+@router.post("/api/blobs/{digest}", status_code=201, openapi_extra={"requestBody": {
+    "required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def blob_upload(request: Request, digest: str) -> Response:
     expected = names.normalize_digest(digest)
     blobs = services_of(request).store.blobs

@@ -224,3 +224,112 @@ def show_response(info: ModelInfo) -> dict[str, Any]:
     if info.tensors is not None:
         out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
     return out
+
+
+# --- reply shapes, as /openapi.json describes them (the translators above build the objects) -----
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class VersionReply(_Reply):
+    version: str
+
+
+class GenerateReply(_Reply):
+    """A ``/api/generate`` reply (or one NDJSON line of its stream; the last has ``done: true``)."""
+
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    done_reason: str | None = None
+    context: list[int] | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class ChatMessage(_Reply):
+    role: str
+    content: str
+    thinking: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChatReply(_Reply):
+    """A ``/api/chat`` reply (or one NDJSON line of its stream; the last has ``done: true``)."""
+
+    model: str
+    created_at: str
+    message: ChatMessage
+    done: bool
+    done_reason: str | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class EmbedReply(_Reply):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+
+
+class EmbeddingReply(_Reply):
+    embedding: list[float]
+
+
+class ModelEntry(_Reply):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: dict[str, Any]
+
+
+class TagsReply(_Reply):
+    models: list[ModelEntry]
+
+
+class ShowReply(_Reply):
+    modelfile: str
+    parameters: str
+    template: str
+    details: dict[str, Any]
+    model_info: dict[str, Any]
+    capabilities: list[str]
+
+
+class RunningEntry(_Reply):
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: dict[str, Any]
+    expires_at: str
+    size_vram: int
+    context_length: int
+
+
+class PsReply(_Reply):
+    models: list[RunningEntry]
+
+
+class ProgressReply(_Reply):
+    """A progress line of ``/api/pull``, ``/api/push``, ``/api/create`` (the last: ``status: success``)."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None

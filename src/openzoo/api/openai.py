@@ -14,8 +14,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from openzoo.api import openai_wire as wire
+from openzoo.api.bodies import JsonBodyRoute, reply
+from openzoo.api.deps import generation_events as _events
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _events, _run, read_body
 from openzoo.api.ollama_wire import b64_float32, keep_alive
 from openzoo.api.streaming import ClosingStreamingResponse, sse_event
 from openzoo.errors import InvalidRequest, ModelNotFound, OpenzooError
@@ -24,7 +26,7 @@ from openzoo.inference import ChatRequest, CompletionRequest, GenerationStream
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 SSE = "text/event-stream"
 
 
@@ -79,22 +81,24 @@ def _close_all(generations: list[GenerationStream]) -> Any:
 # --- chat --------------------------------------------------------------------------------------
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    body = await read_body(request, wire.ChatCompletionBody)
+@router.post("/v1/chat/completions", responses=reply(wire.ChatCompletion, SSE))
+async def chat_completions(request: Request, body: wire.ChatCompletionBody) -> Response:
+    wire.check_unsupported(body)
     services = services_of(request)
     options = wire.options_from(body)
+    messages, tools, fmt = wire.messages(body.messages), wire.tools_for(body), wire.chat_format(body)
+    bias = wire.logit_bias(body.logit_bias)
+    single_call = body.parallel_tool_calls is False
     seeds = [options.get("seed")] * body.n
     if body.n > 1 and options.get("seed") is not None:
         seeds = [int(options["seed"]) + i for i in range(body.n)]
 
     def start(seed: Any) -> Any:
         return lambda: services.inference.chat(ChatRequest(
-            model=body.model, messages=wire.messages(body.messages), tools=wire.tools_for(body),
-            format=wire.response_format(body.response_format),
+            model=body.model, messages=messages, tools=tools, format=fmt,
             options={**options, **({"seed": seed} if seed is not None else {})},
             keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs,
-            top_logprobs=body.top_logprobs or 0))
+            top_logprobs=body.top_logprobs or 0, logit_bias=bias))
 
     generations = await _start_all([start(seed) for seed in seeds])
     cid, created = wire.new_id("chatcmpl"), wire.now()
@@ -117,7 +121,7 @@ async def chat_completions(request: Request) -> Response:
                     completion_tokens += event.completion_tokens
                     delta: dict[str, Any] = {}
                     if event.tool_calls:
-                        delta["tool_calls"] = wire.tool_calls(event)
+                        delta["tool_calls"] = wire.tool_calls(event, single_call)
                     yield sse_event(wire.chat_chunk(cid, created, model, index, delta, wire.finish_reason(event)))
                 elif isinstance(event, Failure):
                     yield sse_event(_openai_error(event.error))
@@ -134,7 +138,7 @@ async def chat_completions(request: Request) -> Response:
         completion_tokens += done.completion_tokens
         message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text for c in chunks)}
         if done.tool_calls:
-            message["tool_calls"] = wire.tool_calls(done)
+            message["tool_calls"] = wire.tool_calls(done, single_call)
             message["content"] = None
         choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": wire.finish_reason(done),
                                   "logprobs": None}
@@ -183,9 +187,8 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
                          param="prompt")
 
 
-@router.post("/v1/completions")
-async def completions(request: Request) -> Response:
-    body = await read_body(request, wire.CompletionBody)
+@router.post("/v1/completions", responses=reply(wire.Completion, SSE))
+async def completions(request: Request, body: wire.CompletionBody) -> Response:
     wire.check_unsupported(body)
     services = services_of(request)
     options = wire.options_from(body)
@@ -194,15 +197,16 @@ async def completions(request: Request) -> Response:
         raise InvalidRequest("echo with logprobs is only supported without streaming", param="echo")
     want_prompt_lps = body.echo and body.logprobs is not None
     top = body.logprobs or 0
+    bias = wire.logit_bias(body.logit_bias)
 
     def start(prompt: str | list[int], j: int) -> Any:
         opts = dict(options)
         if body.n > 1 and "seed" in opts:
             opts["seed"] = int(opts["seed"]) + j
         return lambda: services.inference.completion(CompletionRequest(
-            model=body.model, prompt=prompt, suffix=body.suffix, raw=True, add_special=False, options=opts,
+            model=body.model, prompt=prompt, suffix=body.suffix, raw=True, options=opts,
             keep_alive=keep_alive(body.keep_alive), logprobs=body.logprobs is not None, top_logprobs=top,
-            prompt_logprobs=top if want_prompt_lps else None))
+            prompt_logprobs=top if want_prompt_lps else None, logit_bias=bias))
 
     jobs = [(prompt, j) for prompt in prompts for j in range(body.n)]
     generations = await _start_all([start(p, j) for p, j in jobs])
@@ -247,8 +251,10 @@ async def completions(request: Request) -> Response:
         logprobs = None
         if body.logprobs is not None:
             entries = await _run(_prompt_entries, generation, done) if want_prompt_lps else []
+            # a text prompt's added BOS is scored but not echoed: it takes no characters of the text
+            unseen = int(isinstance(prompt, str) and bool(entries) and not prompt.startswith(entries[0][0]))
             entries += [(lp.token, lp.logprob, wire.top_dict(lp)) for c in chunks for lp in c.logprobs]
-            logprobs = wire.legacy_logprobs(entries)
+            logprobs = wire.legacy_logprobs(entries, unseen=unseen)
         choices.append({"text": prompt_text + generated, "index": index, "logprobs": logprobs,
                         "finish_reason": wire.finish_reason(done)})
     return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": model,
@@ -284,9 +290,8 @@ def _completion_chunk(cid: str, created: int, model: str, index: int, text: str,
 # --- embeddings and models ---------------------------------------------------------------------
 
 
-@router.post("/v1/embeddings")
-async def embeddings(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.EmbeddingBody)
+@router.post("/v1/embeddings", responses=reply(wire.EmbeddingList))
+async def embeddings(request: Request, body: wire.EmbeddingBody) -> dict[str, Any]:
     services = services_of(request)
     if body.encoding_format not in {"float", "base64"}:
         raise InvalidRequest('encoding_format must be "float" or "base64"', param="encoding_format")
@@ -313,13 +318,13 @@ def _model_object(name: str, modified: float) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(modified), "owned_by": namespace}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=reply(wire.ModelList))
 async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [_model_object(m.name, m.modified_at)
                                        for m in services_of(request).models.list_models()]}
 
 
-@router.get("/v1/models/{model:path}")
+@router.get("/v1/models/{model:path}", responses=reply(wire.ModelObject))
 async def get_model(request: Request, model: str) -> dict[str, Any]:
     for m in services_of(request).models.list_models():
         if m.name == model or m.name == f"{model}:latest":
@@ -343,15 +348,14 @@ def _served_model(services: Services, requested: str | None) -> str:
     return models[0]
 
 
-@router.get("/tokenizer_info")
+@router.get("/tokenizer_info", responses=reply(wire.TokenizerInfo))
 async def tokenizer_info(request: Request, model: str | None = None) -> dict[str, Any]:
     services = services_of(request)
     return await _run(lambda: services.inference.tokenizer_info(_served_model(services, model)))
 
 
-@router.post("/tokenize")
-async def tokenize(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.TokenizeBody)
+@router.post("/tokenize", responses=reply(wire.TokenizeReply))
+async def tokenize(request: Request, body: wire.TokenizeBody) -> dict[str, Any]:
     services = services_of(request)
     text = body.prompt if body.prompt is not None else body.content
     if text is None:
@@ -361,9 +365,8 @@ async def tokenize(request: Request) -> dict[str, Any]:
     return {"tokens": tokens}
 
 
-@router.post("/detokenize")
-async def detokenize(request: Request) -> dict[str, Any]:
-    body = await read_body(request, wire.DetokenizeBody)
+@router.post("/detokenize", responses=reply(wire.DetokenizeReply))
+async def detokenize(request: Request, body: wire.DetokenizeBody) -> dict[str, Any]:
     services = services_of(request)
     text = await _run(lambda: services.inference.detokenize(_served_model(services, body.model), body.tokens))
     return {"prompt": text}

@@ -9,7 +9,6 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from openzoo.api.deps import services_of
-from openzoo.inference import InferenceService
 from openzoo.metrics import ReplicaInfo
 from openzoo.runtime.scheduler import LoadedInfo
 
@@ -18,7 +17,7 @@ router = APIRouter()
 
 async def _engines(request: Request) -> tuple[list[LoadedInfo], list[ReplicaInfo]] | None:
     """Loaded models and replicas, or None before anything started the engine (never start it here)."""
-    inference: InferenceService | None = services_of(request).__dict__.get("inference")
+    inference = services_of(request).started_inference()
     if inference is None:
         return None
 

@@ -8,11 +8,12 @@ import re
 import uuid
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from openzoo import names
 from openzoo.api.deps import services_of
+from openzoo.api.security import API_KEY_SCHEME
 from openzoo.datasets.service import check_manifest
 from openzoo.errors import BlobNotFound, Forbidden, InvalidRequest, NotFound, StoreCorrupt
 from openzoo.facts.canonical import sha256_digest
@@ -48,7 +49,8 @@ async def base() -> dict[str, str]:
     return {}
 
 
-@router.api_route("/v2/{namespace}/{model}/manifests/{reference}", methods=["GET", "HEAD"])
+@router.get("/v2/{namespace}/{model}/manifests/{reference}")
+@router.head("/v2/{namespace}/{model}/manifests/{reference}")
 async def get_manifest(request: Request, namespace: str, model: str, reference: str) -> Response:
     digest, data = _manifest_bytes(services_of(request).store, namespace, model, reference)
     headers = {"Docker-Content-Digest": digest, "Content-Length": str(len(data))}
@@ -68,7 +70,8 @@ def _file_range(path: str, start: int, end: int) -> Iterator[bytes]:
             yield chunk
 
 
-@router.api_route("/v2/{namespace}/{model}/blobs/{digest}", methods=["GET", "HEAD"])
+@router.get("/v2/{namespace}/{model}/blobs/{digest}")
+@router.head("/v2/{namespace}/{model}/blobs/{digest}")
 async def get_blob(request: Request, namespace: str, model: str, digest: str) -> Response:
     store = services_of(request).store
     digest = names.normalize_digest(digest)
@@ -99,7 +102,7 @@ def _require_push(request: Request) -> None:
         raise Forbidden("this zoo does not accept pushes", hint="start the receiving zoo with OPENZOO_API_KEY set")
 
 
-@router.post("/v2/{namespace}/{model}/blobs/uploads/")
+@router.post("/v2/{namespace}/{model}/blobs/uploads/", dependencies=[Security(API_KEY_SCHEME)])
 async def start_upload(request: Request, namespace: str, model: str) -> Response:
     _require_push(request)
     names.parse(f"{namespace}/{model}")
@@ -107,7 +110,9 @@ async def start_upload(request: Request, namespace: str, model: str) -> Response
     return Response(status_code=202, headers={"Location": location, "Range": "0-0"})
 
 
-@router.put("/v2/{namespace}/{model}/blobs/uploads/{upload_id}")
+@router.put("/v2/{namespace}/{model}/blobs/uploads/{upload_id}", dependencies=[Security(API_KEY_SCHEME)],
+            openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                             "format": "binary"}}}}})
 async def finish_upload(request: Request, namespace: str, model: str, upload_id: str) -> Response:
     _require_push(request)
     digest = names.normalize_digest(request.query_params.get("digest", ""))
@@ -120,7 +125,9 @@ async def finish_upload(request: Request, namespace: str, model: str, upload_id:
                                               "Location": f"/v2/{namespace}/{model}/blobs/{info.digest}"})
 
 
-@router.put("/v2/{namespace}/{model}/manifests/{reference}")
+@router.put("/v2/{namespace}/{model}/manifests/{reference}", dependencies=[Security(API_KEY_SCHEME)],
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/vnd.oci.image.manifest.v1+json": {"schema": {"type": "object"}}}}})
 async def put_manifest(request: Request, namespace: str, model: str, reference: str) -> Response:
     _require_push(request)
     name = _name(namespace, model, reference)

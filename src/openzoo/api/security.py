@@ -6,9 +6,10 @@ forget. Rules:
 - On a loopback bind the ``Host`` header must be a local name; a page on evil.example that rebinds
   its DNS to 127.0.0.1 gets 403.
 - CORS answers only for localhost-like origins and those in ``OPENZOO_ORIGINS`` (``*`` wildcards).
-- With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` (compared in
-  constant time) or, on ``/ui``, the login cookie; ``GET /``, the login form and the UI's static
-  assets stay open, and a browser asking for another ``/ui`` page is redirected to the login form.
+- With ``OPENZOO_API_KEY`` set, every request needs ``Authorization: Bearer <key>`` or ``x-api-key:
+  <key>`` (Anthropic's clients send that; compared in constant time) or, on ``/ui``, the login
+  cookie; ``GET /``, the login form and the UI's static assets stay open, and a browser asking
+  for another ``/ui`` page is redirected to the login form.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import json
 import socket
 from urllib.parse import quote
 
+from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openzoo.api import session
+from openzoo.api.errors import envelope
 from openzoo.config import Config
+from openzoo.errors import Forbidden, OpenzooError, Unauthorized
 
 DEFAULT_ORIGINS = (
     "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
@@ -34,8 +38,14 @@ DEFAULT_ORIGINS = (
 ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, "
                  "x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, "
                  "x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, "
-                 "x-stainless-async, x-stainless-helper-method, x-stainless-timeout")
+                 "x-stainless-async, x-stainless-helper-method, x-stainless-timeout, "
+                 "x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access")
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+#: How /openapi.json names the key of routes that need one even when ``OPENZOO_API_KEY`` guards nothing
+#: else (pushes into this zoo's registry). The middleware checks it; this only declares it.
+API_KEY_SCHEME = HTTPBearer(auto_error=False, scheme_name="OPENZOO_API_KEY",
+                            description="this zoo's OPENZOO_API_KEY as 'Authorization: Bearer <key>' (or x-api-key)")
 
 
 def is_loopback(host: str) -> bool:
@@ -81,13 +91,13 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         if self.check_host and not _host_allowed(headers.get("host", "")):
-            await _reply(send, 403, path, "host not allowed: use a local name to reach this server")
+            await _reply(send, path, Forbidden("host not allowed: use a local name to reach this server"))
             return
         origin = headers.get("origin")
         cors: list[tuple[bytes, bytes]] = []
         if origin is not None:
             if not self.origin_allowed(origin):
-                await _reply(send, 403, path, None)
+                await _refuse_origin(send)
                 return
             cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
             if scope["method"] == "OPTIONS":
@@ -108,8 +118,8 @@ class SecurityMiddleware:
                                         (b"content-length", b"0")]})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            await _reply(send, 401, path, "unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'",
-                         extra=[*cors, (b"www-authenticate", b"Bearer")])
+            await _reply(send, path, Unauthorized("unauthorized: send 'Authorization: Bearer <OPENZOO_API_KEY>'"),
+                         extra=cors)
             return
 
         async def send_with_cors(message: Message) -> None:
@@ -123,6 +133,8 @@ class SecurityMiddleware:
         supplied = headers.get("authorization", "")
         if supplied.lower().startswith("bearer "):
             token = supplied[7:].strip()
+        elif headers.get("x-api-key"):
+            token = headers["x-api-key"].strip()
         elif path.startswith("/ui"):
             token = session.cookie(headers.get("cookie", ""), session.KEY_COOKIE)
         else:
@@ -130,20 +142,18 @@ class SecurityMiddleware:
         return bool(token) and hmac.compare_digest(token.encode(), self.api_key.encode())
 
 
-async def _reply(send: Send, status: int, path: str, message: str | None,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    from openzoo.api.errors import is_openai_path
-
-    if message is None:
-        body = b""
-        headers: list[tuple[bytes, bytes]] = []
-    else:
-        code = {401: "unauthorized", 403: "forbidden"}.get(status, "error")
-        payload = ({"error": {"message": message, "type": "authentication_error" if status == 401
-                              else "permission_error", "param": None, "code": code}}
-                   if is_openai_path(path) else {"error": message})
-        body = json.dumps(payload).encode()
-        headers = [(b"content-type", b"application/json")]
+async def _reply(send: Send, path: str, error: OpenzooError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer before the app runs, in the envelope of ``path``'s API (the one mapping, :mod:`.errors`)."""
+    status, payload, error_headers = envelope(path, error)
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"),
+               *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error_headers.items())]
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode()), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_origin(send: Send) -> None:
+    """A browser page of another origin: 403 with no body (the browser shows it no response anyway)."""
+    await send({"type": "http.response.start", "status": 403, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

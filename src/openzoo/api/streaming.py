@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from openzoo.errors import OpenzooError
+from openzoo.events import Done, Event, Failure, TextChunk
 
 T = TypeVar("T")
 _END = object()
@@ -60,9 +63,11 @@ def ndjson_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def sse_event(obj: dict[str, Any] | str) -> bytes:
+def sse_event(obj: dict[str, Any] | str, event: str | None = None) -> bytes:
+    """One SSE event; ``event`` names it (the Responses and Anthropic streams name each by its type)."""
     data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return f"data: {data}\n\n".encode()
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n".encode()
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -83,3 +88,41 @@ class ClosingStreamingResponse(StreamingResponse):
                 await aclose()
             if self._on_close is not None:
                 self._on_close()
+
+
+class EventSequence(Protocol):
+    """The named SSE events of one answer, built by a wire module (the Responses API's ``response.*``
+    events, Anthropic's ``message_*`` events); each method returns the events to send now."""
+
+    def start(self) -> list[dict[str, Any]]: ...
+
+    def text_delta(self, text: str) -> list[dict[str, Any]]: ...
+
+    def finish(self, done: Done) -> list[dict[str, Any]]: ...
+
+    def failed(self, error: OpenzooError) -> list[dict[str, Any]]: ...
+
+
+def named_sse(sequence: EventSequence, events: AsyncIterator[Event], *, on_close: Callable[[], None],
+              on_done: Callable[[], Awaitable[None]] | None = None) -> ClosingStreamingResponse:
+    """Stream a generation's events as ``sequence`` names them (``event: <type>`` + ``data:``);
+    ``on_done`` runs once the last event is built (e.g. to store the finished answer)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        batch = sequence.start()
+        for event in batch:
+            yield sse_event(event, event["type"])
+        async for item in events:
+            batch = []
+            if isinstance(item, TextChunk):
+                batch = sequence.text_delta(item.text)
+            elif isinstance(item, Done):
+                batch = sequence.finish(item)
+                if on_done is not None:
+                    await on_done()
+            elif isinstance(item, Failure):
+                batch = sequence.failed(item.error)
+            for event in batch:
+                yield sse_event(event, event["type"])
+
+    return ClosingStreamingResponse(body(), media_type="text/event-stream", on_close=on_close)

@@ -15,24 +15,21 @@ never a path on the server: a client must not be able to make the server read it
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from openzoo.api.deps import services_of
-from openzoo.api.ollama import NDJSON, _run, read_body
+from openzoo.api.bodies import JsonBodyRoute
+from openzoo.api.deps import NDJSON, services_of
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.streaming import ClosingStreamingResponse, ndjson_line
-from openzoo.audit.jobs import AuditJob, AuditJobs
+from openzoo.audit.jobs import AuditJobs
 from openzoo.errors import InvalidRequest
-from openzoo.events import Progress
-from openzoo.services import Services
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class DataBody(BaseModel):
@@ -51,37 +48,16 @@ class AuditBody(BaseModel):
     judge: str | None = Field(None, description="A model of the store that judges safety replies")
 
 
-def _runner(services: Services) -> Callable[[AuditJob, Path | None, Callable[[Progress], None]], tuple[str, str]]:
-    def run(job: AuditJob, data: Path | None, progress: Callable[[Progress], None]) -> tuple[str, str]:
-        from openzoo.audit.service import audit_model
-
-        outcome = audit_model(services, job.model, job.suites, data, job.seed, progress, judge=job.judge)
-        return outcome.digest, outcome.manifest_digest
-
-    return run
-
-
-_OPENING = threading.Lock()
-
-
 def jobs_of(request: Request) -> AuditJobs:
-    """The app's audit jobs, opened once on first use (off the event loop: it reads the catalog)."""
-    state = request.app.state
-    with _OPENING:
-        jobs: AuditJobs | None = getattr(state, "audit_jobs", None)
-        if jobs is None:
-            services = services_of(request)
-            jobs = AuditJobs(services.store.catalog, _runner(services))
-            state.audit_jobs = jobs
-    return jobs
+    """The process's audit jobs (opened on first use, off the event loop: it reads the catalog)."""
+    return services_of(request).audit_jobs
 
 
 @router.post("/zoo/audits", status_code=202)
-async def start_audit(request: Request) -> JSONResponse:
+async def start_audit(request: Request, body: AuditBody) -> JSONResponse:
     """Validate and start an audit job; ``202`` with the job's status (``status: "queued"``)."""
     from openzoo.audit.runner import parse_suites
 
-    body = await read_body(request, AuditBody)
     if not body.model:
         raise InvalidRequest("model is required", param="model")
     services = services_of(request)

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from openzoo import names
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import NotFound
 from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
@@ -24,15 +24,14 @@ T = TypeVar("T")
 
 async def _with_cert(request: Request, read: Callable[[Certification], T]) -> T:
     """Run ``read`` on the store's certification service off the event loop (it reads SQLite and blobs)."""
-    return await _run(read, certification(services_of(request).store))
+    return await _run(read, services_of(request).certification)
 
 
 @router.get("/zoo/log/head")
 async def log_head(request: Request) -> PlainTextResponse:
     """The latest signed head with its witnesses' cosignatures (the same note as ``/zoo/log/checkpoint``)."""
-    from openzoo.certify.witnessing import log_witnesses
 
-    return PlainTextResponse(await _with_cert(request, lambda c: log_witnesses(c).cosigned()))
+    return PlainTextResponse(await _with_cert(request, lambda c: c.witnesses.cosigned()))
 
 
 @router.get("/zoo/log/entries")
@@ -95,10 +94,9 @@ async def seal(request: Request, name: str) -> dict[str, Any]:
     def read(cert: Certification) -> dict[str, Any]:
         bundle = cert.seal_bundle(name)
         from openzoo.certify.requests import seal_predicate
-        from openzoo.certify.witnessing import log_witnesses
 
         index = seal_predicate(bundle).get("log", {}).get("index")
-        witnesses = log_witnesses(cert)
+        witnesses = cert.witnesses
         head = witnesses.cosigned()  # the receipt is under the latest head witnesses cosigned, if one covers it
         witnessed = (witnesses.latest_cosigned(index) if isinstance(index, int) else None) or head
         receipt = cert.log.receipt(int(index), witnessed).to_json() if isinstance(index, int) else bundle["receipt"]

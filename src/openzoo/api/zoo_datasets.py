@@ -15,14 +15,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from openzoo import names
+from openzoo.api.bodies import JsonBodyRoute
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run, read_body
 from openzoo.datasets.service import Source
 from openzoo.errors import BlobNotFound, InvalidRequest
 from openzoo.events import Progress
 from openzoo.facts.datafiles import check_filename, detect_format
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class ImportBody(BaseModel):
@@ -40,8 +41,7 @@ async def list_datasets(request: Request) -> dict[str, Any]:
 
 
 @router.post("/zoo/datasets", status_code=201)
-async def import_dataset(request: Request) -> JSONResponse:
-    body = await read_body(request, ImportBody)
+async def import_dataset(request: Request, body: ImportBody) -> JSONResponse:
     if not body.files:
         raise InvalidRequest('"files" must name at least one uploaded blob', param="files")
     services = services_of(request)
@@ -64,14 +64,13 @@ async def import_dataset(request: Request) -> JSONResponse:
 @router.get("/zoo/datasets/{name:path}/card")
 async def datasheet(request: Request, name: str) -> dict[str, Any]:
     """The datasheet as Hugging Face dataset-card markdown (and sanitized HTML) with its problems."""
-    from openzoo.certify.service import certification
 
     services = services_of(request)
 
     def read() -> dict[str, Any]:
         found = services.datasets.get(name)
         card = services.datasets.datasheet(name)
-        cert = certification(services.store)
+        cert = services.certification
         return {"name": found.display, "metadata": card.metadata, "markdown": card.render(), "html": card.html(),
                 "digest": card.digest(), "problems": cert.card_problems(found.display, card)}
 

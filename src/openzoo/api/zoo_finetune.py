@@ -21,11 +21,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from openzoo import names
+from openzoo.api.bodies import JsonBodyRoute
 from openzoo.api.deps import services_of
 from openzoo.api.streaming import ClosingStreamingResponse, iterate_in_thread, ndjson_line
 from openzoo.errors import BlobNotFound, InvalidRequest
+from openzoo.finetune.jobs import Jobs
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 class FinetuneBody(BaseModel):
@@ -46,15 +48,8 @@ class FinetuneBody(BaseModel):
     data_license: str | None = None
 
 
-def _jobs(request: Request) -> Any:
-    from openzoo.finetune.jobs import Jobs
-
-    jobs = getattr(request.app.state, "finetune_jobs", None)
-    if jobs is None:
-        catalog = services_of(request).store.catalog
-        jobs = Jobs(catalog.connection, catalog.transaction)
-        request.app.state.finetune_jobs = jobs
-    return jobs
+def _jobs(request: Request) -> Jobs:
+    return services_of(request).finetune_jobs
 
 
 def _data_file(request: Request, value: str | list[dict[str, Any]], folder: Path, label: str) -> Path | str:

@@ -13,11 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run
 from openzoo.api.periodic import PeriodicTask
 from openzoo.certify.gossip_store import GossipStore
-from openzoo.certify.service import certification
 from openzoo.facts.canonical import b64encode
 from openzoo.registry.client import LEAVES_PER_PAGE
 from openzoo.services import Services
@@ -29,7 +28,7 @@ MAX_HEADS = 256  # consistent heads per log in one answer (plus its forked heads
 
 
 def _store(request: Request) -> GossipStore:
-    return certification(services_of(request).store).gossip
+    return services_of(request).certification.gossip
 
 
 @router.get("/zoo/gossip/heads")
@@ -85,11 +84,11 @@ class PeriodicMonitor(PeriodicTask):
     def check_once(self) -> None:
         from openzoo.registry.monitor import Monitor
 
-        cert = certification(self.services.store)
+        cert = self.services.certification
         for url in self.services.config.monitor_peers:
             if self.stop.is_set():
                 return
-            report = Monitor(cert, stop=self.stop).check_zoo(url)
+            report = Monitor(cert, stop=self.stop, api_key=self.services.config.remote_api_key or None).check_zoo(url)
             for found in report.observations:
                 name = report.names.get(found.origin or "", found.origin)
                 if found.status == "fork":

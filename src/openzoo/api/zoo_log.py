@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from openzoo.api.deps import run_blocking as _run
 from openzoo.api.deps import services_of
-from openzoo.api.ollama import _run
 from openzoo.api.periodic import PeriodicTask
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.certify.tiles import parse_tile_path, read_tile
-from openzoo.certify.witness import MAX_BODY_BYTES, SIZE_MEDIA_TYPE, StaleCheckpoint
-from openzoo.certify.witnessing import log_witnesses, zoo_witness
-from openzoo.errors import PayloadTooLarge
+from openzoo.certify.witness import MAX_BODY_BYTES, SIZE_MEDIA_TYPE
+from openzoo.errors import PayloadTooLarge, StaleCheckpoint
 
 if TYPE_CHECKING:
     from openzoo.services import Services
@@ -38,13 +37,13 @@ RETRY_SECONDS = 5.0
 
 
 def _cert(request: Request) -> Certification:
-    return certification(services_of(request).store)
+    return services_of(request).certification
 
 
 @router.get("/zoo/log/checkpoint")
 async def checkpoint(request: Request) -> Response:
     """The latest checkpoint: the log key's Ed25519 line, the zoo key's P-256 line, witnesses' cosignatures."""
-    note = await _run(lambda c: log_witnesses(c).cosigned(), _cert(request))
+    note = await _run(lambda c: c.witnesses.cosigned(), _cert(request))
     return Response(note, media_type=TEXT, headers={"Cache-Control": CHECKPOINT})
 
 
@@ -57,7 +56,8 @@ async def tile(request: Request, path: str) -> Response:
                     headers={"Cache-Control": IMMUTABLE if found.full else PARTIAL})
 
 
-@router.post("/zoo/witness/add-checkpoint")
+@router.post("/zoo/witness/add-checkpoint", openapi_extra={"requestBody": {"required": True, "content": {
+    "text/plain": {"schema": {"type": "string", "description": "C2SP tlog-witness: old size, proof, checkpoint"}}}}})
 async def add_checkpoint(request: Request) -> Response:
     """C2SP tlog-witness: cosign a checkpoint of a log this zoo witnesses if it extends the one cosigned before."""
     body = bytearray()
@@ -67,7 +67,7 @@ async def add_checkpoint(request: Request) -> Response:
             raise PayloadTooLarge(f"an add-checkpoint request is at most {MAX_BODY_BYTES} bytes")
     source = f"witness:{request.client.host if request.client else '?'}"
     try:
-        lines = await _run(lambda c: zoo_witness(c).add_checkpoint(bytes(body), source), _cert(request))
+        lines = await _run(lambda c: c.witness.add_checkpoint(bytes(body), source), _cert(request))
     except StaleCheckpoint as exc:
         return PlainTextResponse(f"{exc.size}\n", status_code=409, media_type=SIZE_MEDIA_TYPE)
     return PlainTextResponse(lines, media_type=TEXT)
@@ -76,7 +76,7 @@ async def add_checkpoint(request: Request) -> Response:
 @router.get("/zoo/witness/{origin_hash}/checkpoint")
 async def witnessed(request: Request, origin_hash: str) -> Response:
     """The latest checkpoint this witness cosigned of the log whose origin hashes (SHA-256, hex) to the path."""
-    note = await _run(lambda c: zoo_witness(c).checkpoint(origin_hash.lower()), _cert(request))
+    note = await _run(lambda c: c.witness.checkpoint(origin_hash.lower()), _cert(request))
     return Response(note, media_type=TEXT, headers={"Cache-Control": CHECKPOINT})
 
 
@@ -101,8 +101,8 @@ class Cosigner(PeriodicTask):
         self.ask_once()
 
     def ask_once(self) -> None:
-        cert = certification(self.services.store)
-        witnesses = log_witnesses(cert)
+        cert = self.services.certification
+        witnesses = cert.witnesses
         size = cert.log.size()
         waited = time.monotonic() - self.asked_at
         if not witnesses.missing(size) or (size == self.asked_size and waited < RETRY_SECONDS):

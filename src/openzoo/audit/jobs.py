@@ -55,7 +55,6 @@ INTERRUPTED = "interrupted"
 UNFINISHED = ("queued", "running")
 
 
-@migrations.migration(200, "audit jobs and their progress events")
 def _m200(db: Database) -> None:
     migrations.run_script(
         db,
@@ -89,6 +88,9 @@ def _m200(db: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(200, "audit jobs and their progress events", _m200)
 
 
 @dataclass
@@ -175,7 +177,6 @@ class AuditJobs:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._beating = False
-        migrations.apply(self._db)
         self.reap()
 
     # -- starting and running --------------------------------------------------------------------

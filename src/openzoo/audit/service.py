@@ -24,12 +24,14 @@ from typing import Any
 from openzoo import names
 from openzoo.audit import datasets as ds
 from openzoo.audit.engine_scorer import DEFAULT_PARALLEL, EngineScorer
+from openzoo.audit.jobs import AuditJob
 from openzoo.audit.report import Report, write_reports
 from openzoo.audit.runner import parse_suites, run_audit
 from openzoo.audit.scoring import TokenDistribution
 from openzoo.audit.suites.base import ProgressCallback
 from openzoo.domain import Domain
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
+from openzoo.events import Progress
 from openzoo.store.manifests import AUDIT, Layer
 
 __all__ = ["ANNOTATION_PREFIX", "AuditOutcome", "LazyScorer", "ModelJudge", "audit_model", "bundled_dataset_name",
@@ -251,3 +253,13 @@ def read_audit(services: Domain, model: str, digest: str) -> dict[str, Any]:
                 raise NotFound(f"audit report {digest} is not a JSON object")
             return data
     raise NotFound(f'"{model}" has no audit report {digest}', hint="list them with GET /zoo/models/NAME/audits")
+
+
+def job_runner(services: Domain) -> Callable[[AuditJob, Path | None, Callable[[Progress], None]], tuple[str, str]]:
+    """What an audit job runs: the audit of its model, stored as a layer; returns (report digest, manifest digest)."""
+
+    def run(job: AuditJob, data: Path | None, progress: Callable[[Progress], None]) -> tuple[str, str]:
+        outcome = audit_model(services, job.model, job.suites, data, job.seed, progress, judge=job.judge)
+        return outcome.digest, outcome.manifest_digest
+
+    return run

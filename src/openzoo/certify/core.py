@@ -1,9 +1,10 @@
-"""Certification's storage core: the zoo's keyring, its transparency log and the reviewer policy.
+"""Certification's core: the zoo's keys (:class:`ZooKeys`), its transparency log (:class:`ZooLog`) and
+whom it trusts under which reviewer policy (:class:`Trust`).
 
 Why a core of its own: every certification step (evidence, requests and seals, verification) signs with
-the zoo key, appends to the one log and reads the policy, and each lives in its own module on top of this
-(:mod:`openzoo.certify.evidence`, :mod:`openzoo.certify.requests`, :mod:`openzoo.certify.verification`);
-:class:`openzoo.certify.service.Certification` is the assembled whole.
+the zoo key, appends to the one log and reads the policy; those steps are collaborators built on these
+three (:mod:`openzoo.certify.evidence`, :mod:`openzoo.certify.requests`, :mod:`openzoo.certify.verification`)
+and :class:`openzoo.certify.service.Certification` composes them.
 
 * the zoo's keyring under ``OPENZOO_HOME/keys`` (the zoo key ``zoo`` is made on first use; peers trusted
   with ``keys trust`` are zoo keys unless marked as reviewers, recorded in ``keys/trust.json``);
@@ -30,27 +31,26 @@ from openzoo.certify.gossip import origin_for
 from openzoo.certify.gossip_store import GossipStore
 from openzoo.certify.keys import Keyring, PublicKey, SigningKey
 from openzoo.certify.log import TransparencyLog
-from openzoo.certify.note import log_signer
+from openzoo.certify.note import NoteVerifier, log_signer, witness_signer
 from openzoo.certify.policy import (
     Policy,
     create_policy,
     rotate_policy,
     sign_policy,
 )
+from openzoo.certify.witness import Witness
+from openzoo.certify.witnessing import LogWitnesses
 from openzoo.errors import Conflict, InvalidRequest, NotFound, VerificationFailed
 from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
+from openzoo.store.catalog import Catalog
 from openzoo.store.db import Database
 from openzoo.store.manifests import Manifest
-from openzoo.store.store import Store
 
 ZOO_KEY = "zoo"
-PASSPHRASE_ENV = "OPENZOO_KEY_PASSPHRASE"
-ZOO_PASSPHRASE_ENV = "OPENZOO_ZOO_KEY_PASSPHRASE"
 
 
-@migrations.migration(100, "certification requests, policies, pulled models and monitor heads")
 def _m100(conn: Database) -> None:
     migrations.run_script(
         conn,
@@ -94,6 +94,9 @@ def _m100(conn: Database) -> None:
     )
 
 
+MIGRATION = migrations.Step(100, "certification requests, policies, pulled models and monitor heads", _m100)
+
+
 LABELS = {
     mt.MODEL: "weights",
     mt.CARD: "card",
@@ -132,25 +135,20 @@ def sealed_digest(manifest: Manifest) -> str:
     return sha256_digest(sealed_manifest(manifest).to_bytes())
 
 
-def _passphrase(env: str = PASSPHRASE_ENV) -> bytes | None:
-    value = os.environ.get(env)
-    return value.encode() if value else None
+class ZooKeys:
+    """The zoo's key material under ``OPENZOO_HOME/keys``: its own key, trusted peers and reviewers.
 
+    Reading and opening keys only; trusting, generating and revoking are logged, so they are :class:`Trust`'s.
+    """
 
-class CertificationCore:
-    """Keys, log and policy of one store's certification."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.catalog = store.catalog
-        self.conn = store.catalog.connection
-        migrations.apply(self.conn)
-        self.keys_dir = Path(store.home) / "keys"
+    def __init__(self, keys_dir: Path, *, passphrase: str = "", zoo_passphrase: str = "") -> None:
+        """``passphrase`` opens encrypted reviewer keys and ``zoo_passphrase`` the zoo's own keys (the settings
+        ``OPENZOO_KEY_PASSPHRASE`` and ``OPENZOO_ZOO_KEY_PASSPHRASE``; empty: none)."""
+        self.keys_dir = keys_dir
+        self._passphrase = passphrase.encode() or None
+        self.zoo_passphrase = zoo_passphrase.encode() or None
         self._keyring: Keyring | None = None
-        self._log: TransparencyLog | None = None
-        self._gossip: GossipStore | None = None
 
-    # -- keys ------------------------------------------------------------------------------------
     @property
     def keyring(self) -> Keyring:
         if self._keyring is None:
@@ -159,47 +157,22 @@ class CertificationCore:
 
     def zoo_key(self) -> SigningKey:
         """The zoo's own signing key, made on first use."""
-        return self.keyring.ensure(ZOO_KEY, _passphrase(ZOO_PASSPHRASE_ENV))
+        return self.keyring.ensure(ZOO_KEY, self.zoo_passphrase)
 
     def zoo_public(self) -> PublicKey:
         if not self.keyring.has_private(ZOO_KEY):
             self.zoo_key()
         return self.keyring.load(ZOO_KEY)
 
-    def _trust_file(self) -> Path:
+    def trust_file(self) -> Path:
         return self.keys_dir / "trust.json"
 
     def trust_kinds(self) -> dict[str, str]:
-        path = self._trust_file()
+        path = self.trust_file()
         if not path.exists():
             return {}
         data = parse_json(path.read_bytes(), "keys/trust.json")
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def trust(self, name: str, pem: bytes, kind: str = "zoo") -> PublicKey:
-        """Trust a peer zoo's (or a remote reviewer's) public key; logged."""
-        if kind not in ("zoo", "reviewer"):
-            raise InvalidRequest("a trusted key is a zoo key or a reviewer key")
-        if name == ZOO_KEY:
-            raise Conflict("the name 'zoo' is this zoo's own key", hint="trust the peer under another name")
-        key = self.keyring.trust(name, pem)
-        kinds = self.trust_kinds()
-        kinds[name] = kind
-        tmp = self._trust_file().with_suffix(".tmp")
-        tmp.write_text(json.dumps(kinds, indent=1, sort_keys=True))
-        os.replace(tmp, self._trust_file())
-        self.log_event("key", {"action": "trust", "name": name, "kind": kind, "key_id": key.key_id})
-        return key
-
-    def generate_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:
-        key = self.keyring.generate(name, passphrase)
-        self.log_event("key", {"action": "generate", "name": name, "key_id": key.key_id})
-        return key
-
-    def revoke_key(self, name: str) -> str:
-        info = self.keyring.revoke(name)
-        self.log_event("key", {"action": "revoke", "name": name, "key_id": info.key_id})
-        return info.key_id
 
     def zoo_keys(self) -> list[PublicKey]:
         """Keys whose seals and tree heads this zoo trusts: its own and every trusted peer zoo."""
@@ -215,9 +188,42 @@ class CertificationCore:
     def key_name(self, key: PublicKey) -> str:
         return "this zoo" if key.name == ZOO_KEY else key.name
 
-    # -- log -------------------------------------------------------------------------------------
+    def key_is_encrypted(self, name: str) -> bool:
+        path = self.keys_dir / f"{name}.key"
+        return path.is_file() and b"ENCRYPTED" in path.read_bytes()[:64]
+
+    def has_passphrase(self) -> bool:
+        return self._passphrase is not None
+
+    def use_passphrase(self, passphrase: str) -> None:
+        """Open encrypted reviewer keys with ``passphrase`` from now on (the CLI asks for one when unset)."""
+        self._passphrase = passphrase.encode() or None
+
+    def reviewer_signing_key(self, name: str) -> SigningKey:
+        """A reviewer's private key; an encrypted one is opened with ``OPENZOO_KEY_PASSPHRASE``."""
+        return self.keyring.signing_key(name, self._passphrase if self.key_is_encrypted(name) else None)
+
+    def reviewer_key(self, name: str) -> PublicKey:
+        return self.keyring.load(name)
+
+
+class ZooLog:
+    """This zoo's transparency log in the catalog, what it saw of other logs, and its witnesses.
+
+    Every append is signed with the zoo key in the same catalog transaction.
+    """
+
+    def __init__(self, catalog: Catalog, keys: ZooKeys) -> None:
+        self.catalog = catalog
+        self.conn = catalog.connection
+        self.keys = keys
+        self._log: TransparencyLog | None = None
+        self._gossip: GossipStore | None = None
+        self._witnesses: LogWitnesses | None = None
+        self._witness: Witness | None = None
+
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Database]:
         """A catalog transaction (the log's appends and head signatures nest in it as savepoints)."""
         with self.catalog.transaction() as conn:
             yield conn
@@ -225,10 +231,25 @@ class CertificationCore:
     @property
     def log(self) -> TransparencyLog:
         if self._log is None:
-            origin = origin_for(self.zoo_public())
-            log_key = log_signer(self.keys_dir, origin, _passphrase(ZOO_PASSPHRASE_ENV))  # C2SP (Ed25519)
+            origin = origin_for(self.keys.zoo_public())
+            log_key = log_signer(self.keys.keys_dir, origin, self.keys.zoo_passphrase)  # C2SP (Ed25519)
             self._log = TransparencyLog(self.conn, origin=origin, log_key=log_key)
         return self._log
+
+    @property
+    def witnesses(self) -> LogWitnesses:
+        """The witnesses this zoo asks to cosign its log, and their cosignatures."""
+        if self._witnesses is None:
+            self._witnesses = LogWitnesses(self.catalog, self.log, self.head)
+        return self._witnesses
+
+    @property
+    def witness(self) -> Witness:
+        """This zoo as a witness of other logs (its key: ``keys/note/witness.key``)."""
+        if self._witness is None:
+            signer = witness_signer(self.keys.keys_dir, self.log.origin, self.keys.zoo_passphrase)
+            self._witness = Witness(self.catalog, signer, self.gossip)
+        return self._witness
 
     @property
     def gossip(self) -> GossipStore:
@@ -239,8 +260,8 @@ class CertificationCore:
 
     def log_event(self, kind: str, body: Any, *, expected_index: int | None = None) -> int:
         """Append one entry and sign the new head, in one catalog transaction."""
-        key = self.zoo_key()
-        with self._tx():
+        key = self.keys.zoo_key()
+        with self.transaction():
             index = self.log.append(kind, body, expected_index=expected_index)
             self.log.sign_head(key)
         return index
@@ -254,10 +275,44 @@ class CertificationCore:
                 return note
         except NotFound:
             pass
-        with self._tx():
-            return self.log.sign_head(self.zoo_key())
+        with self.transaction():
+            return self.log.sign_head(self.keys.zoo_key())
 
-    # -- policy ----------------------------------------------------------------------------------
+
+class Trust:
+    """Keys and policy: whom this zoo trusts (peer zoos, reviewers) and the reviewer policy, every change
+    logged."""
+
+    def __init__(self, keys: ZooKeys, zoo_log: ZooLog) -> None:
+        self.keys = keys
+        self.zoo_log = zoo_log
+        self.conn = zoo_log.conn
+
+    def trust(self, name: str, pem: bytes, kind: str = "zoo") -> PublicKey:
+        """Trust a peer zoo's (or a remote reviewer's) public key; logged."""
+        if kind not in ("zoo", "reviewer"):
+            raise InvalidRequest("a trusted key is a zoo key or a reviewer key")
+        if name == ZOO_KEY:
+            raise Conflict("the name 'zoo' is this zoo's own key", hint="trust the peer under another name")
+        key = self.keys.keyring.trust(name, pem)
+        kinds = self.keys.trust_kinds()
+        kinds[name] = kind
+        tmp = self.keys.trust_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(kinds, indent=1, sort_keys=True))
+        os.replace(tmp, self.keys.trust_file())
+        self.zoo_log.log_event("key", {"action": "trust", "name": name, "kind": kind, "key_id": key.key_id})
+        return key
+
+    def generate_key(self, name: str, passphrase: bytes | None = None) -> SigningKey:
+        key = self.keys.keyring.generate(name, passphrase)
+        self.zoo_log.log_event("key", {"action": "generate", "name": name, "key_id": key.key_id})
+        return key
+
+    def revoke_key(self, name: str) -> str:
+        info = self.keys.keyring.revoke(name)
+        self.zoo_log.log_event("key", {"action": "revoke", "name": name, "key_id": info.key_id})
+        return info.key_id
+
     def policies(self) -> list[Policy]:
         rows = self.conn.execute("SELECT policy FROM certify_policies ORDER BY version").fetchall()
         return [Policy.from_json(parse_json(r[0], "policy")) for r in rows]
@@ -271,24 +326,13 @@ class CertificationCore:
             )
         return found[-1]
 
-    def key_is_encrypted(self, name: str) -> bool:
-        path = self.keys_dir / f"{name}.key"
-        return path.is_file() and b"ENCRYPTED" in path.read_bytes()[:64]
-
-    def reviewer_signing_key(self, name: str) -> SigningKey:
-        """A reviewer's private key; an encrypted one is opened with ``OPENZOO_KEY_PASSPHRASE``."""
-        return self.keyring.signing_key(name, _passphrase() if self.key_is_encrypted(name) else None)
-
-    def reviewer_key(self, name: str) -> PublicKey:
-        return self.keyring.load(name)
-
     def set_policy(self, reviewers: Sequence[str], threshold: int, signers: Sequence[str] = (),
                    witnesses: Sequence[str] = (), witness_threshold: int = 0) -> Policy:
         """Create the first policy (trusted on creation) or rotate to a new one signed by k current reviewers.
 
         ``witnesses`` (cosignature vkeys) with ``witness_threshold`` k: seals need k witnesses' cosignatures.
         """
-        keys = [self.reviewer_key(n.strip()) for n in reviewers if n.strip()]
+        keys = [self.keys.reviewer_key(n.strip()) for n in reviewers if n.strip()]
         current = self.policies()
         if not current:
             policy = create_policy(keys, threshold, 1, witnesses, witness_threshold)
@@ -301,19 +345,26 @@ class CertificationCore:
                     f"v{current[-1].version}",
                     hint="add --sign-with alice,bob",
                 )
-            envelope = sign_policy(new, [self.reviewer_signing_key(s) for s in signers])
+            envelope = sign_policy(new, [self.keys.reviewer_signing_key(s) for s in signers])
             policy = rotate_policy(current[-1], envelope)
             policy = Policy(policy.version, policy.threshold, new.reviewers, new.witnesses, new.witness_threshold)
             envelope_json = envelope.to_bytes().decode()
         body = {"version": policy.version, "digest": policy.digest(), "policy": policy.to_json()}
         if envelope_json:
             body["envelope"] = parse_json(envelope_json)
-        key = self.zoo_key()
-        with self._tx():
-            index = self.log.append("policy", body)
-            self.log.sign_head(key)
+        key = self.keys.zoo_key()
+        with self.zoo_log.transaction():
+            index = self.zoo_log.log.append("policy", body)
+            self.zoo_log.log.sign_head(key)
             self.conn.execute(
                 "INSERT INTO certify_policies(version, policy, envelope, log_index, created_at) VALUES (?,?,?,?,?)",
                 (policy.version, canonical_json(policy.to_json()).decode(), envelope_json, index, time.time()),
             )
         return policy
+
+    def known_witnesses(self) -> list[NoteVerifier]:
+        """Witness keys this zoo knows: those its log asks and those its latest policy names."""
+        keys = {w.verifier for w in self.zoo_log.witnesses.witnesses()}
+        with contextlib.suppress(NotFound):
+            keys.update(self.policy().witness_keys())
+        return sorted(keys, key=lambda k: k.vkey)

@@ -12,7 +12,6 @@ from typing import Any
 
 from openzoo import names
 from openzoo.certify import dataset_evidence
-from openzoo.certify.core import CertificationCore
 from openzoo.certify.openness import ComponentEvidence, OpennessReport, grade
 from openzoo.errors import InvalidRequest
 from openzoo.facts.card import ModelCard, card_from_metadata, draft_body, parse_card
@@ -20,12 +19,16 @@ from openzoo.facts.licenses import LicenseFacts, describe, lookup
 from openzoo.formats.scan import ScanReport, scan_file, scan_template
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
+from openzoo.store.store import Store
 
 DEFAULT_BASE_MODEL = "google/gemma-3-270m"
 
 
-class CertificationEvidence(CertificationCore):
-    """Cards, license facts, openness and scans of stored models."""
+class Evidence:
+    """Cards, license facts, openness and scans of stored models (and datasets): reads the store, never signs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     # -- cards -----------------------------------------------------------------------------------
     def card(self, name: str) -> ModelCard | None:
@@ -75,9 +78,9 @@ class CertificationEvidence(CertificationCore):
         data = card.render().encode("utf-8")
         blob = self.store.blobs.put_bytes(data)
         layer = Layer(media_type, blob.digest, blob.size)
-        return self._replace(name, {media_type: [layer]})
+        return self.replace_layers(name, {media_type: [layer]})
 
-    def _replace(self, name: str, replacements: Mapping[str, list[Layer]]) -> str:
+    def replace_layers(self, name: str, replacements: Mapping[str, list[Layer]]) -> str:
         parsed = names.parse(name)
         manifest = self.store.resolve(parsed).manifest
         for media_type, layers in replacements.items():

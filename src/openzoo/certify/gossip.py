@@ -36,7 +36,7 @@ from typing import Any, Literal
 from openzoo.certify import merkle
 from openzoo.certify.checkpoint import Checkpoint, LogKey, parse_note, verify_checkpoint
 from openzoo.certify.keys import PublicKey
-from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.errors import InvalidRequest, UnknownLog, VerificationFailed
 from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json, sha256_hex
 
 __all__ = [
@@ -62,13 +62,6 @@ MAX_NOTE_BYTES = 16 * 1024  # a checkpoint with a dozen cosignatures is under 2 
 MAX_PROOF_HASHES = 130  # RFC 9162 consistency proofs have at most 2*log2(n) + 1 hashes; n < 2**64
 MAX_EVIDENCE_BYTES = 64 * 1024
 _ORIGIN_PREFIX = "openzoo/"
-
-
-class UnknownLog(VerificationFailed):
-    """A head of a log whose key this zoo has not pinned: it proves nothing, so it is not stored."""
-
-    code = "unknown_log"
-    hint = "pin that zoo's key first: 'openzoo keys trust NAME zoo.pub' (get it with 'openzoo keys export zoo')"
 
 
 def origin_for(key: PublicKey) -> str:

@@ -35,7 +35,6 @@ __all__ = ["GossipStore", "LogView", "StoredFork", "StoredHead"]
 HeadStatus = Literal["consistent", "forked"]
 
 
-@migrations.migration(110, "gossip: other zoos' signed heads, sightings, mirrored leaves and fork evidence")
 def _m110(conn: Database) -> None:
     migrations.run_script(
         conn,
@@ -84,6 +83,10 @@ def _m110(conn: Database) -> None:
         CREATE INDEX gossip_forks_origin ON gossip_forks(origin, found_at)
         """,
     )
+
+
+MIGRATION = migrations.Step(110, "gossip: other zoos' signed heads, sightings, mirrored leaves and fork evidence",
+                            _m110)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,6 @@ class GossipStore:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.conn = catalog.connection
-        migrations.apply(self.conn)
 
     # -- the mirror ------------------------------------------------------------------------------
     def mirror_size(self, origin: str) -> int:

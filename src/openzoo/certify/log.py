@@ -40,7 +40,8 @@ from openzoo.certify.note import NoteSigner
 from openzoo.errors import Conflict, InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
 from openzoo.facts.canonical import b64decode, b64encode, canonical_json, parse_json
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database
 
 __all__ = [
     "KINDS",
@@ -110,7 +111,6 @@ def _statements(script: str) -> list[str]:
     return [part.strip() for part in re.split(r";\s*\n(?=CREATE )", script) if part.strip()]
 
 
-@migrations.migration(5, "transparency log: entries, tree nodes, signed heads, append-only triggers")
 def _m005(db: Database) -> None:
     """The log's tables and triggers.
 
@@ -124,6 +124,9 @@ def _m005(db: Database) -> None:
     tables = _SCHEMA[: _SCHEMA.index("CREATE TRIGGER")].replace(") WITHOUT ROWID;", ");")
     for statement in [*_statements(tables), *_PG_FUNCTIONS]:
         db.execute(statement)
+
+
+MIGRATION = migrations.Step(5, "transparency log: entries, tree nodes, signed heads, append-only triggers", _m005)
 
 
 def entry_bytes(kind: str, body: Any, timestamp: int) -> bytes:
@@ -279,7 +282,7 @@ class TransparencyLog:
             db = open_database(str(db))
         elif not isinstance(db, Database):
             raise TypeError(f"a transparency log lives in a catalog Database or at a path, not in {type(db).__name__}")
-        migrations.apply(db)  # a database opened just for the log, or a catalog opened before import
+        migrations.apply(db, (MIGRATION,))  # the log may live in a database of its own
         self.conn = db
         self.origin = origin
         self.clock = clock

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.core import layer_label, now_ms, sealed_digest
+from openzoo.certify.core import Trust, ZooKeys, ZooLog, layer_label, now_ms, sealed_digest
 from openzoo.certify.dsse import Envelope
-from openzoo.certify.evidence import CertificationEvidence
+from openzoo.certify.evidence import Evidence
 from openzoo.certify.policy import (
     Approval,
     ApprovalTally,
@@ -26,16 +26,13 @@ from openzoo.certify.policy import (
     sign_approval,
 )
 from openzoo.certify.seal import build_seal, revocation_body, seal_digest
-from openzoo.errors import Conflict, NotFound, VerificationFailed
+from openzoo.errors import Conflict, NotFound, ScanBlocked, VerificationFailed
 from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
 from openzoo.facts.licenses import describe
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer
-
-
-class ScanBlocked(Conflict):
-    """A critical safety-scan finding blocks certification."""
+from openzoo.store.store import Store
 
 
 @dataclass
@@ -64,34 +61,42 @@ class CertifyRequest:
         }
 
 
-class CertificationRequests(CertificationEvidence):
-    """Requests, approvals, seals and revocations."""
+class Seals:
+    """Certification requests, reviewers' approvals, the seals they make and revocations: every step logged."""
+
+    def __init__(self, store: Store, keys: ZooKeys, trust: Trust, zoo_log: ZooLog, evidence: Evidence) -> None:
+        self.store = store
+        self.conn = store.catalog.connection
+        self.keys = keys
+        self.trust = trust
+        self.zoo_log = zoo_log
+        self.evidence = evidence
 
     # -- requests --------------------------------------------------------------------------------
     def request(self, name: str) -> CertifyRequest:
         """Card checks, openness grading, license facts and the scan, then open a logged request."""
         parsed = names.parse(name)
-        self.ensure_card(name)
-        facts = self.license_facts(name)
+        self.evidence.ensure_card(name)
+        facts = self.evidence.license_facts(name)
         blob = self.store.blobs.put_bytes(canonical_json(facts.to_json()))
         current = self.store.resolve(parsed).manifest
         existing = current.first(mt.LICENSE_FACTS)
         if existing is None or existing.digest != blob.digest:
-            self._replace(name, {mt.LICENSE_FACTS: [Layer(mt.LICENSE_FACTS, blob.digest, blob.size)]})
+            self.evidence.replace_layers(name, {mt.LICENSE_FACTS: [Layer(mt.LICENSE_FACTS, blob.digest, blob.size)]})
         stored = self.store.resolve(parsed)
         if stored.manifest.first(mt.SEAL) is not None:
             if self.requests(parsed.display, status="sealed") or not self.requests(parsed.display, status="revoked"):
                 raise Conflict(f"{parsed.display} is already sealed", hint="revoke it first to certify it again")
-            self._replace(name, {mt.SEAL: []})  # a revoked seal: certify the unsealed manifest afresh
+            self.evidence.replace_layers(name, {mt.SEAL: []})  # a revoked seal: certify the unsealed manifest afresh
             stored = self.store.resolve(parsed)
         for req in self.requests(parsed.display, status="open"):
             if req.manifest_digest == stored.digest:
                 return req
-        card = self.card(name)
+        card = self.evidence.card(name)
         assert card is not None
-        problems = self.card_problems(name, card)
-        openness = self.openness(name)
-        scan = self.scan(name)
+        problems = self.evidence.card_problems(name, card)
+        openness = self.evidence.openness(name)
+        scan = self.evidence.scan(name)
         evidence: dict[str, Any] = {
             "card": {"digest": sha256_digest(card.render().encode()), "problems": problems,
                      "license": describe(facts)},
@@ -113,11 +118,11 @@ class CertificationRequests(CertificationEvidence):
             "scan": {"counts": scan.counts(), "blocked": scan.blocked},
             "status": status,
         }
-        key = self.zoo_key()
+        key = self.keys.zoo_key()
         now = time.time()
-        with self._tx():
-            index = self.log.append("request", body)
-            self.log.sign_head(key)
+        with self.zoo_log.transaction():
+            index = self.zoo_log.log.append("request", body)
+            self.zoo_log.log.sign_head(key)
             self.conn.execute(
                 "INSERT INTO certify_requests(id, model_key, model, manifest_digest, status, evidence, log_index, "
                 "created_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -141,7 +146,7 @@ class CertificationRequests(CertificationEvidence):
             raise NotFound(f"no certification request {request_id}")
         req = CertifyRequest(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
         try:
-            policy = self.policy()
+            policy = self.trust.policy()
             result = self.quorum(req, policy)
             req.approvals, req.threshold = list(result.reviewers), policy.threshold
         except NotFound:
@@ -170,7 +175,7 @@ class CertificationRequests(CertificationEvidence):
 
     def approvals(self, request_id: str) -> list[Approval]:
         out = []
-        for entry in self.log.entries(0, 1 << 62, kind="approval"):
+        for entry in self.zoo_log.log.entries(0, 1 << 62, kind="approval"):
             if isinstance(entry.body, dict) and entry.body.get("request_id") == request_id:
                 out.append(Approval.from_json(entry.body))
         return out
@@ -183,7 +188,7 @@ class CertificationRequests(CertificationEvidence):
     def approve(self, name: str, key_name: str) -> tuple[QuorumResult, Envelope | None]:
         """A reviewer's signed approval; the seal is issued when k approvals exist."""
         parsed = names.parse(name)
-        policy = self.policy()
+        policy = self.trust.policy()
         req = self.open_request(name)
         current = self.store.resolve(parsed).digest
         if current != req.manifest_digest:
@@ -191,7 +196,7 @@ class CertificationRequests(CertificationEvidence):
                 f"{parsed.display} changed since the certification request",
                 hint=f"run 'openzoo certify request {name}' again",
             )
-        key = self.reviewer_signing_key(key_name)
+        key = self.keys.reviewer_signing_key(key_name)
         if policy.reviewer(key.key_id) is None:
             raise VerificationFailed(
                 f"key {key_name!r} is not a reviewer in certification policy v{policy.version}",
@@ -201,7 +206,7 @@ class CertificationRequests(CertificationEvidence):
         approval = sign_approval(key, model=req.model, manifest_digest=req.manifest_digest, request_id=req.id)
         reviewer = tally.add(approval)
         body = {**approval.to_json(), "reviewer": reviewer.name}
-        self.log_event("approval", body)
+        self.zoo_log.log_event("approval", body)
         result = tally.result()
         if not result.met:
             return result, None
@@ -213,9 +218,9 @@ class CertificationRequests(CertificationEvidence):
         card_layer = manifest.card_layer()
         layers = [("config", manifest.config.digest)] + [(layer_label(x.media_type), x.digest) for x in manifest.layers]
         evidence = req.evidence
-        key = self.zoo_key()
-        with self._tx():
-            index = self.log.size()
+        key = self.keys.zoo_key()
+        with self.zoo_log.transaction():
+            index = self.zoo_log.log.size()
             envelope = build_seal(
                 key,
                 model=req.model,
@@ -231,18 +236,18 @@ class CertificationRequests(CertificationEvidence):
                 log_index=index,
                 issued_at=now_ms(),
                 audit_digests={x.digest: "audit" for x in manifest.layers_of(mt.AUDIT)},
-                log_origin=self.log.origin,
+                log_origin=self.zoo_log.log.origin,
             )
-            self.log.append("seal", envelope.to_json(), expected_index=index)
-            self.log.sign_head(key)
-            receipt = self.log.receipt(index)
+            self.zoo_log.log.append("seal", envelope.to_json(), expected_index=index)
+            self.zoo_log.log.sign_head(key)
+            receipt = self.zoo_log.log.receipt(index)
             bundle = {"envelope": envelope.to_json(), "receipt": receipt.to_json(), "policy": policy.to_json()}
             self.conn.execute(
                 "UPDATE certify_requests SET status = 'sealed', seal = ? WHERE id = ?",
                 (canonical_json(bundle).decode(), req.id),
             )
         blob = self.store.blobs.put_bytes(canonical_json(bundle))
-        self._replace(parsed.display, {mt.SEAL: [Layer(mt.SEAL, blob.digest, blob.size)]})
+        self.evidence.replace_layers(parsed.display, {mt.SEAL: [Layer(mt.SEAL, blob.digest, blob.size)]})
         return envelope
 
     def seal_bundle(self, name: str) -> dict[str, Any]:
@@ -262,8 +267,8 @@ class CertificationRequests(CertificationEvidence):
         envelope = Envelope.from_json(bundle["envelope"])
         body = revocation_body(parsed.display, sealed_digest(stored.manifest), seal_digest(envelope), reason,
                                now_ms())
-        index = self.log_event("revocation", body)
-        with self._tx():
+        index = self.zoo_log.log_event("revocation", body)
+        with self.zoo_log.transaction():
             self.conn.execute(
                 "UPDATE certify_requests SET status = 'revoked' WHERE model_key = ? AND status = 'sealed'",
                 (parsed.key,),
@@ -273,7 +278,7 @@ class CertificationRequests(CertificationEvidence):
     def revocations(self, upto: int | None = None, after: int = -1) -> list[dict[str, Any]]:
         """Revocation bodies logged after entry ``after`` (a seal's index) and before ``upto``."""
         out = []
-        for entry in self.log.entries(after + 1, 1 << 62, kind="revocation"):
+        for entry in self.zoo_log.log.entries(after + 1, 1 << 62, kind="revocation"):
             if (upto is None or entry.index < upto) and isinstance(entry.body, dict):
                 out.append(entry.body)
         return out

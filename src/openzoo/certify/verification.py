@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from openzoo import names
-from openzoo.certify.checkpoint import verify_checkpoint
-from openzoo.certify.core import layer_label, sealed_manifest
+from openzoo.certify.checkpoint import Checkpoint, parse_note, verify_checkpoint
+from openzoo.certify.core import Trust, ZooKeys, ZooLog, layer_label, sealed_manifest
+from openzoo.certify.cosignature import verify_cosignatures
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import LogReceipt, verify_receipt
@@ -22,7 +23,7 @@ from openzoo.certify.policy import (
     Approval,
     Policy,
 )
-from openzoo.certify.requests import CertificationRequests, seal_predicate
+from openzoo.certify.requests import Seals, seal_predicate
 from openzoo.certify.seal import Check, verify_seal
 from openzoo.errors import NotFound, OpenzooError, VerificationFailed
 from openzoo.facts.canonical import canonical_json, parse_json, sha256_digest
@@ -31,6 +32,7 @@ from openzoo.facts.dataset_config import FILENAME
 from openzoo.names import ModelName
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
+from openzoo.store.store import Store
 
 
 @dataclass
@@ -62,8 +64,17 @@ class VerifyResult:
         }
 
 
-class CertificationVerification(CertificationRequests):
-    """Verification of stored models, pulled models and exported directories."""
+class Verifier:
+    """Offline checks of stored models against their seals, the log and the policy; the pulls it accepted."""
+
+    def __init__(self, store: Store, keys: ZooKeys, trust: Trust, zoo_log: ZooLog, seals: Seals) -> None:
+        self.store = store
+        self.catalog = store.catalog
+        self.conn = store.catalog.connection
+        self.keys = keys
+        self.trust = trust
+        self.zoo_log = zoo_log
+        self.seals = seals
 
     # -- verification ----------------------------------------------------------------------------
     def check_files(self, manifest_digest: str, manifest: Manifest) -> Check:
@@ -72,14 +83,14 @@ class CertificationVerification(CertificationRequests):
         items = [("manifest", manifest_digest), ("config", manifest.config.digest)]
         items += [(layer_label(x.media_type), x.digest) for x in manifest.layers]
         for label, digest in items:
-            problem = self._check_blob(digest)
+            problem = self.check_blob(digest)
             if problem:
                 problems.append(f"{label} blob {digest[:19]}… {problem}")
         if problems:
             return Check("digests", "fail", "; ".join(problems))
         return Check("digests", "pass", f"{len(items)} stored blobs match their digests")
 
-    def _check_blob(self, digest: str) -> str | None:
+    def check_blob(self, digest: str) -> str | None:
         path = self.store.blobs.path(digest)
         try:
             st = path.stat()
@@ -112,7 +123,7 @@ class CertificationVerification(CertificationRequests):
 
     def record_pull(self, name: ModelName, *, source: str, zoo: str | None, certified: bool, manifest_digest: str,
                     receipt: LogReceipt | None, revocations: Sequence[Mapping[str, Any]], head: str | None) -> None:
-        with self._tx():
+        with self.zoo_log.transaction():
             self.conn.execute(
                 "INSERT INTO certify_pulled(model_key, source, zoo, certified, manifest_digest, receipt, "
                 "revocations, head, pulled_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (model_key) DO UPDATE SET "
@@ -138,7 +149,7 @@ class CertificationVerification(CertificationRequests):
             self._pending_checks(parsed, result)
             return result
         try:
-            bundle = self.seal_bundle(name)
+            bundle = self.seals.seal_bundle(name)
         except OpenzooError as exc:
             result.checks.append(Check("seal", "fail", f"the seal layer is unreadable: {exc}"))
             return result
@@ -147,14 +158,14 @@ class CertificationVerification(CertificationRequests):
         local = False
         try:
             stmt_log = seal_predicate(bundle).get("log", {})
-            local = isinstance(stmt_log, dict) and stmt_log.get("origin") == self.log.origin
+            local = isinstance(stmt_log, dict) and stmt_log.get("origin") == self.zoo_log.log.origin
         except OpenzooError:
             local = False
         try:
             if local:
                 index = int(stmt_log["index"])
-                receipt = self.log.receipt(index, self.head())
-                revocations = self.revocations(receipt.size, after=index)
+                receipt = self.zoo_log.log.receipt(index, self.zoo_log.head())
+                revocations = self.seals.revocations(receipt.size, after=index)
             elif pulled is not None and pulled["receipt"]:
                 receipt = LogReceipt.from_json(pulled["receipt"])
                 revocations = pulled["revocations"]
@@ -164,9 +175,7 @@ class CertificationVerification(CertificationRequests):
             result.checks.append(Check("log inclusion", "fail", f"no usable log receipt: {exc}"))
         checks, signer = self.check_seal(stored.manifest, bundle, receipt, revocations)
         result.checks += checks
-        from openzoo.certify.witnessing import witness_check
-
-        witnessed = witness_check(self, bundle, receipt, local) if receipt is not None else None
+        witnessed = witness_check(self.trust, bundle, receipt, local) if receipt is not None else None
         if witnessed is not None:  # the policy names witnesses: k of them cosigned a head with the seal
             result.checks.append(witnessed)
         result.certified_by = signer
@@ -181,10 +190,10 @@ class CertificationVerification(CertificationRequests):
         base = sealed_manifest(manifest)
         base_digest = sha256_digest(base.to_bytes())
         card = base.card_layer()
-        policies = self.policies()
+        policies = self.trust.policies()
         with contextlib.suppress(OpenzooError):
             policies.insert(0, Policy.from_json(bundle.get("policy")))
-        keys = list(zoo_keys) if zoo_keys is not None else self.zoo_keys()
+        keys = list(zoo_keys) if zoo_keys is not None else self.keys.zoo_keys()
         try:
             envelope: Any = bundle["envelope"]
         except (KeyError, TypeError):
@@ -203,7 +212,7 @@ class CertificationVerification(CertificationRequests):
         if report.statement is not None:
             try:
                 env = envelope if isinstance(envelope, Envelope) else Envelope.from_json(envelope)
-                signer = next((self.key_name(k) for k in keys
+                signer = next((self.keys.key_name(k) for k in keys
                                if any(s.keyid == k.key_id for s in env.signatures)), None)
             except OpenzooError:
                 signer = None
@@ -216,24 +225,25 @@ class CertificationVerification(CertificationRequests):
     def _approvals_logged(self, bundle: Mapping[str, Any], checkpoint: str) -> Check:
         """Each approval the seal counts must be an entry of this zoo's log, included under the head."""
         try:
-            cp = verify_checkpoint(checkpoint, [self.zoo_public()], self.log.origin)
+            cp = verify_checkpoint(checkpoint, [self.keys.zoo_public()], self.zoo_log.log.origin)
             request_id = seal_predicate(bundle).get("requestId")
         except OpenzooError as exc:
             return Check("approvals logged", "fail", str(exc))
-        receipts = [self.log.receipt(e.index, checkpoint) for e in self.log.entries(0, cp.size, kind="approval")
+        log = self.zoo_log.log
+        receipts = [log.receipt(e.index, checkpoint) for e in log.entries(0, cp.size, kind="approval")
                     if isinstance(e.body, dict) and e.body.get("request_id") == request_id]
-        return check_logged_approvals(bundle, receipts, [self.zoo_public()])
+        return check_logged_approvals(bundle, receipts, [self.keys.zoo_public()])
 
     def _pending_checks(self, parsed: ModelName, result: VerifyResult) -> None:
-        reqs = self.requests(parsed.display)
+        reqs = self.seals.requests(parsed.display)
         if not reqs:
             result.checks.append(Check("seal", "fail", f"not certified: no certification request for "
                                                        f"{parsed.display}"))
             return
         req = reqs[0]
         try:
-            policy = self.policy()
-            quorum = self.quorum(req, policy)
+            policy = self.trust.policy()
+            quorum = self.seals.quorum(req, policy)
             result.checks.append(Check("quorum", "pass" if quorum.met else "fail", quorum.summary()))
         except NotFound as exc:
             result.checks.append(Check("quorum", "fail", exc.message))
@@ -267,9 +277,9 @@ class CertificationVerification(CertificationRequests):
 
         files = self.export_directory(name, directory)
         for fname, digest in files.items():
-            if self._check_blob("sha256:" + digest):
+            if self.check_blob("sha256:" + digest):
                 raise VerificationFailed(f"{fname} in the store is damaged; not signing it")
-        bundle = sign_model_dir(directory, self.zoo_key(), files=files)
+        bundle = sign_model_dir(directory, self.keys.zoo_key(), files=files)
         path = directory / DEFAULT_SIGNATURE_NAME
         path.write_bytes(canonical_json(bundle))
         return path
@@ -283,15 +293,15 @@ class CertificationVerification(CertificationRequests):
             result.checks.append(Check("signature", "fail", f"no model-signing bundle at {sig}"))
             return result
         errors = []
-        for key in self.zoo_keys():
+        for key in self.keys.zoo_keys():
             try:
                 signed = verify_model_dir(directory, sig.read_bytes(), key)
             except VerificationFailed as exc:
-                errors.append(f"{self.key_name(key)}: {exc.message}")
+                errors.append(f"{self.keys.key_name(key)}: {exc.message}")
                 continue
-            result.checks.append(Check("signature", "pass", f"model-signing bundle by {self.key_name(key)}"))
+            result.checks.append(Check("signature", "pass", f"model-signing bundle by {self.keys.key_name(key)}"))
             result.checks.append(Check("files", "pass", f"{len(signed.files)} file digests match"))
-            result.certified_by = self.key_name(key)
+            result.certified_by = self.keys.key_name(key)
             return result
         result.checks.append(Check("signature", "fail", "; ".join(errors) or "no trusted zoo key"))
         return result
@@ -328,3 +338,35 @@ def check_logged_approvals(bundle: Mapping[str, Any], receipts: Sequence[LogRece
         return Check("approvals logged", "fail", "; ".join(problems))
     return Check("approvals logged", "pass", f"{len(sealed)} approvals included in the log")
 
+
+def witness_check(trust: Trust, bundle: Mapping[str, Any], receipt: LogReceipt, local: bool) -> Check | None:
+    """``witnesses``: k of the policy's witnesses cosigned a head that includes the seal; None when the policy
+    (the seal's own, else the zoo's latest) names no witnesses.
+
+    For a model sealed here the head is the latest cosigned one of this zoo's log that covers the seal (the
+    entry's inclusion under it is proven again); for a pulled model, the head of its receipt, as pulled.
+    """
+    try:
+        policy = Policy.from_json(bundle.get("policy")) if bundle.get("policy") else trust.policy()
+    except OpenzooError:
+        return None
+    if not policy.witness_threshold:
+        return None
+    note = receipt.checkpoint
+    try:
+        if local:
+            note = trust.zoo_log.witnesses.latest_cosigned(receipt.index) or note
+            log = trust.zoo_log.log
+            verify_receipt(log.receipt(receipt.index, note), trust.keys.zoo_keys(), log.origin)
+        found = verify_cosignatures(note, policy.witness_keys())
+    except OpenzooError as exc:
+        return Check("witnesses", "fail", f"the witnessed head cannot be checked: {exc}")
+    k, n = policy.witness_threshold, len(policy.witnesses)
+    names = ", ".join(sorted(c.witness.name for c in found)) or "none"
+    if len(found) < k:
+        return Check("witnesses", "fail", f"{len(found)} of the {k} witness cosignatures the policy requires "
+                     f"(of {n}; cosigned by: {names}); witnesses cosign new heads within seconds of "
+                     "'openzoo serve' asking them, or run 'openzoo witness cosign'")
+    size = Checkpoint.parse_body(parse_note(note).text).size
+    return Check("witnesses", "pass", f"{len(found)} of {n} witnesses cosigned a head of {size} entries that "
+                 f"includes the seal ({names}; {k} required)")

@@ -51,13 +51,14 @@ from openzoo.errors import (
     NotFound,
     OpenzooError,
     PayloadTooLarge,
+    StaleCheckpoint,
     VerificationFailed,
 )
 from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 from openzoo.store.db import Database
 
-__all__ = ["MAX_BODY_BYTES", "StaleCheckpoint", "Witness", "WitnessedLog", "origin_hash", "parse_request"]
+__all__ = ["MAX_BODY_BYTES", "Witness", "WitnessedLog", "origin_hash", "parse_request"]
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PROOF_LINES = 63
@@ -66,7 +67,6 @@ SIZE_MEDIA_TYPE = "text/x.tlog.size"
 TileFetcher = Callable[[str, TilePath], bytes]  # (the log's URL, a tile) -> its bytes
 
 
-@migrations.migration(163, "C2SP witnessing: logs this zoo witnesses, its own witnesses and their cosignatures")
 def _m163(conn: Database) -> None:
     migrations.run_script(
         conn,
@@ -101,15 +101,8 @@ def _m163(conn: Database) -> None:
     )
 
 
-class StaleCheckpoint(Conflict):
-    """409: the request's old size is not the size this witness last cosigned (``size``)."""
-
-    code = "witness_conflict"
-    hint = "send 'old <size>' with the size in the answer, and a consistency proof from it"
-
-    def __init__(self, message: str, size: int) -> None:
-        super().__init__(message)
-        self.size = size
+MIGRATION = migrations.Step(163, "C2SP witnessing: logs this zoo witnesses, its own witnesses and their cosignatures",
+                            _m163)
 
 
 @dataclass(frozen=True)
@@ -191,7 +184,6 @@ class Witness:
                  clock: Callable[[], float] = time.time, tiles: TileFetcher | None = None) -> None:
         self.catalog = catalog
         self.conn = catalog.connection
-        migrations.apply(self.conn)
         self.signer = signer
         self.gossip = gossip
         self.clock = clock

@@ -14,32 +14,24 @@ is logged and its error kept for ``openzoo witness list``, and the next checkpoi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from openzoo.certify.checkpoint import Checkpoint, add_note_signature, parse_note
-from openzoo.certify.core import ZOO_PASSPHRASE_ENV, CertificationCore, _passphrase
 from openzoo.certify.cosignature import add_cosignatures, verify_cosignatures
-from openzoo.certify.log import LogReceipt, TransparencyLog, verify_receipt
-from openzoo.certify.note import COSIGNATURE_V1, NoteVerifier, parse_vkey, witness_signer
-from openzoo.certify.policy import Policy
-from openzoo.certify.seal import Check
-from openzoo.certify.witness import SIZE_MEDIA_TYPE, Witness
+from openzoo.certify.log import TransparencyLog
+from openzoo.certify.note import COSIGNATURE_V1, NoteVerifier, parse_vkey
+from openzoo.certify.witness import SIZE_MEDIA_TYPE
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError, VerificationFailed
 from openzoo.facts.canonical import b64encode
-from openzoo.store import migrations
 from openzoo.store.catalog import Catalog
 
-__all__ = ["Asked", "LogWitness", "LogWitnesses", "known_witnesses", "log_witnesses", "witness_check", "witness_url",
-           "zoo_witness"]
+__all__ = ["Asked", "LogWitness", "LogWitnesses", "witness_url"]
 
 log = logging.getLogger("openzoo.witness")
 MAX_ANSWER_BYTES = 16 * 1024
@@ -86,7 +78,6 @@ class LogWitnesses:
     def __init__(self, catalog: Catalog, log_: TransparencyLog, head: Callable[[], str]) -> None:
         self.catalog = catalog
         self.conn = catalog.connection
-        migrations.apply(self.conn)
         self.log = log_
         self.head = head
 
@@ -223,65 +214,3 @@ def _reason(text: str) -> str:
     """One line of a refusal body (the error envelope's message when there is one)."""
     match = re.search(r'"(?:error|message)"\s*:\s*"([^"]{1,300})', text)
     return match.group(1) if match else " ".join(text.split())[:300] or "no reason given"
-
-
-_WITNESSES: weakref.WeakKeyDictionary[CertificationCore, tuple[LogWitnesses, Witness]] = weakref.WeakKeyDictionary()
-
-
-def _pair(cert: CertificationCore) -> tuple[LogWitnesses, Witness]:
-    found = _WITNESSES.get(cert)
-    if found is None:
-        signer = witness_signer(cert.keys_dir, cert.log.origin, _passphrase(ZOO_PASSPHRASE_ENV))
-        found = _WITNESSES[cert] = (LogWitnesses(cert.catalog, cert.log, cert.head),
-                                    Witness(cert.catalog, signer, cert.gossip))
-    return found
-
-
-def log_witnesses(cert: CertificationCore) -> LogWitnesses:
-    """The witnesses ``cert``'s zoo asks to cosign its log (one per certification)."""
-    return _pair(cert)[0]
-
-
-def zoo_witness(cert: CertificationCore) -> Witness:
-    """``cert``'s zoo as a witness of other logs (its key: ``keys/note/witness.key``)."""
-    return _pair(cert)[1]
-
-
-def known_witnesses(cert: CertificationCore) -> list[NoteVerifier]:
-    """Witness keys this zoo knows: those its log asks and those its latest policy names."""
-    keys = {w.verifier for w in log_witnesses(cert).witnesses()}
-    with contextlib.suppress(NotFound):
-        keys.update(cert.policy().witness_keys())
-    return sorted(keys, key=lambda k: k.vkey)
-
-
-def witness_check(cert: CertificationCore, bundle: Mapping[str, Any], receipt: LogReceipt, local: bool) -> Check | None:
-    """``witnesses``: k of the policy's witnesses cosigned a head that includes the seal; None when the policy
-    (the seal's own, else the zoo's latest) names no witnesses.
-
-    For a model sealed here the head is the latest cosigned one of this zoo's log that covers the seal (the
-    entry's inclusion under it is proven again); for a pulled model, the head of its receipt, as pulled.
-    """
-    try:
-        policy = Policy.from_json(bundle.get("policy")) if bundle.get("policy") else cert.policy()
-    except OpenzooError:
-        return None
-    if not policy.witness_threshold:
-        return None
-    note = receipt.checkpoint
-    try:
-        if local:
-            note = log_witnesses(cert).latest_cosigned(receipt.index) or note
-            verify_receipt(cert.log.receipt(receipt.index, note), cert.zoo_keys(), cert.log.origin)
-        found = verify_cosignatures(note, policy.witness_keys())
-    except OpenzooError as exc:
-        return Check("witnesses", "fail", f"the witnessed head cannot be checked: {exc}")
-    k, n = policy.witness_threshold, len(policy.witnesses)
-    names = ", ".join(sorted(c.witness.name for c in found)) or "none"
-    if len(found) < k:
-        return Check("witnesses", "fail", f"{len(found)} of the {k} witness cosignatures the policy requires "
-                     f"(of {n}; cosigned by: {names}); witnesses cosign new heads within seconds of "
-                     "'openzoo serve' asking them, or run 'openzoo witness cosign'")
-    size = Checkpoint.parse_body(parse_note(note).text).size
-    return Check("witnesses", "pass", f"{len(found)} of {n} witnesses cosigned a head of {size} entries that "
-                 f"includes the seal ({names}; {k} required)")

@@ -16,7 +16,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from openzoo.audit.runner import DEFAULT_SUITES
-from openzoo.cli.main import cli, local_services
+from openzoo.cli.common import local_services
 from openzoo.cli.output import err_console
 from openzoo.events import Progress as ProgressEvent
 
@@ -52,7 +52,7 @@ def _plain_printer() -> Callable[[ProgressEvent], None]:
     return show
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.option("--suite", "suite", default=None, metavar="LIST",
               help=f"Comma-separated suites to run (default: all of {','.join(DEFAULT_SUITES)}).")

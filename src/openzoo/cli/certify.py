@@ -7,31 +7,17 @@ so offline verification stays fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.certify.verification import VerifyResult
-from openzoo.cli.main import cli, load_config
+from openzoo.cli.common import local_certification as service
+from openzoo.cli.common import local_services
 from openzoo.errors import InvalidRequest
-from openzoo.store.store import Store
-
-_STORE: list[Store] = []
-
-
-def store() -> Store:
-    if not _STORE:
-        cfg = load_config()
-        _STORE.append(Store(cfg.home, cfg.catalog))
-    return _STORE[0]
-
-
-def service() -> Certification:
-    return certification(store())
 
 
 def _print_result(result: VerifyResult) -> None:
@@ -44,16 +30,14 @@ def _print_result(result: VerifyResult) -> None:
 
 
 def _ask_passphrase(svc: Certification, key_names: list[str]) -> None:
-    from openzoo.certify.core import PASSPHRASE_ENV
-
-    if any(svc.key_is_encrypted(n) for n in key_names) and not os.environ.get(PASSPHRASE_ENV):
-        os.environ[PASSPHRASE_ENV] = click.prompt("key passphrase", hide_input=True)
+    if any(svc.key_is_encrypted(n) for n in key_names) and not svc.has_passphrase():
+        svc.use_passphrase(click.prompt("key passphrase", hide_input=True))
 
 
 # --- verify ---------------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("target", required=False)
 @click.option("--store", "whole_store", is_flag=True, help="Re-hash every stored blob and check the catalog.")
 @click.option("--signature", type=click.Path(path_type=Path, dir_okay=False),
@@ -63,7 +47,7 @@ def verify(target: str | None, whole_store: bool, signature: Path | None, as_jso
     """Verify a certified model offline (NAME), a signed model directory (PATH), or the store (--store)."""
     if whole_store:
         bad = 0
-        for check in store().verify():
+        for check in local_services().store.verify():
             mark = "ok  " if check.ok else "FAIL"
             click.echo(f"{mark} {check.digest} {'' if check.ok else check.detail}".rstrip())
             bad += not check.ok
@@ -85,7 +69,7 @@ def verify(target: str | None, whole_store: bool, signature: Path | None, as_jso
 # --- keys -----------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def keys() -> None:
     """Manage the zoo's, reviewers' and peer zoos' keys (ECDSA P-256)."""
 
@@ -150,7 +134,7 @@ def keys_revoke(name: str) -> None:
 # --- certify --------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def certify() -> None:
     """Certify models: policy, requests, approvals, seals and revocations."""
 
@@ -245,7 +229,7 @@ def certify_export_signature(model: str, directory: Path) -> None:
 # --- log ------------------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def log() -> None:
     """The transparency log: heads, entries, proofs, verification and monitoring."""
 
@@ -253,9 +237,8 @@ def log() -> None:
 @log.command("head")
 def log_head() -> None:
     """Print the latest signed tree head (checkpoint), with the witnesses' cosignatures it has."""
-    from openzoo.certify.witnessing import log_witnesses
 
-    click.echo(log_witnesses(service()).cosigned(), nl=False)
+    click.echo(service().witnesses.cosigned(), nl=False)
 
 
 @log.command("show")
@@ -329,7 +312,7 @@ def log_monitor(url: str | None, key_name: str | None) -> None:
 # --- cards, BOM -----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.option("--edit", is_flag=True, help="Edit the card in $EDITOR (a new manifest; the old one is kept).")
 @click.option("--import", "import_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -362,7 +345,7 @@ def card(model: str, edit: bool, import_file: Path | None, export_file: Path | N
     click.echo(current.html() if html else current.render(), nl=False)
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def bom(model: str, output: Path | None) -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 
-from openzoo.cli.main import _ago, cli, local_services
-from openzoo.cli.output import human_size, render_progress, table
+from openzoo.cli.common import local_services
+from openzoo.cli.output import ago, human_size, render_progress, table
 from openzoo.events import Progress
 from openzoo.facts.datafiles import FORMATS
 
 
-@cli.group()
+@click.group()
 def dataset() -> None:
     """Datasets: import (JSONL, CSV, Parquet, text), list, show, datasheet, remove."""
 
@@ -55,7 +55,7 @@ def dataset_import(paths: tuple[Path, ...], name: str, license_id: str | None, d
 def dataset_list() -> None:
     """List the datasets in the store."""
     rows = [[d.display, d.digest[7:19], str(d.config.rows), d.config.format, human_size(d.config.size),
-             d.config.license or "unknown", "sealed" if d.sealed else "-", _ago(d.modified_at)]
+             d.config.license or "unknown", "sealed" if d.sealed else "-", ago(d.modified_at)]
             for d in local_services().datasets.list_datasets()]
     click.echo(table(rows, ["NAME", "ID", "ROWS", "FORMAT", "SIZE", "LICENSE", "SEAL", "MODIFIED"]))
 
@@ -92,13 +92,12 @@ def dataset_show(name: str, as_json: bool) -> None:
               default=None, help="Replace the datasheet with a Hugging Face dataset card README.md.")
 def dataset_card(name: str, export_file: Path | None, import_file: Path | None) -> None:
     """Print the datasheet as Hugging Face dataset-card markdown with YAML front matter."""
-    from openzoo.certify.service import certification
     from openzoo.facts.card import parse_card
 
     services = local_services()
     found = services.datasets.get(name)
     if import_file is not None:
-        certification(services.store).set_card(found.display, parse_card(import_file.read_text(encoding="utf-8")))
+        services.certification.set_card(found.display, parse_card(import_file.read_text(encoding="utf-8")))
         click.echo(f"datasheet of {found.display} replaced from {import_file}")
         return
     text = services.datasets.datasheet(found.display).render()

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openzoo import events
-from openzoo.cli.main import cli, local_services
+from openzoo.cli.common import local_services
 from openzoo.cli.output import err_console
 from openzoo.errors import InvalidRequest, NotSupported
 
@@ -55,7 +55,7 @@ def render_training(stream: Iterable[events.Progress]) -> None:
             bar.stop()
 
 
-@cli.command()
+@click.command()
 @click.argument("base")
 @click.option("--data", "data", required=True,
               help="Training data: a stored dataset's name, or a data file (JSONL, CSV, Parquet) of "
@@ -122,7 +122,7 @@ def finetune(base: str, data: str, name: str, eval_data: str | None, epochs: int
         services.close()
 
 
-@cli.group()
+@click.group()
 def federate() -> None:
     """Federated fine-tuning across machines with Flower (a SuperLink and one SuperNode per data owner)."""
 

@@ -7,9 +7,7 @@ names the next step) and exits non-zero; ``OPENZOO_DEBUG=1`` shows the traceback
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,12 +16,15 @@ import click
 
 from openzoo import __version__
 from openzoo import config as configuration
-from openzoo.cli.output import human_size, render_progress, table
+from openzoo.cli import audit, certify, datasets, finetune, monitor, run, serve, witness
+from openzoo.cli.common import load_config, local_services
+from openzoo.cli.output import ago, human_size, render_progress, table
 from openzoo.errors import InvalidRequest, NotFound, OpenzooError
+from openzoo.registry.oci.formats import WRITTEN as OCI_FORMATS
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    if os.environ.get("OPENZOO_DEBUG") == "1":
+    if configuration.debug_enabled():
         traceback.print_exc()
     if isinstance(exc, OpenzooError):
         hint = f" ({exc.hint})" if exc.hint else ""
@@ -54,16 +55,6 @@ def cli() -> None:
     """openzoo: curate, certify and run open AI models locally."""
 
 
-def load_config() -> configuration.Config:
-    return configuration.load()
-
-
-def local_services() -> Any:
-    from openzoo.services import Services
-
-    return Services(load_config())
-
-
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -75,7 +66,7 @@ def list_cmd(cache: bool = False) -> None:
     if cache:
         _list_cache(services)
         return
-    rows = [[m.name, m.digest[7:19], human_size(m.size), _ago(m.modified_at)] for m in services.models.list_models()]
+    rows = [[m.name, m.digest[7:19], human_size(m.size), ago(m.modified_at)] for m in services.models.list_models()]
     click.echo(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
 
 
@@ -92,7 +83,7 @@ def _list_cache(services: Any) -> None:
         except OpenzooError:
             continue
     rows = [["finetune", e.gguf_digest[7:19], ", ".join(by_weights.get(e.gguf_digest, [])) or "-",
-             human_size(e.size), _ago(e.last_used), str(e.path) if e.path else "(in the store: an older zoo's layout)"]
+             human_size(e.size), ago(e.last_used), str(e.path) if e.path else "(in the store: an older zoo's layout)"]
             for e in entries]
     click.echo(table(rows, ["CACHE", "BASE ID", "BASE OF", "SIZE", "USED", "WHERE"]))
     click.echo(f"{human_size(sum(e.size for e in entries))} of at most {human_size(cache.max_bytes)} "
@@ -103,15 +94,6 @@ def _list_cache(services: Any) -> None:
 @click.option("--cache", is_flag=True, hidden=True)
 def ls_cmd(cache: bool = False) -> None:
     list_cmd.callback(cache)  # type: ignore[misc]
-
-
-def _ago(when: float) -> str:
-    seconds = max(0.0, time.time() - when)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "Less than a minute ago" if seconds >= 1 else "Less than a second ago"
 
 
 @cli.command()
@@ -189,12 +171,15 @@ def pull(model: str, insecure: bool, name: str | None) -> None:
 @click.argument("destination", required=False)
 @click.option("--to", "to", default=None, help="HOST:PORT/ns/name:tag (default: MODEL's own host).")
 @click.option("--api-key", default=None, help="The receiving zoo's API key (default: OPENZOO_REMOTE_API_KEY).")
-def push(model: str, destination: str | None, to: str | None, api_key: str | None) -> None:
+@click.option("--format", "format_", type=click.Choice(list(OCI_FORMATS)), default=None,
+              help="Artifact format for an oci:// push (default: modelpack; a dataset: openzoo).")
+def push(model: str, destination: str | None, to: str | None, api_key: str | None, format_: str | None) -> None:
     """Push a model to another zoo that accepts it with an API key (HOST:PORT/ns/name:tag), or to an OCI
-    registry (oci://HOST:PORT/REPO:TAG) with its card, seal and proof attached."""
+    registry (oci://HOST:PORT/REPO:TAG) as CNCF ModelPack, Docker Model Runner, Ollama or openzoo artifact
+    (--format), with its card, seal and proof attached."""
     if destination and to:
         raise InvalidRequest("give the destination once", hint="either 'push MODEL DEST' or 'push MODEL --to DEST'")
-    render_progress(local_services().transfers.push(model, destination or to, api_key=api_key))
+    render_progress(local_services().transfers.push(model, destination or to, api_key=api_key, format=format_))
 
 
 @cli.command("import")
@@ -288,14 +273,12 @@ def config(markdown: bool) -> None:
         click.echo(f"OPENZOO_{setting.name}={value}")
 
 
-def main() -> None:
-    from openzoo.cli import audit as _audit  # noqa: F401  (registers audit)
-    from openzoo.cli import certify as _certify  # noqa: F401  (registers keys, certify, log, card, bom, verify)
-    from openzoo.cli import datasets as _datasets  # noqa: F401  (registers dataset)
-    from openzoo.cli import finetune as _finetune  # noqa: F401  (registers finetune, federate)
-    from openzoo.cli import monitor as _monitor  # noqa: F401  (registers monitor)
-    from openzoo.cli import run as _run  # noqa: F401  (registers run, ps, stop)
-    from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
-    from openzoo.cli import witness as _witness  # noqa: F401  (registers witness)
+# The commands of the other modules, added explicitly (they import cli.common, never this module).
+for _command in (audit.audit, certify.verify, certify.keys, certify.certify, certify.log, certify.card, certify.bom,
+                 datasets.dataset, finetune.finetune, finetune.federate, monitor.monitor, run.run, run.ps, run.stop,
+                 serve.serve, witness.witness):
+    cli.add_command(_command)
 
+
+def main() -> None:
     cli(prog_name="openzoo")

@@ -22,8 +22,8 @@ from openzoo.certify.gossip import MAX_EVIDENCE_BYTES, evidence_from_json, origi
 from openzoo.certify.gossip_store import StoredFork
 from openzoo.certify.keys import PublicKey, load_public_pem
 from openzoo.certify.note import ED25519, parse_vkey
-from openzoo.cli.certify import service
-from openzoo.cli.main import cli
+from openzoo.cli.common import local_certification as service
+from openzoo.cli.common import local_services
 from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.facts.canonical import parse_json
 from openzoo.registry.monitor import Monitor, MonitorReport
@@ -41,7 +41,7 @@ class _DefaultCheck(click.Group):
         return super().parse_args(ctx, args)
 
 
-@cli.group(cls=_DefaultCheck)
+@click.group(cls=_DefaultCheck)
 def monitor() -> None:
     """Watch other zoos' transparency logs and prove forks: 'openzoo monitor ZOO_URL'.
 
@@ -56,7 +56,7 @@ def run_check(url: str | None, key_name: str | None = None, *, as_json: bool = F
     """One round against ``url`` (or this zoo's own log) printed, then exit with the round's status."""
     svc = service()
     keys = [svc.keyring.load(key_name)] if key_name else None
-    checker = Monitor(svc, keys)
+    checker = Monitor(svc, keys, api_key=local_services().config.remote_api_key or None)
     report = checker.check_zoo(url) if url else checker.check_self()
     if evidence_dir is not None:
         for forks in report.forks.values():

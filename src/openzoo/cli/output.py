@@ -7,6 +7,7 @@ logs and pipes stay readable.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -54,3 +55,13 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     lines = ["    ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["    ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def ago(when: float) -> str:
+    """How long ago ``when`` was, as ``ollama list`` says it ("3 hours ago")."""
+    seconds = max(0.0, time.time() - when)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if seconds >= 1 else "Less than a second ago"

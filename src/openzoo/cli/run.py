@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import click
 
-from openzoo.cli.main import cli, load_config, local_services
+from openzoo.cli.common import load_config, local_services
 from openzoo.cli.output import human_size, table
 from openzoo.client import Client
 from openzoo.config import parse_duration
@@ -22,16 +22,6 @@ from openzoo.errors import InvalidRequest, OpenzooError
 from openzoo.events import Done, Failure, TextChunk
 from openzoo.formats.model_kind import base_model_note
 from openzoo.inference import KeepAlive
-
-
-@dataclass
-class Stats:
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_tokens: int = 0
-    prompt_ns: int = 0
-    completion_tokens: int = 0
-    eval_ns: int = 0
 
 
 @dataclass
@@ -61,9 +51,9 @@ ONE_SHOT_MAX_TOKENS = 256
 class Runner(Protocol):
     def describe(self, model: str) -> ModelFacts: ...
 
-    def chat(self, session: Session) -> Iterator[str | Stats]: ...
+    def chat(self, session: Session) -> Iterator[str | Done]: ...
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]: ...
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]: ...
 
     def load(self, session: Session) -> None: ...
 
@@ -88,19 +78,20 @@ class RemoteRunner:
         # an Ollama server has no "model_kind": its models are chat models unless they say otherwise
         return ModelFacts(shown.get("model_kind", "chat") != "base", names)
 
-    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Stats]:
+    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[str | Done]:
         for obj in self.client.stream(path, body):
             if obj.get("done"):
-                yield Stats(obj.get("total_duration", 0), obj.get("load_duration", 0),
-                            obj.get("prompt_eval_count", 0), obj.get("prompt_eval_duration", 0),
-                            obj.get("eval_count", 0), obj.get("eval_duration", 0))
+                yield Done(obj.get("done_reason", "stop"), prompt_tokens=obj.get("prompt_eval_count", 0),
+                           completion_tokens=obj.get("eval_count", 0), total_ns=obj.get("total_duration", 0),
+                           load_ns=obj.get("load_duration", 0), prompt_eval_ns=obj.get("prompt_eval_duration", 0),
+                           eval_ns=obj.get("eval_duration", 0))
             else:
                 yield obj["message"]["content"] if "message" in obj else obj.get("response", "")
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         return self._turn("/api/chat", {**self._body(session), "messages": session.messages})
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         body = {**self._body(session), "prompt": prompt}
         if session.system:
             body["system"] = session.system
@@ -122,24 +113,23 @@ class LocalRunner:
         spec = self.services.models.resolve(model)
         return ModelFacts(spec.instruction_tuned, frozenset(spec.parameters))
 
-    def _turn(self, generation: Any) -> Iterator[str | Stats]:
+    def _turn(self, generation: Any) -> Iterator[str | Done]:
         for event in generation:
             if isinstance(event, TextChunk):
                 yield event.text
             elif isinstance(event, Done):
-                yield Stats(event.total_ns, event.load_ns, event.prompt_tokens, event.prompt_eval_ns,
-                            event.completion_tokens, event.eval_ns)
+                yield event
             elif isinstance(event, Failure):
                 raise event.error
 
-    def chat(self, session: Session) -> Iterator[str | Stats]:
+    def chat(self, session: Session) -> Iterator[str | Done]:
         from openzoo.inference import ChatRequest
 
         return self._turn(self.services.inference.chat(ChatRequest(
             model=session.model, messages=session.messages, options=session.options, format=session.format,
             keep_alive=session.keep_alive)))
 
-    def generate(self, session: Session, prompt: str) -> Iterator[str | Stats]:
+    def generate(self, session: Session, prompt: str) -> Iterator[str | Done]:
         from openzoo.inference import CompletionRequest
 
         return self._turn(self.services.inference.completion(CompletionRequest(
@@ -158,11 +148,11 @@ def runner() -> Runner:
     return LocalRunner()
 
 
-def _print_turn(turn: Iterator[str | Stats], verbose: bool) -> str:
+def _print_turn(turn: Iterator[str | Done], verbose: bool) -> str:
     parts: list[str] = []
-    stats = Stats()
+    stats = Done("stop")
     for item in turn:
-        if isinstance(item, Stats):
+        if isinstance(item, Done):
             stats = item
         else:
             parts.append(item)
@@ -178,11 +168,11 @@ def _rate(count: int, ns: int) -> str:
     return f"{count / (ns / 1e9):.2f} tokens/s" if ns else "n/a"
 
 
-def _print_stats(s: Stats) -> None:
+def _print_stats(s: Done) -> None:
     lines = [("total duration", f"{s.total_ns / 1e9:.3f}s"), ("load duration", f"{s.load_ns / 1e6:.1f}ms"),
              ("prompt eval count", f"{s.prompt_tokens} token(s)"),
-             ("prompt eval duration", f"{s.prompt_ns / 1e6:.1f}ms"),
-             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_ns)),
+             ("prompt eval duration", f"{s.prompt_eval_ns / 1e6:.1f}ms"),
+             ("prompt eval rate", _rate(s.prompt_tokens, s.prompt_eval_ns)),
              ("eval count", f"{s.completion_tokens} token(s)"), ("eval duration", f"{s.eval_ns / 1e6:.1f}ms"),
              ("eval rate", _rate(s.completion_tokens, s.eval_ns))]
     for key, value in lines:
@@ -276,7 +266,7 @@ def _interactive(run: Runner, session: Session, verbose: bool) -> None:
         session.messages.append({"role": "assistant", "content": answer})
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "format_", type=str, help='Response format, e.g. "json".')
@@ -323,7 +313,7 @@ def run(model: str, prompt: tuple[str, ...], format_: str | None, verbose: bool,
     _interactive(run_with, session, verbose)
 
 
-@cli.command()
+@click.command()
 def ps() -> None:
     """List models loaded in the running server (and its replicas, under ``serve --replicas``)."""
     client = Client(load_config())
@@ -357,7 +347,7 @@ def _replicas(client: Client) -> None:
     click.echo(table(rows, ["REPLICA", "PID", "NODE", "REQUESTS", "IN FLIGHT", "MODELS"]))
 
 
-@cli.command()
+@click.command()
 @click.argument("model")
 def stop(model: str) -> None:
     """Unload a model from the running server."""

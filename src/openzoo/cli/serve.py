@@ -14,7 +14,7 @@ import click
 
 from openzoo import config as configuration
 from openzoo.api.security import is_loopback
-from openzoo.cli.main import cli, load_config
+from openzoo.cli.common import load_config
 from openzoo.cli.output import render_progress
 from openzoo.config import Config
 from openzoo.errors import Forbidden
@@ -27,7 +27,7 @@ ENV_HELP = "\n\n".join(f"\b\nOPENZOO_{s.name} (default {s.default or 'empty'})\n
                        for s in configuration.SETTINGS)
 
 
-@cli.command(epilog="Environment variables:\n\n" + ENV_HELP)
+@click.command(epilog="Environment variables:\n\n" + ENV_HELP)
 @click.option("--no-default-model", is_flag=True, help="Do not import the embedded default model on first start.")
 @click.option("--replicas", type=click.IntRange(min=1),
               help="Run inference on N Ray Serve replicas behind the same routes (needs openzoo[scale]).")

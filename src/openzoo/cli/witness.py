@@ -11,12 +11,11 @@ import time
 
 import click
 
-from openzoo.certify.witnessing import log_witnesses, zoo_witness
-from openzoo.cli.certify import service
-from openzoo.cli.main import cli, load_config
+from openzoo.cli.common import local_certification as service
+from openzoo.cli.common import local_services
 
 
-@cli.group()
+@click.group()
 def witness() -> None:
     """Witness other zoos' logs, and ask other zoos to witness this one (C2SP tlog-witness, cosignature/v1).
 
@@ -32,7 +31,7 @@ def witness() -> None:
 @click.argument("url", required=False)
 def add(origin: str, vkey: str, url: str | None) -> None:
     """Witness the log ORIGIN whose checkpoints VKEY signs (URL: where that log is served, for people)."""
-    found = zoo_witness(service()).add(origin, vkey, url)
+    found = service().witness.add(origin, vkey, url)
     click.echo(f"witnessing {found.origin} (key {found.vkey.split('+')[1]}); its zoo asks this one at "
                "/zoo/witness/add-checkpoint")
 
@@ -41,27 +40,27 @@ def add(origin: str, vkey: str, url: str | None) -> None:
 @click.argument("origin")
 def rm(origin: str) -> None:
     """Stop witnessing the log ORIGIN (what was cosigned stays valid)."""
-    zoo_witness(service()).remove(origin)
+    service().witness.remove(origin)
     click.echo(f"no longer witnessing {origin}")
 
 
 @witness.command("key")
 def key() -> None:
     """Print this zoo's witness key (cosignature/v1 vkey), for the policies and zoos that rely on it."""
-    click.echo(zoo_witness(service()).signer.verifier.vkey)
+    click.echo(service().witness.signer.verifier.vkey)
 
 
 @witness.command("list")
 def list_() -> None:
     """The logs this zoo witnesses, and the witnesses this zoo's log asks."""
     svc = service()
-    logs = zoo_witness(svc).logs()
+    logs = svc.witness.logs()
     click.echo(f"witnessing {len(logs)} log(s):")
     for found in logs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(found.updated_at)) + " UTC" if found.updated_at \
             else "never"
         click.echo(f"  {found.origin:<32} cosigned {found.size:>7} entries, last {when}  {found.url or ''}".rstrip())
-    asked = log_witnesses(svc).witnesses()
+    asked = svc.witnesses.witnesses()
     click.echo(f"this log ({svc.log.origin}) asks {len(asked)} witness(es):")
     for w in asked:
         state = f"ERROR {w.last_error}" if w.last_error else "ok"
@@ -74,7 +73,7 @@ def list_() -> None:
 def ask(vkey: str, url: str) -> None:
     """Ask the witness with cosignature key VKEY at URL (a zoo's URL, or a witness's submission prefix) to
     cosign this zoo's checkpoints; 'openzoo serve' asks after every append."""
-    found = log_witnesses(service()).add(vkey, url)
+    found = service().witnesses.add(vkey, url)
     click.echo(f"asking {found.name} at {found.url}/add-checkpoint; it must first run 'openzoo witness add "
                f"{service().log.origin} <this zoo's vkey>' ('openzoo keys export zoo --vkey')")
 
@@ -83,7 +82,7 @@ def ask(vkey: str, url: str) -> None:
 @click.argument("name")
 def drop(name: str) -> None:
     """Stop asking the witness NAME (its cosignatures kept so far stay)."""
-    log_witnesses(service()).remove(name)
+    service().witnesses.remove(name)
     click.echo(f"no longer asking {name}")
 
 
@@ -91,7 +90,7 @@ def drop(name: str) -> None:
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each witness.")
 def cosign(timeout: float) -> None:
     """Ask every witness now to cosign the latest checkpoint; exit 3 if one did not."""
-    answers = log_witnesses(service()).ask(timeout, load_config().remote_api_key or None)
+    answers = service().witnesses.ask(timeout, local_services().config.remote_api_key or None)
     if not answers:
         click.echo("no witnesses to ask: add one with 'openzoo witness ask VKEY URL'")
         return

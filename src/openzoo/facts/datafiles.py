@@ -135,10 +135,6 @@ def detect_format(filename: str, declared: str | None = None) -> str:
     return found
 
 
-def _where(label: str, line: int | None) -> str:
-    return label if line is None else f"{label}:{line}"
-
-
 def _hint(label: str, line: int) -> str:
     return f"fix line {line} of {PurePosixPath(label).name}"
 

@@ -37,7 +37,7 @@ from openzoo.models import ModelSpec
 from openzoo.store import manifests as mt
 from openzoo.store import migrations
 from openzoo.store.db import Database
-from openzoo.store.migrations import migration, run_script
+from openzoo.store.migrations import run_script
 from openzoo.store.store import Store
 
 __all__ = ["CacheEntry", "DequantCache", "HFBase", "clear", "dequantized", "legacy_entries"]
@@ -49,7 +49,6 @@ _ENTRY = "entry.json"
 DEFAULT_CACHE_BYTES = 4 << 30
 
 
-@migration(300, "finetune: dequantized weights cache")
 def _m300(conn: Database) -> None:
     run_script(
         conn,
@@ -62,6 +61,9 @@ def _m300(conn: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(300, "finetune: dequantized weights cache", _m300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,6 @@ def gguf_digest(spec: ModelSpec) -> str:
 
 def legacy_entries(store: Store) -> list[CacheEntry]:
     """Cached bases of the old layout (pinned store blobs) still in ``store``."""
-    migrations.apply(store.catalog.connection)  # this module's table, when the store opened before import
     rows = store.catalog.connection.execute(
         "SELECT gguf_digest, weights_digest, files_digest, created_at FROM finetune_dequant").fetchall()
     out = []

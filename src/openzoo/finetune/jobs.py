@@ -20,12 +20,11 @@ from openzoo.errors import NotFound, OpenzooError
 from openzoo.events import Progress
 from openzoo.store import migrations
 from openzoo.store.db import Database
-from openzoo.store.migrations import migration, run_script
+from openzoo.store.migrations import run_script
 
 __all__ = ["Job", "Jobs"]
 
 
-@migration(301, "finetune: jobs")
 def _m301(conn: Database) -> None:
     run_script(
         conn,
@@ -43,6 +42,9 @@ def _m301(conn: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(301, "finetune: jobs", _m301)
 
 
 def progress_json(event: Progress) -> dict[str, Any]:
@@ -89,7 +91,6 @@ class Jobs:
         self._transaction = transaction
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        migrations.apply(conn)  # this module's table, when the store opened before it was imported
         with self._transaction() as tx:
             tx.execute("UPDATE finetune_jobs SET status = 'interrupted', finished_at = ? "
                        "WHERE status IN ('queued', 'running')", (time.time(),))

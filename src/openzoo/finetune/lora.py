@@ -249,7 +249,3 @@ class Trainer:
         finally:
             self.last_result = result
         self.model.eval()
-
-    def merged_model(self) -> Any:
-        """A plain transformers model with the LoRA weights merged in (for exactness checks)."""
-        return self.model.merge_and_unload()

@@ -18,11 +18,13 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gguf as _gguf
 import numpy as _np
 
 from openzoo.errors import InvalidModelFile
+from openzoo.formats.model_kind import is_instruction_tuned
 
 __all__ = [
     "MAX_KV_COUNT",
@@ -34,6 +36,7 @@ __all__ = [
     "TensorInfo",
     "check_adapter",
     "human_number",
+    "model_config",
     "validate_gguf",
 ]
 
@@ -499,3 +502,31 @@ def check_adapter(adapter: GGUFInfo, base: GGUFInfo) -> None:
             raise InvalidModelFile(f"adapter tensor {tensor.name} has shape {tensor.shape}, which does not fit "
                                    f"base tensor {target} {shapes[target]}",
                                    hint="use an adapter trained on this base model")
+
+
+def model_config(info: GGUFInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config JSON a stored model carries (Ollama's ConfigV2 fields plus what ``show`` needs), read from
+    its GGUF; ``extra`` adds or overrides keys."""
+    config: dict[str, Any] = {
+        "model_format": "gguf",
+        "model_family": info.family,
+        "model_families": [info.family],
+        "model_type": info.parameter_size,
+        "file_type": info.quantization,
+        "architecture": info.architecture,
+        "parameter_count": info.parameter_count,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "has_chat_template": info.chat_template is not None,
+        "instruction_tuned": is_instruction_tuned(info.metadata(), has_chat_template=info.chat_template is not None),
+        "capabilities": ["completion", "embedding"] + (["insert"] if _has_fim(info) else []),
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }
+    if extra:
+        config.update(extra)
+    return config
+
+
+def _has_fim(info: GGUFInfo) -> bool:
+    meta = info.metadata()
+    return any(key in meta for key in ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"))

@@ -18,11 +18,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from openzoo.errors import InvalidRequest
+
 __all__ = [
     "MAX_ATTEMPTS",
     "MAX_SCAN_CHARS",
     "ToolCall",
     "ToolCallResult",
+    "call_schema",
     "extract_tool_calls",
     "parse_tool_calls",
     "tools_instruction",
@@ -149,3 +152,23 @@ def tools_instruction(tools: Sequence[Mapping[str, Any]]) -> str:
         '<tool_call>{"name": "<tool name>", "arguments": {"<argument>": <value>}}</tool_call>\n'
         "Call a tool only when it is needed to answer; otherwise answer directly."
     )
+
+
+def call_schema(tools: Sequence[Mapping[str, Any]], name: str | None = None) -> dict[str, Any]:
+    """The JSON schema of one call to one of ``tools`` (or to the tool ``name``), as
+    :func:`extract_tool_calls` reads it: ``{"name": <tool>, "arguments": {...}}``.
+
+    APIs that force a call (OpenAI's ``tool_choice: "required"``, Anthropic's ``{"type": "any"}``)
+    generate under this schema's grammar, so any model, even a base model, answers with a call.
+    """
+    functions = [tool.get("function", tool) for tool in tools]
+    if name is not None:
+        functions = [f for f in functions if f.get("name") == name]
+        if not functions:
+            raise InvalidRequest(f"tool_choice names {name!r}, which is not among the tools", param="tool_choice")
+    variants = [{"type": "object", "required": ["name", "arguments"],
+                 "properties": {"name": {"const": f.get("name")},
+                                "arguments": f.get("parameters") or {"type": "object"}}} for f in functions]
+    if not variants:
+        raise InvalidRequest("a forced tool call needs at least one tool", param="tools")
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,13 +22,15 @@ import httpx
 from openzoo import names
 from openzoo.certify.log import LogReceipt
 from openzoo.certify.requests import seal_predicate
-from openzoo.certify.service import certification
+from openzoo.certify.service import Certification
 from openzoo.errors import (
+    BadAnswer,
     DigestMismatch,
     Forbidden,
     InvalidRequest,
     NotFound,
     OpenzooError,
+    TransferFailed,
     Unauthorized,
     VerificationFailed,
 )
@@ -37,31 +38,16 @@ from openzoo.events import Progress
 from openzoo.facts.canonical import b64decode, parse_json, sha256_digest
 from openzoo.names import ModelName
 from openzoo.registry.landing import check_content, fetch_blobs, land
-from openzoo.registry.transfer import CHUNK, TransferFailed, download_blob
+from openzoo.registry.transfer import CHUNK, download_blob
 from openzoo.registry.trust import SealEvidence, Verdict, verify_sealed
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
 from openzoo.store.store import Store
 
-__all__ = ["BadAnswer", "RegistryClient", "TransferFailed", "pull_model", "push_model", "remote_api_key"]
+__all__ = ["RegistryClient", "pull_model", "push_model"]
 
-API_KEY_ENV = "OPENZOO_REMOTE_API_KEY"
 LEAVES_PER_PAGE = 1000  # what /zoo/log/leaves and /zoo/gossip/leaves answer at most per request
 _JSON_LIMIT = 4 << 20  # bytes of any JSON answer a monitor reads (a page of leaves is about 50 KB)
-
-
-def remote_api_key() -> str | None:
-    """The other zoo's API key, from ``OPENZOO_REMOTE_API_KEY`` (a credential, not a setting)."""
-    return os.environ.get(API_KEY_ENV) or None
-
-
-class BadAnswer(OpenzooError):
-    """The other zoo answered, but with something malformed or larger than a monitor reads: nothing of it
-    is stored."""
-
-    code = "bad_answer"
-    http_status = 502
-    hint = "the other zoo is misbehaving or is not an openzoo zoo; nothing it sent was stored"
 
 
 class RegistryClient:
@@ -201,7 +187,7 @@ def _raise_for(resp: httpx.Response, base: str) -> None:
         raise NotFound(f"{base}: {message}")
     if resp.status_code == 401:
         raise Unauthorized(f"the zoo at {base} needs an API key: {message}",
-                           hint=f"set {API_KEY_ENV} to the remote zoo's OPENZOO_API_KEY")
+                           hint="set OPENZOO_REMOTE_API_KEY to the remote zoo's OPENZOO_API_KEY")
     if resp.status_code == 403:
         raise Forbidden(f"the zoo at {base} refused: {message}", hint="the remote zoo must set OPENZOO_API_KEY")
     raise TransferFailed(f"the zoo at {base} answered {resp.status_code}: {message}")
@@ -213,13 +199,13 @@ def _download(store: Store, client: RegistryClient, repository: str, digest: str
                              raise_for=lambda resp: _raise_for(resp, client.base))
 
 
-def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key: str | None = None
+def pull_model(cert: Certification, name: ModelName, *, insecure: bool = False, api_key: str | None = None
                ) -> Iterator[Progress]:
     """Pull ``name`` (with a host part) from another zoo, verify it and tag it; see the module docstring.
     ``api_key``: the other zoo's key, when it guards reads (the caller passes ``OPENZOO_REMOTE_API_KEY``)."""
     if not name.is_remote:
         raise InvalidRequest(f"{name.display} has no host to pull from")
-    cert = certification(store)
+    store = cert.store
     client = RegistryClient(name.host, api_key)
     reference = name.digest or name.tag
     try:
@@ -235,7 +221,7 @@ def pull_model(store: Store, name: ModelName, *, insecure: bool = False, api_key
         yield Progress("verifying sha256 digest")
         try:
             yield from check_content(store, manifest, name.display)
-        except VerificationFailed:
+        except OpenzooError:  # refused content (rows, GGUF, text, media types): nothing of it stays
             store.remove_unreferenced(fetched)
             raise
         yield Progress(f"verifying the seal of {name.display}")

@@ -7,13 +7,24 @@ offline later (``openzoo verify``) must not differ between sources.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from openzoo import names
 from openzoo.certify.service import Certification
-from openzoo.errors import InvalidData, VerificationFailed
+from openzoo.errors import (
+    DigestMismatch,
+    InvalidData,
+    InvalidModelFile,
+    InvalidRequest,
+    NotSupported,
+    OpenzooError,
+    VerificationFailed,
+)
 from openzoo.events import Progress
+from openzoo.facts.card import parse_card
+from openzoo.formats.gguf import validate_gguf
 from openzoo.names import ModelName
 from openzoo.registry.trust import Verdict, remember_proof
 from openzoo.store import manifests as mt
@@ -31,8 +42,12 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
     fetched again), a missing one is downloaded and added to ``fetched`` as soon as it is in place (so a
     pull refused half-way knows what to remove: ``Store.remove_unreferenced``)."""
     for digest, size in blobs:
+        if store.blobs.exists(digest) and store.blobs.size(digest) != size:
+            raise DigestMismatch(f"the manifest declares {size} bytes for blob {digest[7:19]}…, which this zoo "
+                                 f"holds as {store.blobs.size(digest)} bytes: refused, nothing stored",
+                                 hint="the manifest is damaged or was tampered with; do not use it")
         if store.blobs.exists(digest):
-            if cert._check_blob(digest):
+            if cert.verifier.check_blob(digest):
                 store.blobs.delete(digest)
             else:
                 yield Progress(f"pulling {digest[7:19]}", digest=digest, total=size, completed=size)
@@ -42,9 +57,24 @@ def fetch_blobs(store: Store, cert: Certification, blobs: Iterable[tuple[str, in
 
 
 def check_content(store: Store, manifest: Manifest, display: str) -> Iterator[Progress]:
-    """Re-read what digests cannot vouch for: a dataset's every row against its config (rows, columns,
-    data digest), before its seal is trusted and even with ``--insecure`` — a manifest pointing at other
-    data than it describes is refused, whoever signed it."""
+    """Re-read what digests cannot vouch for, before a seal is trusted and even with ``--insecure`` (which
+    waives the seal, never these): every layer of a media type openzoo stores, GGUF weights and adapters
+    whose structure holds, text layers that are UTF-8 (params a JSON object, a card that
+    parses), and a dataset's every row against its config (rows, columns, data
+    digest) — a manifest pointing at other content than it describes is refused, whoever signed it."""
+    unknown = [x.media_type for x in manifest.layers if x.media_type not in mt.LAYER_TYPES]
+    if unknown:
+        raise NotSupported(f"refused {display}: layer of unknown media type {unknown[0][:80]!r}, nothing stored",
+                           hint="openzoo stores only layers it can check")
+    for layer in manifest.layers:
+        if layer.media_type in (mt.MODEL, mt.ADAPTER):
+            try:
+                validate_gguf(store.blobs.path(layer.digest))
+            except InvalidModelFile as exc:
+                raise InvalidModelFile(f"refused {display}: its {layer.media_type.rsplit('.', 1)[-1]} layer is not "
+                                       f"a valid GGUF file ({exc.message}), nothing stored",
+                                       hint="the artifact is damaged or not a GGUF model") from exc
+    _check_text_layers(store, manifest, display)
     if manifest.kind != "dataset":
         return
     from openzoo.datasets.service import check_manifest
@@ -91,3 +121,34 @@ def _may_take_short_name(store: Store, cert: Certification, short: ModelName, so
     weights, theirs = local.first(mt.MODEL), manifest.first(mt.MODEL)
     return (local.first(mt.SEAL) is None and weights is not None and theirs is not None
             and weights.digest == theirs.digest)
+
+
+_TEXT = (mt.TEMPLATE, mt.SYSTEM, mt.PARAMS, mt.LICENSE, mt.MESSAGES, mt.CARD, mt.DATASHEET)
+MAX_TEXT_BYTES = 16 << 20
+
+
+def _check_text_layers(store: Store, manifest: Manifest, where: str) -> None:
+    """Text layers must be UTF-8; params a JSON object; messages a JSON list; cards must parse. (A template
+    is checked where it is used: Ollama's templates use constructs openzoo may not translate yet, and that
+    must not keep a model out.)"""
+    for layer in manifest.layers:
+        if layer.media_type not in _TEXT:
+            continue
+        if layer.size > MAX_TEXT_BYTES:
+            raise InvalidRequest(f"{where}: the {layer.media_type} layer is {layer.size} bytes; text layers are "
+                                 "small: refused, nothing stored")
+        try:
+            text = store.blobs.read(layer.digest).decode("utf-8")
+            if layer.media_type == mt.PARAMS:
+                value = json.loads(text)
+                if not isinstance(value, dict):
+                    raise ValueError("params is not a JSON object")
+            elif layer.media_type == mt.MESSAGES and not isinstance(json.loads(text), list):
+                raise ValueError("messages is not a JSON list")
+            elif layer.media_type in (mt.CARD, mt.DATASHEET):
+                parse_card(text)
+        except (UnicodeDecodeError, ValueError, OpenzooError) as exc:
+            why = exc.message if isinstance(exc, OpenzooError) else str(exc)
+            raise InvalidRequest(f"{where}: the {layer.media_type} layer is not valid ({why}): refused, nothing "
+                                 "stored", hint="the artifact is damaged or not what it says; ask its publisher"
+                                 ) from exc

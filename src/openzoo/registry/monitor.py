@@ -31,7 +31,6 @@ from openzoo.certify.checkpoint import Checkpoint, parse_note
 from openzoo.certify.gossip import (
     ForkEvidence,
     SignedHead,
-    UnknownLog,
     evidence_from_json,
     origin_for,
     pinned_key,
@@ -44,8 +43,17 @@ from openzoo.certify.gossip_store import GossipStore, StoredFork, StoredHead
 from openzoo.certify.keys import PublicKey
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
-from openzoo.errors import Conflict, InvalidRequest, NotFound, OpenzooError, VerificationFailed
-from openzoo.registry.client import LEAVES_PER_PAGE, BadAnswer, RegistryClient, TransferFailed, remote_api_key
+from openzoo.errors import (
+    BadAnswer,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OpenzooError,
+    TransferFailed,
+    UnknownLog,
+    VerificationFailed,
+)
+from openzoo.registry.client import LEAVES_PER_PAGE, RegistryClient
 
 __all__ = ["MAX_MIRROR_SIZE", "LeafSource", "LocalLog", "Monitor", "MonitorReport", "Observation", "PeerMirror",
            "RemoteLog"]
@@ -182,8 +190,10 @@ class Monitor:
     """
 
     def __init__(self, cert: Certification, keys: Sequence[PublicKey] | None = None, *,
-                 stop: threading.Event | None = None, timeout: float = TIMEOUT) -> None:
+                 stop: threading.Event | None = None, timeout: float = TIMEOUT, api_key: str | None = None) -> None:
+        """``api_key``: sent to the zoos it reads (``OPENZOO_REMOTE_API_KEY``), for zoos whose reads are guarded."""
         self.cert = cert
+        self.api_key = api_key
         self.store: GossipStore = cert.gossip
         self.keys = list(keys) if keys is not None else cert.zoo_keys()
         self.stop = stop or threading.Event()
@@ -315,7 +325,7 @@ class Monitor:
 
         def client(base: str) -> RegistryClient:
             if base not in clients:
-                clients[base] = RegistryClient(base, remote_api_key(), timeout=self.timeout)
+                clients[base] = RegistryClient(base, self.api_key, timeout=self.timeout)
             return clients[base]
 
         zoo = client(url)
@@ -374,9 +384,8 @@ class Monitor:
         """Check each witness cosignature on a zoo's head with the witness keys known here (the policy's and
         the witnesses this zoo asks); one that cannot be checked, or fails, is a problem, never ignored."""
         from openzoo.certify.cosignature import verify_cosignatures
-        from openzoo.certify.witnessing import known_witnesses
 
-        witnesses = known_witnesses(self.cert)
+        witnesses = self.cert.known_witnesses()
         mine = {k.key_id[:8] for k in self.keys}
         found: list[Observation] = []
         try:

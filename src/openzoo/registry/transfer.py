@@ -18,21 +18,13 @@ from pathlib import Path
 import httpx
 
 from openzoo import names
-from openzoo.errors import DigestMismatch, OpenzooError
+from openzoo.errors import DigestMismatch, TransferFailed
 from openzoo.events import Progress
 from openzoo.store.store import Store
 
-__all__ = ["CHUNK", "Throttle", "TransferFailed", "download_blob", "partial_path"]
+__all__ = ["CHUNK", "Throttle", "download_blob", "partial_path"]
 
 CHUNK = 1 << 20
-
-
-class TransferFailed(OpenzooError):
-    """The remote zoo or registry could not be reached or the transfer broke off (a new run resumes it)."""
-
-    code = "transfer_failed"
-    http_status = 502
-    hint = "run the same command again: it resumes where it stopped"
 
 
 class Throttle:

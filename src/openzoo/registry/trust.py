@@ -36,7 +36,6 @@ __all__ = ["SealEvidence", "Verdict", "build_proof", "proof_evidence", "remember
 PROOF_VERSION = 1
 
 
-@migrations.migration(600, "registry: the seal proofs of pulled models")
 def _m600(conn: Database) -> None:
     migrations.run_script(
         conn,
@@ -48,6 +47,9 @@ def _m600(conn: Database) -> None:
         )
         """,
     )
+
+
+MIGRATION = migrations.Step(600, "registry: the seal proofs of pulled models", _m600)
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,6 @@ def build_proof(cert: Certification, manifest_digest: str, bundle: Mapping[str, 
                      if e.index < receipt.size and isinstance(e.body, dict) and e.body.get("request_id") == request_id]
         return {"version": PROOF_VERSION, "receipt": receipt.to_json(), "approvals": [a.to_json() for a in approvals],
                 "revocations": cert.revocations(receipt.size, after=index)}
-    migrations.apply(cert.store.catalog.connection)
     row = cert.store.catalog.connection.execute(
         "SELECT proof FROM registry_proofs WHERE manifest_digest = ?", (manifest_digest,)).fetchone()
     if row is None:
@@ -168,7 +169,6 @@ def remember_proof(cert: Certification, manifest_digest: str, verdict: Verdict) 
     proof = verdict.proof()
     if proof is None:
         return
-    migrations.apply(cert.store.catalog.connection)
     with cert.store.catalog.transaction() as conn:
         conn.execute(
             "INSERT INTO registry_proofs (manifest_digest, proof, stored_at) VALUES (?, ?, ?) "

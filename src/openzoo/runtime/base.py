@@ -20,7 +20,9 @@ from openzoo.events import Event
 class SamplingParams:
     """Sampling settings of one request; defaults are Ollama's.
 
-    ``temperature <= 0`` means greedy decoding. ``seed < 0`` means a random seed.
+    ``temperature <= 0`` means greedy decoding. ``seed < 0`` means a random seed. ``logit_bias`` adds a
+    bias to chosen tokens' logits before any other sampler (OpenAI's ``logit_bias``: -100 bans a token,
+    100 all but forces it), as ``(token id, bias)`` pairs.
     """
 
     temperature: float = 0.8
@@ -33,6 +35,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int = -1
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

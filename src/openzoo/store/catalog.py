@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from openzoo.errors import Conflict, ModelNotFound, StoreCorrupt
 from openzoo.names import ModelName
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +33,16 @@ class CatalogEntry:
 class Catalog:
     """One catalog database; safe to share between threads (writes are serialized)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, steps: Sequence[migrations.Step] = migrations.STORE) -> None:
+        """Open the catalog in ``db`` and apply what ``steps`` (the schema, in order) has not yet applied."""
         self._db = db
-        migrations.apply(db)
+        self._steps = tuple(steps)
+        migrations.apply(db, self._steps)
 
     @classmethod
-    def open(cls, url: str) -> Catalog:
+    def open(cls, url: str, steps: Sequence[migrations.Step] = migrations.STORE) -> Catalog:
         """The catalog at ``sqlite:///PATH`` (or a plain path) or ``postgresql://...``."""
-        return cls(open_database(url))
+        return cls(open_database(url), steps)
 
     @property
     def connection(self) -> Database:
@@ -221,5 +224,5 @@ class Catalog:
                      for manifest, blob in self._db.execute(
                          "SELECT manifest_digest, blob_digest FROM manifest_refs WHERE blob_digest NOT IN "
                          "(SELECT digest FROM blobs)")]
-        problems += [f"migration {n} is not applied" for n in migrations.missing(self._db)]
+        problems += [f"migration {n} is not applied" for n in migrations.missing(self._db, self._steps)]
         return problems

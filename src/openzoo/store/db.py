@@ -38,10 +38,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from openzoo.catalog_url import POSTGRES_SCHEMES, SQLITE_PREFIX, redact_url
+from openzoo.catalog_url import SQLITE_PREFIX, redact_url
 from openzoo.errors import CatalogError, CatalogUnavailable
 
-__all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "open_database", "redact_url", "sqlite_path",
+__all__ = ["Database", "Dialect", "Rows", "SqliteDatabase", "redact_url", "sqlite_path",
            "to_postgres"]
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -110,19 +110,6 @@ def sqlite_path(url: str) -> Path | None:
     if url.startswith(SQLITE_PREFIX):
         return Path(url[len(SQLITE_PREFIX):])
     return None if "://" in url else Path(url)
-
-
-def open_database(url: str) -> Database:
-    """Open ``sqlite:///PATH`` (or a plain path) or ``postgresql://...``; refuse anything else."""
-    if url.startswith(POSTGRES_SCHEMES):
-        from openzoo.store.db_postgres import PostgresDatabase
-
-        return PostgresDatabase(url)
-    path = sqlite_path(url)
-    if path is None:
-        raise CatalogError(f"unsupported catalog URL {redact_url(url)}",
-                           hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
-    return SqliteDatabase(path)
 
 
 _LITERAL = re.compile(r"('(?:[^']|'')*')")

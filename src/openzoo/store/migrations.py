@@ -1,7 +1,11 @@
 """Numbered, append-only catalog migrations, applied once each and recorded in ``_migrations``.
 
-Never edit a migration that has shipped: add a new one. Other packages (certify, audit, finetune) add
-their tables here too, so one catalog holds one consistent schema history.
+Never edit a migration that has shipped: add a new one. Each package that keeps tables in the catalog
+(store, certify, audit, finetune, registry) defines its steps next to the code that uses them, as
+:class:`Step` values; :data:`openzoo.schema.MIGRATIONS` lists every step in order, and the process's
+:class:`~openzoo.services.Services` opens the catalog with that list, which applies what is missing once,
+at start-up. Nothing registers itself on import. :data:`STORE` (this module's own steps) is what a bare
+:class:`~openzoo.store.catalog.Catalog` applies.
 
 The list is the same for SQLite and PostgreSQL: a migration writes the portable subset (see
 :mod:`openzoo.store.db`) and gets the schema's types translated; where DDL truly differs (the
@@ -14,23 +18,33 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from openzoo.store.db import Database
 
+__all__ = ["STORE", "Migration", "Step", "applied", "apply", "missing", "ordered", "run_script"]
+
 Migration = Callable[[Database], None]
-MIGRATIONS: list[tuple[int, str, Migration]] = []
 
 
-def migration(number: int, name: str) -> Callable[[Migration], Migration]:
-    def register(fn: Migration) -> Migration:
-        if any(n == number for n, _, _ in MIGRATIONS):
-            raise RuntimeError(f"migration {number} registered twice")
-        MIGRATIONS.append((number, name, fn))
-        MIGRATIONS.sort(key=lambda item: item[0])
-        return fn
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One numbered migration: applied once per catalog and recorded in ``_migrations``."""
 
-    return register
+    number: int
+    name: str
+    run: Migration
+
+
+def ordered(steps: Iterable[Step]) -> tuple[Step, ...]:
+    """The steps by number; two steps with one number are a programming error."""
+    result = tuple(sorted(steps, key=lambda step: step.number))
+    numbers = [step.number for step in result]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if twice:
+        raise RuntimeError(f"migration {twice[0]} is listed twice")
+    return result
 
 
 def run_script(conn: Database, script: str) -> None:
@@ -40,7 +54,6 @@ def run_script(conn: Database, script: str) -> None:
             conn.execute(statement)
 
 
-@migration(1, "models and blob references")
 def _m001(conn: Database) -> None:
     run_script(
         conn,
@@ -68,7 +81,6 @@ def _m001(conn: Database) -> None:
     )
 
 
-@migration(2, "manifest history per model name")
 def _m002(conn: Database) -> None:
     run_script(
         conn,
@@ -83,11 +95,16 @@ def _m002(conn: Database) -> None:
     )
 
 
-@migration(6, "catalog identity (which home's blobs it names)")
 def _m006(conn: Database) -> None:
     conn.execute("CREATE TABLE catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute("INSERT INTO catalog_meta VALUES ('catalog_id', ?)", (uuid.uuid4().hex,))
 
+
+STORE: tuple[Step, ...] = (
+    Step(1, "models and blob references", _m001),
+    Step(2, "manifest history per model name", _m002),
+    Step(6, "catalog identity (which home's blobs it names)", _m006),
+)
 
 _TABLE = ("CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
           "applied_at REAL NOT NULL)")
@@ -100,28 +117,27 @@ def applied(db: Database) -> set[int]:
     return {int(row[0]) for row in db.execute("SELECT id FROM _migrations")}
 
 
-def missing(db: Database) -> list[int]:
-    """Registered migrations the catalog has not applied (a module imported after the catalog opened)."""
+def missing(db: Database, steps: Sequence[Step]) -> list[int]:
+    """The steps the catalog has not applied."""
     done = applied(db)
-    return [number for number, _, _ in MIGRATIONS if number not in done]
+    return [step.number for step in steps if step.number not in done]
 
 
-def apply(db: Database) -> list[int]:
-    """Apply every migration not yet recorded, each in its own transaction; return those applied.
+def apply(db: Database, steps: Sequence[Step]) -> list[int]:
+    """Apply, in order, every step not yet recorded, each in its own transaction; return those applied.
 
-    Cheap when there is nothing to do (one read, no lock), so modules that register migrations call it
-    when they start using the catalog.
+    Cheap when there is nothing to do (one read, no lock).
     """
-    pending = set(missing(db))
+    pending = set(missing(db, steps))
     done = []
-    for number, name, fn in list(MIGRATIONS):
-        if number not in pending:
+    for step in ordered(steps):
+        if step.number not in pending:
             continue
         with db.transaction() as tx:
             tx.execute(_TABLE)
-            if tx.execute("SELECT 1 FROM _migrations WHERE id = ?", (number,)).fetchone():
+            if tx.execute("SELECT 1 FROM _migrations WHERE id = ?", (step.number,)).fetchone():
                 continue  # another process applied it first
-            fn(tx)
-            tx.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (number, name, time.time()))
-        done.append(number)
+            step.run(tx)
+            tx.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (step.number, step.name, time.time()))
+        done.append(step.number)
     return done

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from openzoo.store.blobs import BlobInfo, BlobStore
 from openzoo.store.catalog import Catalog, CatalogEntry
 from openzoo.store.db import sqlite_path
 from openzoo.store.manifests import Manifest
+from openzoo.store.migrations import STORE as STORE_MIGRATIONS
+from openzoo.store.migrations import Step
 
 # A blob file that no catalog row refers to may belong to an import or upload still in flight in
 # another process; it is swept only once it is this old.
@@ -46,8 +48,12 @@ class BlobCheck:
 class Store:
     """Everything openzoo keeps on disk, opened once per process."""
 
-    def __init__(self, home: Path, catalog_url: str | None = None) -> None:
+    def __init__(self, home: Path, catalog_url: str | None = None, *,
+                 migrations: Sequence[Step] = STORE_MIGRATIONS) -> None:
         """Open the store under ``home``; its catalog is ``catalog_url`` (default ``home/catalog.sqlite``).
+
+        ``migrations`` is the catalog's schema in order: the process's services pass every package's
+        (:data:`openzoo.schema.MIGRATIONS`); a bare store has the store's own tables only.
 
         Servers sharing a PostgreSQL catalog must share ``home`` too (blobs and keys; see
         ``docs/deployment.md``): a catalog row is only as good as the files it names.
@@ -63,7 +69,7 @@ class Store:
         if is_own and not had_own and (home / "catalog.id").exists():
             raise Conflict(f"OPENZOO_HOME {home} belongs to a catalog elsewhere (see catalog.id)",
                            hint="set OPENZOO_CATALOG_URL to the catalog this home is used with (docs/deployment.md)")
-        self.catalog = Catalog.open(url)
+        self.catalog = Catalog.open(url, migrations)
         try:
             self._bind(is_own, had_own)
         except BaseException:

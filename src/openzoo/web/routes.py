@@ -20,8 +20,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from openzoo import __version__
 from openzoo.api import session
-from openzoo.api.deps import services_of
-from openzoo.errors import OpenzooError
+from openzoo.api.deps import read_body, services_of
+from openzoo.api.errors import error_response
+from openzoo.errors import Forbidden, OpenzooError
 from openzoo.facts import licenses
 from openzoo.facts.licenses import LicenseFacts
 from openzoo.models import ModelSpec
@@ -275,21 +276,21 @@ def _model_kind(services: Services, name: str) -> str:
 @web_router.post("/api/chat")
 async def playground_chat(request: Request) -> Response:
     """The Ollama chat handler itself, reachable with the login cookie; needs the page's CSRF token."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.chat(request)
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.chat(request, await read_body(request, ollama_wire.ChatBody))
 
 
 @web_router.post("/api/generate")
 async def playground_generate(request: Request) -> Response:
     """The Ollama generate handler (a base model's completions), like :func:`playground_chat`."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
         return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.generate(request)
+    return await ollama.generate(request, await read_body(request, ollama_wire.GenerateBody))
 
 
 # --- pull ----------------------------------------------------------------------------------------
@@ -304,11 +305,11 @@ def pull_page(request: Request) -> HTMLResponse:
 async def pull_from(request: Request) -> Response:
     """Ollama's pull handler itself (every reference :mod:`openzoo.transfers` knows), reachable with the
     login cookie; needs the page's CSRF token, as it writes to the store."""
-    from openzoo.api import ollama
+    from openzoo.api import ollama, ollama_wire
 
     if not _csrf_ok(request, request.headers.get(session.CSRF_HEADER, "")):
-        return Response('{"error":"missing or wrong CSRF token"}', status_code=403, media_type="application/json")
-    return await ollama.pull(request)
+        return error_response(request, Forbidden("missing or wrong CSRF token"))
+    return await ollama.pull(request, await read_body(request, ollama_wire.ModelBody))
 
 
 # --- log and queue -------------------------------------------------------------------------------

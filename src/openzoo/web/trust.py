@@ -17,7 +17,7 @@ from openzoo.certify.core import layer_label, sealed_digest
 from openzoo.certify.dsse import Envelope, parse_statement
 from openzoo.certify.log import verify_receipt
 from openzoo.certify.requests import CertifyRequest
-from openzoo.certify.service import Certification, certification
+from openzoo.certify.service import Certification
 from openzoo.errors import OpenzooError
 from openzoo.facts.card import render_html
 from openzoo.facts.licenses import UNKNOWN_ID, LicenseFacts
@@ -51,7 +51,7 @@ class Stored(Protocol):
 
 def service(services: Services) -> Certification:
     """The store's one certification service (as the ``/zoo`` routes get it)."""
-    return certification(services.store)
+    return services.certification
 
 
 # --- per model -----------------------------------------------------------------------------------

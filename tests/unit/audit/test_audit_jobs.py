@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from openzoo import schema
 from openzoo.audit import jobs as jobs_module
 from openzoo.audit.jobs import INTERRUPTED, LEASE_SECONDS, AuditJob, AuditJobs
 from openzoo.errors import InvalidData, NotFound
@@ -30,7 +31,7 @@ def open_store(tmp_path: Path, catalog_url: str | None) -> Iterator[Open]:
     opened: list[Store] = []
 
     def open_one() -> Store:
-        opened.append(Store(tmp_path / "home", catalog_url))
+        opened.append(schema.open_store(tmp_path / "home", catalog_url))
         return opened[-1]
 
     yield open_one

@@ -30,11 +30,18 @@ from openzoo.certify.note import COSIGNATURE_V1, ED25519, NoteSigner, key_id, pa
 from openzoo.certify.policy import Policy, create_policy
 from openzoo.certify.service import Certification
 from openzoo.certify.tiles import TilePath, format_index, parse_tile_path, read_tile
-from openzoo.certify.witness import StaleCheckpoint, Witness, implied_old_root, origin_hash
-from openzoo.certify.witnessing import log_witnesses
-from openzoo.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, VerificationFailed
+from openzoo.certify.witness import Witness, implied_old_root, origin_hash
+from openzoo.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    StaleCheckpoint,
+    VerificationFailed,
+)
 from openzoo.facts.canonical import b64encode
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 
 # Go's golang.org/x/mod/sumdb/note test vectors (note_test.go: TestNewVerifier, TestSign).
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -246,7 +253,7 @@ class FakeLog:
 
 @pytest.fixture
 def cert(tmp_path: Path) -> Iterator[Certification]:
-    store = Store(tmp_path / "zoo")
+    store = open_store(tmp_path / "zoo")
     try:
         yield Certification(store)
     finally:
@@ -401,7 +408,7 @@ def test_heads_signed_before_the_log_key_verify_and_are_served_with_it(cert: Cer
     old = before.sign_head(cert.zoo_key())
     assert [s.name for s in parse_note(old).signatures] == ["zoo"]
     assert cert.log.log_key is not None
-    served = log_witnesses(cert).cosigned()
+    served = cert.witnesses.cosigned()
     assert parse_note(served).text == parse_note(old).text
     verify_note(served, [cert.log.log_key.verifier], strict=True)
     receipt = cert.log.receipt(0, old)

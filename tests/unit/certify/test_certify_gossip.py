@@ -19,7 +19,6 @@ from openzoo.certify.gossip import (
     MAX_PROOF_HASHES,
     ForkEvidence,
     SignedHead,
-    UnknownLog,
     evidence_from_json,
     origin_for,
     prefix_evidence,
@@ -28,7 +27,7 @@ from openzoo.certify.gossip import (
     verify_head,
 )
 from openzoo.certify.keys import SigningKey, load_public_pem
-from openzoo.errors import InvalidRequest, VerificationFailed
+from openzoo.errors import InvalidRequest, UnknownLog, VerificationFailed
 from openzoo.facts.canonical import b64encode
 
 

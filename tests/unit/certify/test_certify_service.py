@@ -10,11 +10,11 @@ import pytest
 
 from openzoo import config, names
 from openzoo.certify.core import sealed_manifest
-from openzoo.certify.requests import ScanBlocked
 from openzoo.certify.service import Certification
-from openzoo.errors import Conflict, VerificationFailed
+from openzoo.errors import Conflict, ScanBlocked, VerificationFailed
 from openzoo.facts.card import parse_card
 from openzoo.models import Models
+from openzoo.schema import open_store
 from openzoo.store import manifests as mt
 from openzoo.store.store import Store
 from support.gguf_files import write_gguf
@@ -24,7 +24,7 @@ NAME = "tiny:1"
 
 @pytest.fixture
 def store(tmp_path: Path, catalog_url: str | None) -> Iterator[Store]:
-    store = Store(tmp_path / "home", catalog_url)
+    store = open_store(tmp_path / "home", catalog_url)
     gguf = write_gguf(tmp_path / "tiny.gguf", chat_template="{% for m in messages %}{{ m.content }}{% endfor %}")
     for _ in Models(store).import_gguf(gguf, NAME, license_text="Apache 2.0", license_id="Apache-2.0"):
         pass
@@ -114,7 +114,7 @@ def test_policy_rotation_needs_k_current_reviewers(cert: Certification) -> None:
 
 
 def test_critical_scan_finding_blocks(tmp_path: Path, catalog_url: str | None) -> None:
-    store = Store(tmp_path / "home", catalog_url)
+    store = open_store(tmp_path / "home", catalog_url)
     bad = write_gguf(tmp_path / "bad.gguf", chat_template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
     for _ in Models(store).import_gguf(bad, "bad:1", license_id="Apache-2.0"):
         pass

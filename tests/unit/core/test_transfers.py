@@ -60,7 +60,7 @@ def test_pull_refuses_before_the_first_event(services: Services) -> None:
 def test_pull_dispatches_by_source(services: Services) -> None:
     """Each kind of reference reaches its own flow: a zoo or registry on a closed port fails to connect,
     with that flow's own first status line (nothing is stored)."""
-    from openzoo.registry.transfer import TransferFailed
+    from openzoo.errors import TransferFailed
 
     for reference in ("127.0.0.1:1/library/tiny:v1", "oci://127.0.0.1:1/library/tiny:v1"):
         events = services.transfers.pull(reference)
@@ -88,7 +88,9 @@ def test_push_refuses_before_the_first_event(services: Services) -> None:
         services.transfers.push("me/tiny:v1")
     with pytest.raises(InvalidName):
         services.transfers.push("me/tiny:v1", "oci://127.0.0.1:5000/../x:v1")
-    assert "openzoo" in PUSH_FORMATS
+    with pytest.raises(InvalidRequest, match="--format applies to oci:// pushes only"):
+        services.transfers.push("me/tiny:v1", "127.0.0.1:5000/me/tiny:v1", format="ollama")
+    assert set(PUSH_FORMATS) == {"modelpack", "docker", "ollama", "openzoo"}
 
 
 def test_push_of_a_missing_model_names_it(services: Services) -> None:

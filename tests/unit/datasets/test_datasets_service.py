@@ -22,7 +22,6 @@ from openzoo.audit import datasets as audit_data
 from openzoo.audit.report import Report
 from openzoo.audit.service import bundled_dataset_name, store_bundled_datasets
 from openzoo.audit.suites.base import SuiteResult
-from openzoo.certify.service import certification
 from openzoo.datasets.service import check_manifest
 from openzoo.errors import (
     Conflict,
@@ -207,7 +206,7 @@ def test_check_manifest_refuses_data_that_does_not_match(services: Services, fil
 
 def test_certify_seal_and_verify_a_dataset(services: Services, files: dict[str, Path]) -> None:
     run(services.datasets.import_files([files["scores.parquet"]], "me/scores", license="CDLA-Permissive-2.0"))
-    cert = certification(services.store)
+    cert = services.certification
     for reviewer in ("alice", "bob"):
         cert.generate_key(reviewer)
     cert.set_policy(["alice", "bob"], 2)
@@ -239,7 +238,7 @@ def test_datasheet_replacement_keeps_the_license(services: Services, files: dict
     from openzoo.facts.card import parse_card
 
     run(services.datasets.import_files([files["labels.csv"]], "me/labels", license="CC-BY-4.0"))
-    cert = certification(services.store)
+    cert = services.certification
     cert.set_card("me/labels", parse_card("## Motivation\nLabels for tests.\n"))
     found = services.datasets.get("me/labels")
     assert found.manifest.first(mt.CARD) is None

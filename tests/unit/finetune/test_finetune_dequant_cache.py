@@ -8,8 +8,7 @@ from pathlib import Path
 
 from openzoo.finetune import dequant
 from openzoo.finetune.dequant import DequantCache
-from openzoo.store import migrations
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 
 
 def made(cache: DequantCache, size: int) -> Path:
@@ -45,11 +44,10 @@ def test_a_base_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
 
 
 def test_clear_removes_both_layouts(tmp_path: Path, catalog_url: str | None) -> None:
-    store = Store(tmp_path, catalog_url)
+    store = open_store(tmp_path, catalog_url)
     cache = DequantCache.for_home(tmp_path)
     cache.keep("sha256:aa", made(cache, 10))
     weights, files = store.blobs.put_bytes(b"weights"), store.blobs.put_bytes(b"files")
-    migrations.apply(store.catalog.connection)
     with store.catalog.transaction() as conn:  # what zoos before the cache folder wrote
         for blob in (weights, files):
             conn.execute("INSERT INTO blobs(digest, size) VALUES (?, ?)", (blob.digest, blob.size))

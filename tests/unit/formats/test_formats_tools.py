@@ -8,6 +8,7 @@ import pytest
 
 from openzoo.formats.tools import (
     ToolCall,
+    call_schema,
     extract_tool_calls,
     parse_tool_calls,
     tools_instruction,
@@ -86,3 +87,21 @@ def test_tools_instruction_lists_tools_and_the_call_format() -> None:
     assert parse_tool_calls(f"<tool_call>{example}</tool_call>") == [WEATHER]
     spec_line = next(line for line in text.splitlines() if line.startswith("{") and "get_weather" in line)
     assert json.loads(spec_line)["name"] == "get_weather"
+
+
+def test_call_schema_forces_a_call_the_parser_reads() -> None:
+    """A forced call (tool_choice) is generated under this schema; what it allows parses as that call."""
+    from openzoo.errors import InvalidRequest
+    from openzoo.formats.grammar import schema_grammar
+
+    tools = [{"type": "function", "function": {"name": "w", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+             {"type": "function", "function": {"name": "t"}}]
+    one = call_schema(tools, "w")
+    assert one["properties"]["name"] == {"const": "w"} and one["required"] == ["name", "arguments"]
+    assert len(call_schema(tools)["anyOf"]) == 2
+    assert "root ::=" in schema_grammar(call_schema(tools))
+    (call,) = extract_tool_calls('{"name": "w", "arguments": {"city": "Paris"}}', tool_names={"w", "t"}).calls
+    assert (call.name, call.arguments) == ("w", {"city": "Paris"})
+    with pytest.raises(InvalidRequest):
+        call_schema(tools, "missing")

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from openzoo import config
-from openzoo.errors import Unauthorized
+from openzoo.errors import TransferFailed, Unauthorized
 from openzoo.registry.oci.client import OciClient, OciSettings
 from openzoo.registry.oci.reference import parse_reference
 from openzoo.registry.oci.uploads import UploadState
-from openzoo.registry.transfer import Throttle, TransferFailed
+from openzoo.registry.transfer import Throttle
 
 
 def test_throttle_paces_to_the_rate() -> None:

@@ -25,10 +25,10 @@ from openzoo.certify.gossip import origin_for, verify_evidence
 from openzoo.certify.keys import SigningKey, generate_key, load_public_pem
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
+from openzoo.errors import TransferFailed
 from openzoo.facts.canonical import b64encode
-from openzoo.registry.client import TransferFailed
 from openzoo.registry.monitor import MAX_MIRROR_SIZE, LocalLog, Monitor
-from openzoo.store.store import Store
+from openzoo.schema import open_store
 from support.server import free_port
 
 TABLES = ("gossip_logs", "gossip_nodes", "gossip_heads", "gossip_sightings", "gossip_forks")
@@ -36,7 +36,7 @@ TABLES = ("gossip_logs", "gossip_nodes", "gossip_heads", "gossip_sightings", "go
 
 @pytest.fixture
 def cert(tmp_path: Path, catalog_url: str | None) -> Iterator[Certification]:
-    store = Store(tmp_path / "monitor-home", catalog_url)  # the monitor's tables on both catalogs
+    store = open_store(tmp_path / "monitor-home", catalog_url)  # the monitor's tables on both catalogs
     yield Certification(store)
     store.close()
 
@@ -101,7 +101,7 @@ def test_forks_at_every_size_relation(tmp_path: Path, prefix: int) -> None:
     """History X is seen first, then a head of history Y (sharing ``prefix`` entries) arrives: smaller,
     equal or larger than the copy; the fork is found exactly when both pass the prefix, and the evidence
     convinces someone holding only the public key."""
-    store = Store(tmp_path / "home")
+    store = open_store(tmp_path / "home")
     cert = Certification(store)
     try:
         for x in (prefix, *(prefix + d for d in SIZES)):
@@ -155,7 +155,7 @@ def test_split_view_through_gossip(cert: Certification, key_c: SigningKey) -> No
 def test_evidence_from_peers_is_checked_before_it_is_stored(tmp_path: Path, cert: Certification,
                                                             key_c: SigningKey) -> None:
     x, y = new_log(key_c), new_log(key_c)
-    finder_store = Store(tmp_path / "finder")
+    finder_store = open_store(tmp_path / "finder")
     try:
         found = Monitor(Certification(finder_store), [key_c.public])
         found.observe(grow(x, key_c, 9, "x"), "direct", [LocalLog(x)])
@@ -350,13 +350,12 @@ def test_witness_cosignatures_on_a_zoos_head_are_checked(zoo: FakeZoo, cert: Cer
     from openzoo.certify.checkpoint import parse_note
     from openzoo.certify.cosignature import add_cosignatures, cosign
     from openzoo.certify.note import COSIGNATURE_V1, NoteSigner
-    from openzoo.certify.witnessing import log_witnesses
 
     log = new_log(key_c)
     note = grow(log, key_c, 4, "x")
     known, stranger = (NoteSigner(f"{n}.example/w", COSIGNATURE_V1, Ed25519PrivateKey.generate())
                        for n in ("known", "stranger"))
-    log_witnesses(cert).add(known.verifier.vkey, "http://127.0.0.1:1")
+    cert.witnesses.add(known.verifier.vkey, "http://127.0.0.1:1")
     text = parse_note(note).text
 
     def round_with(*lines: Any) -> list[tuple[str, str]]:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from openzoo.cli import serve as _serve  # noqa: F401  (registers serve)
 from openzoo.cli.main import cli
 
 PLAIN_SERVER = """
 import sys
 from openzoo import config
 from openzoo.app import create_app
-from openzoo.cli import audit, certify, finetune, main, run, serve  # every command, as `openzoo` registers them
+from openzoo.cli import main  # adds every command, as `openzoo` does
 from openzoo.scale.spec import load_spec
 from openzoo.services import Services
 

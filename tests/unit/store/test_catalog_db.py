@@ -23,8 +23,10 @@ from openzoo import config
 from openzoo.certify.log import TransparencyLog
 from openzoo.certify.service import Certification
 from openzoo.errors import CatalogError, CatalogUnavailable, Conflict, InvalidRequest
+from openzoo.schema import MIGRATIONS, open_store
 from openzoo.store import migrations
-from openzoo.store.db import Database, open_database, redact_url, to_postgres
+from openzoo.store.connect import open_database
+from openzoo.store.db import Database, redact_url, to_postgres
 from openzoo.store.store import Store
 from support.postgres import PostgresServer
 
@@ -39,7 +41,7 @@ def connect(tmp_path: Path, catalog_url: str | None) -> Iterator[Connect]:
 
     def one() -> Database:
         opened.append(open_database(catalog_url or str(tmp_path / "catalog.sqlite")))
-        migrations.apply(opened[-1])
+        migrations.apply(opened[-1], MIGRATIONS)
         return opened[-1]
 
     yield one
@@ -215,7 +217,7 @@ def test_a_catalog_made_before_the_seam_opens_and_keeps_its_schema(tmp_path: Pat
     home = tmp_path / "home"
     shutil.copytree(OLD_HOME, home)
     before = _schema(home / "catalog.sqlite")
-    store = Store(home, config.load({"OPENZOO_HOME": str(home)}).catalog)  # as openzoo serve opens it
+    store = open_store(home, config.load({"OPENZOO_HOME": str(home)}).catalog)  # as openzoo serve opens it
     cert = Certification(store)
     assert cert.verify("tiny:1").ok  # seal, quorum, log inclusion: all read from the old catalog
     report = cert.log.verify_log(cert.zoo_keys())
@@ -239,7 +241,7 @@ def test_a_catalog_made_before_the_seam_opens_and_keeps_its_schema(tmp_path: Pat
 
 def test_a_new_sqlite_catalog_has_the_schema_old_ones_have(tmp_path: Path) -> None:
     """The migrations, now written for both databases, still make exactly the SQLite schema they made."""
-    store = Store(tmp_path)
+    store = open_store(tmp_path)
     Certification(store).log.size()
     store.close()
     old = _schema(OLD_HOME / "catalog.sqlite")

@@ -146,10 +146,9 @@ def test_login_sets_a_strict_http_only_cookie_and_logout_clears_it(home: Path) -
 
 
 def test_certified_then_revoked_model(client: TestClient, services: Services, tiny_gguf: Path) -> None:
-    from openzoo.certify.service import certification
 
     _import(services, tiny_gguf, "tiny")
-    cert = certification(services.store)
+    cert = services.certification
     for reviewer in ("alice", "bob"):
         cert.generate_key(reviewer)
     cert.set_policy(["alice", "bob"], 2)

@@ -7,7 +7,9 @@
   the same way. The SEAL layer never goes in (a seal signs the manifest without it); it travels as:
 * **Artifacts** with ``subject`` = the model manifest: the card (``application/vnd.openzoo.card.v1+markdown``,
   the card layer's own blob), the seal (``application/vnd.openzoo.seal.v1+json``: the DSSE envelope as
-  ``application/vnd.dsse.envelope.v1+json`` and the whole seal bundle) and the proof
+  ``application/vnd.dsse.envelope.v1+json``, the whole seal bundle, the openzoo manifest the seal signs
+  as ``application/vnd.openzoo.manifest.v1+json`` and the blobs of it the pushed format does not list,
+  so the seal verifies whatever format carried the model: :mod:`.formats`) and the proof
   (``application/vnd.openzoo.proof.v1+json``: inclusion receipts of the seal and its approvals under one
   signed log head, and the revocations; annotated with the seal it proves). Their config is the OCI empty
   descriptor; their JSON is canonical, so pushing the same thing twice gives the same digests.
@@ -34,9 +36,9 @@ from openzoo.store import manifests as mt
 from openzoo.store.manifests import Layer, Manifest
 
 __all__ = [
-    "CARD_TYPE", "DSSE_MEDIA_TYPE", "EMPTY", "OCI_INDEX", "OCI_MANIFEST", "PROOF_TYPE", "SEAL_ANNOTATION",
-    "SEAL_INDEX_ANNOTATION", "SEAL_TYPE", "Descriptor", "OciManifest", "artifact", "from_oci", "parse_index",
-    "parse_manifest", "referrers_index", "to_oci",
+    "CARD_TYPE", "DSSE_MEDIA_TYPE", "EMPTY", "MODEL_MANIFEST_TYPE", "OCI_INDEX", "OCI_MANIFEST", "PROOF_TYPE",
+    "SEAL_ANNOTATION", "SEAL_INDEX_ANNOTATION", "SEAL_TYPE", "Descriptor", "OciManifest", "artifact", "from_oci",
+    "parse_index", "parse_manifest", "referrers_index", "to_oci",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -47,6 +49,7 @@ DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 CARD_TYPE = mt.CARD
 SEAL_TYPE = mt.SEAL
 PROOF_TYPE = "application/vnd.openzoo.proof.v1+json"
+MODEL_MANIFEST_TYPE = "application/vnd.openzoo.manifest.v1+json"  # in the seal artifact: the manifest it signs
 SEAL_ANNOTATION = "dev.openzoo.seal.digest"  # on the seal and proof artifacts: which seal (envelope digest)
 SEAL_INDEX_ANNOTATION = "dev.openzoo.seal.layer-index"  # on the seal artifact: where the SEAL layer goes back
 MANIFEST_TYPES = (OCI_MANIFEST, mt.MANIFEST_MEDIA_TYPE)

@@ -33,11 +33,11 @@ from openzoo.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    TransferFailed,
     Unauthorized,
 )
 from openzoo.registry.oci.artifacts import ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, parse_index
 from openzoo.registry.oci.reference import OciReference
-from openzoo.registry.transfer import TransferFailed
 
 __all__ = ["OciClient", "OciSettings", "RangeNotSatisfiable", "RegistryAuth", "UploadGone"]
 

@@ -1,6 +1,8 @@
-"""``openzoo push NAME oci://HOST:PORT/REPO:TAG``: a model into an OCI distribution registry.
+"""``openzoo push NAME oci://HOST:PORT/REPO:TAG [--format F]``: a model into an OCI distribution registry.
 
-Order: every blob of the sealed manifest (skipped when the registry has it; chunked and resumable,
+The model goes in one format (:mod:`.formats`: ModelPack by default, Docker Model Runner, Ollama or
+openzoo's own); its files are the stored blobs byte for byte whatever the format, only the manifest and
+config differ. Order: every blob of the format's manifest (skipped when the registry has it; chunked and resumable,
 :mod:`.uploads`), the model manifest under the tag, then the artifacts that refer to it — card, seal
 (DSSE envelope and bundle) and proof (inclusion receipts of the seal and its approvals under this zoo's
 signed log head, revocations) — and finally, on a registry without the referrers API, the referrers
@@ -11,9 +13,12 @@ they leave, so a damaged store is never published.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,15 +26,18 @@ from openzoo import names
 from openzoo.certify.core import sealed_manifest
 from openzoo.certify.dsse import Envelope
 from openzoo.certify.seal import seal_digest
-from openzoo.certify.service import Certification, certification
-from openzoo.errors import InvalidRequest, NotFound, StoreCorrupt, VerificationFailed
+from openzoo.certify.service import Certification
+from openzoo.errors import InvalidRequest, NotFound, OpenzooError, StoreCorrupt, VerificationFailed
 from openzoo.events import Progress
 from openzoo.facts.canonical import canonical_json, parse_json
+from openzoo.facts.card import parse_card
+from openzoo.registry.oci import formats
 from openzoo.registry.oci.artifacts import (
     CARD_TYPE,
     DSSE_MEDIA_TYPE,
     EMPTY,
     EMPTY_JSON,
+    MODEL_MANIFEST_TYPE,
     OCI_INDEX,
     OCI_MANIFEST,
     PROOF_TYPE,
@@ -41,7 +49,6 @@ from openzoo.registry.oci.artifacts import (
     artifact,
     parse_index,
     referrers_index,
-    to_oci,
 )
 from openzoo.registry.oci.client import OciClient, OciSettings
 from openzoo.registry.oci.reference import OciReference, parse_reference
@@ -50,7 +57,7 @@ from openzoo.registry.transfer import Throttle
 from openzoo.registry.trust import build_proof
 from openzoo.store import manifests as mt
 from openzoo.store.manifests import Manifest
-from openzoo.store.store import Store
+from openzoo.store.store import Store, StoredModel
 
 __all__ = ["push_oci"]
 
@@ -66,32 +73,37 @@ class _Artifact:
     payloads: dict[str, bytes]
 
 
-def push_oci(store: Store, settings: OciSettings, model: str, destination: str) -> Iterator[Progress]:
-    """Push ``model`` to ``destination`` (``oci://HOST[:PORT]/REPO[:TAG]``); see the module docstring."""
+def push_oci(cert: Certification, settings: OciSettings, model: str, destination: str, *,
+             fmt: str | None = None) -> Iterator[Progress]:
+    """Push ``model`` to ``destination`` (``oci://HOST[:PORT]/REPO[:TAG]``) in format ``fmt``; see the module
+    docstring. By default a model goes as ModelPack and a dataset in openzoo's format (ModelPack tools would
+    find no weights in it; ``--format modelpack`` still writes it with ModelPack's dataset layers)."""
+    store = cert.store
     ref = parse_reference(destination)
     if ref.digest or not ref.tag:
         raise InvalidRequest(f"push to a tag, not a digest: {ref.display}",
                              hint="use oci://HOST:PORT/REPO:TAG; the registry names the digest")
     stored = store.resolve(names.parse(model))
-    cert = certification(store)
     full = stored.manifest
     sealed = sealed_manifest(full)
-    model_manifest = to_oci(sealed)
+    fmt = fmt or (formats.DEFAULT if full.kind == "model" else "openzoo")
+    built = formats.build(fmt, model_content(store, stored, sealed))
+    model_manifest = built.manifest
     subject = model_manifest.descriptor()
     for digest in full.blob_digests():  # the seal bundle too
-        problem = cert._check_blob(digest)
+        problem = cert.verifier.check_blob(digest)
         if problem:
             raise StoreCorrupt(f"blob {digest[:19]}… of {model} {problem}: not pushing it")
-    artifacts = _artifacts(cert, stored.digest, full, subject)
+    artifacts = _artifacts(cert, stored.digest, full, subject, model_manifest)
     client = OciClient(ref, settings)
     throttle = Throttle(settings.rate_limit)
     try:
-        yield Progress(f"pushing {names.parse(model).display} to {ref.display}")
-        for layer in (sealed.config, *sealed.layers):
-            yield from _blob(client, store, ref, layer.digest, layer.size, _opener(store, {}, layer.digest),
+        yield Progress(f"pushing {names.parse(model).display} to {ref.display} as {fmt}")
+        for desc in (model_manifest.config, *model_manifest.layers):
+            yield from _blob(client, store, ref, desc.digest, desc.size, _opener(store, built.payloads, desc.digest),
                              settings, throttle)
         yield Progress("pushing manifest")
-        resp = client.put_manifest(ref.reference, model_manifest.to_bytes(), OCI_MANIFEST)
+        resp = client.put_manifest(ref.reference, model_manifest.to_bytes(), model_manifest.media_type)
         _check_digest(resp.headers.get("docker-content-digest"), subject.digest, ref.display)
         yield Progress(f"pushed {ref.display} ({subject.digest})")
         labels = [a.label for a in artifacts]
@@ -124,7 +136,7 @@ def _blob(client: OciClient, store: Store, ref: OciReference, digest: str, size:
     yield from upload_blob(client, state, digest, size, opener, chunk_bytes=settings.chunk_bytes, throttle=throttle)
 
 
-def _opener(store: Store, payloads: dict[str, bytes], digest: str) -> _Opener:
+def _opener(store: Store, payloads: Mapping[str, bytes], digest: str) -> _Opener:
     """Read an artifact blob from memory when the push made it, else from the store."""
     payload = payloads.get(digest)
     if payload is not None:
@@ -138,8 +150,27 @@ def _check_digest(answered: str | None, expected: str, where: str) -> None:
                                  hint="this registry rewrites manifests; use one that keeps them byte for byte")
 
 
-def _artifacts(cert: Certification, manifest_digest: str, full: Manifest, subject: Descriptor) -> list[_Artifact]:
-    """The card, seal and proof artifacts of a model (those it has)."""
+def model_content(store: Store, stored: StoredModel, sealed: Manifest) -> formats.ModelContent:
+    """What a format writer reads of a stored model: its sealed manifest, config, card and dates."""
+    config = json.loads(store.blobs.read(sealed.config.digest))
+    card_layer = sealed.card_layer()
+    card = store.blobs.read(card_layer.digest).decode("utf-8", "replace") if card_layer else None
+    license_id = None
+    if card is not None:
+        with contextlib.suppress(OpenzooError):
+            license_id = parse_card(card).license_facts().id
+    name = stored.entry.display.rsplit("/", 1)[-1]
+    model, _, tag = name.partition(":")
+    return formats.ModelContent(
+        name=model, tag=tag or "latest", manifest=sealed, config=config if isinstance(config, dict) else {},
+        license_id=license_id, created=datetime.fromtimestamp(stored.entry.created_at, UTC))
+
+
+def _artifacts(cert: Certification, manifest_digest: str, full: Manifest, subject: Descriptor,
+               pushed: OciManifest) -> list[_Artifact]:
+    """The card, seal and proof artifacts of a model (those it has). The seal artifact also carries the
+    openzoo manifest the seal signs and those of its blobs the pushed format does not list (its config,
+    card, lineage… for a foreign format): the puller lands exactly the content the seal covers."""
     out: list[_Artifact] = []
     card = full.first(mt.CARD)
     if card is not None:
@@ -155,9 +186,16 @@ def _artifacts(cert: Certification, manifest_digest: str, full: Manifest, subjec
     which = {SEAL_ANNOTATION: seal_digest(Envelope.from_json(bundle["envelope"]))}
     dsse = Descriptor.of(DSSE_MEDIA_TYPE, envelope)
     position = {SEAL_INDEX_ANNOTATION: str(full.layers.index(seal))}
-    layers = [dsse, Descriptor(seal.media_type, seal.digest, seal.size, dict(seal.annotations))]
+    sealed = sealed_manifest(full)
+    signed = sealed.to_bytes()
+    signed_desc = Descriptor.of(MODEL_MANIFEST_TYPE, signed)
+    listed = {pushed.config.digest, *(x.digest for x in pushed.layers)}
+    extras = [Descriptor(x.media_type, x.digest, x.size) for x in (sealed.config, *sealed.layers)
+              if x.digest not in listed]
+    layers = [dsse, Descriptor(seal.media_type, seal.digest, seal.size, dict(seal.annotations)), signed_desc,
+              *dict((x.digest, x) for x in extras).values()]
     out.append(_Artifact("seal", artifact(SEAL_TYPE, layers, subject, {**which, **position}),
-                         {EMPTY.digest: EMPTY_JSON, dsse.digest: envelope}))
+                         {EMPTY.digest: EMPTY_JSON, dsse.digest: envelope, signed_desc.digest: signed}))
     proof = build_proof(cert, manifest_digest, bundle)
     if proof is None:
         return out  # a seal without log receipts: pullers will say so and refuse it

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from openzoo.errors import StoreCorrupt
+from openzoo.errors import StoreCorrupt, TransferFailed
 from openzoo.events import Progress
 from openzoo.registry.oci.client import OciClient, RangeNotSatisfiable, UploadGone
-from openzoo.registry.transfer import Throttle, TransferFailed
+from openzoo.registry.transfer import Throttle
 
 __all__ = ["UploadState", "upload_blob"]
 

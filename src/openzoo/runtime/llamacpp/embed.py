@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from openzoo.errors import EngineError, InvalidRequest
-from openzoo.runtime.llamacpp.native import L, batch_put, tokenize
+from openzoo.runtime.llamacpp.native import L, batch_put, free_native, side_context, tokenize
 
 __all__ = ["Embedder"]
 
@@ -39,22 +39,9 @@ class Embedder:
     def _ensure(self) -> None:
         if self._ctx is not None:
             return
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self._n_ctx
         # Pooling reads the whole sequence in one micro-batch.
-        cp.n_batch = self._n_ctx
-        cp.n_ubatch = self._n_ctx
-        cp.n_seq_max = 1
-        cp.n_threads = self._n_threads
-        cp.n_threads_batch = self._n_threads
-        cp.embeddings = True
-        cp.pooling_type = L.LLAMA_POOLING_TYPE_MEAN
-        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        cp.no_perf = True
-        ctx = L.llama_init_from_model(self._model, cp)
-        if not ctx:
-            raise EngineError("could not create the embedding context")
-        self._ctx = ctx
+        self._ctx = side_context(self._model, n_ctx=self._n_ctx, n_batch=self._n_ctx, n_seq_max=1,
+                                 n_threads=self._n_threads, purpose="embedding", mean_pooling=True)
         self._batch = L.llama_batch_init(self._n_ctx, 0, 1)
 
     def embed(self, texts: Sequence[str], *, normalize: bool, truncate: bool) -> tuple[list[list[float]], int]:
@@ -106,9 +93,5 @@ class Embedder:
     def close(self) -> None:
         """Free the context (idempotent); the model itself belongs to the engine."""
         with self._lock:
-            if self._batch is not None:
-                L.llama_batch_free(self._batch)
-                self._batch = None
-            if self._ctx is not None:
-                L.llama_free(self._ctx)
-                self._ctx = None
+            free_native(self._batch, self._ctx)
+            self._batch = self._ctx = None

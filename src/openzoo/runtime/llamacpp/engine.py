@@ -84,7 +84,7 @@ from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
-from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, free_native, token_piece, tokenize
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.slots import SlotTable
@@ -101,7 +101,8 @@ class LlamaCppModel:
     number of prompt tokens a sequence reads per step.
     """
 
-    def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK) -> None:
+    def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 extra_bufts: bool = False) -> None:
         ensure_backend()
         if options.n_ctx <= 0 or options.n_parallel <= 0:
             raise InvalidRequest("n_ctx and n_parallel must be positive")
@@ -112,7 +113,7 @@ class LlamaCppModel:
         self._prefill_chunk = max(1, prefill_chunk)
 
         mp = L.llama_model_default_params()
-        mp.use_extra_bufts = os.environ.get("OPENZOO_LLAMA_EXTRA_BUFTS") == "1"
+        mp.use_extra_bufts = extra_bufts
         model = L.llama_model_load_from_file(str(path).encode(), mp)
         if not model:
             raise InvalidModelFile(f"llama.cpp could not load {path}")
@@ -447,15 +448,8 @@ class LlamaCppModel:
         return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
 
     def _free_native(self) -> None:
-        if self._batch is not None:
-            L.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx is not None:
-            L.llama_free(self._ctx)
-            self._ctx = None
-        if self._model is not None:
-            L.llama_model_free(self._model)  # also frees its LoRA adapters
-            self._model = None
+        free_native(self._batch, self._ctx, self._model)
+        self._batch = self._ctx = self._model = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -27,7 +27,11 @@ from typing import Any
 
 import llama_cpp.llama_cpp as L
 
-__all__ = ["L", "batch_put", "detokenize", "ensure_backend", "token_piece", "tokenize"]
+from openzoo.config import debug_enabled
+from openzoo.errors import EngineError
+
+__all__ = ["L", "batch_put", "detokenize", "ensure_backend", "free_native", "side_context", "token_piece",
+           "tokenize"]
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -46,7 +50,7 @@ def ensure_backend() -> None:
         if _initialised:
             return
         os.environ.setdefault("GGML_CPU_TILED_MM", "0")
-        if os.environ.get("OPENZOO_DEBUG") != "1":
+        if not debug_enabled():
             _log_callback = L.llama_log_callback(_silent_log)
             L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
@@ -97,3 +101,39 @@ def detokenize(vocab: Any, tokens: Sequence[int], *, special: bool) -> str:
         if n >= 0:
             return buf.raw[:n].decode("utf-8", errors="replace")
         size = -n + 1
+
+
+def side_context(model: Any, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int, purpose: str,
+                 mean_pooling: bool = False, kv_unified: bool = False) -> Any:
+    """A second llama.cpp context on a loaded model, beside the engine's decode context: one micro-batch of
+    ``n_batch`` rows, flash attention on, no perf counters; ``mean_pooling`` makes it return mean-pooled
+    embeddings. :class:`EngineError` naming ``purpose`` when llama.cpp refuses."""
+    cp = L.llama_context_default_params()
+    cp.n_ctx = n_ctx
+    cp.n_batch = n_batch
+    cp.n_ubatch = n_batch
+    cp.n_seq_max = n_seq_max
+    if kv_unified:
+        cp.kv_unified = True
+    cp.n_threads = n_threads
+    cp.n_threads_batch = n_threads
+    if mean_pooling:
+        cp.embeddings = True
+        cp.pooling_type = L.LLAMA_POOLING_TYPE_MEAN
+    cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    cp.no_perf = True
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise EngineError(f"could not create the {purpose} context")
+    return ctx
+
+
+def free_native(batch: Any = None, ctx: Any = None, model: Any = None) -> None:
+    """Free a batch, a context and a model, those that are not None, in that order (a model also frees its
+    LoRA adapters). Callers drop their references afterwards."""
+    if batch is not None:
+        L.llama_batch_free(batch)
+    if ctx is not None:
+        L.llama_free(ctx)
+    if model is not None:
+        L.llama_model_free(model)

@@ -4,7 +4,7 @@ Sampling stays inside llama.cpp: with a 262k-token vocabulary, softmax + sort in
 token per sequence against ~0.2 ms for llama.cpp's chain (see the runtime reference). Each running
 request owns one chain, so penalties and grammar state never leak between requests.
 
-Order: penalties → top-k → typical → top-p → min-p → temperature → dist(seed), or penalties → greedy
+Order: logit bias → penalties → top-k → typical → top-p → min-p → temperature → dist(seed), or penalties → greedy
 when ``temperature <= 0``, with an optional grammar in front.
 
 Grammars are applied lazily, as llama-server does: running a GBNF grammar over all 262k candidates
@@ -75,6 +75,11 @@ class SamplerChain:
             self._one_arr = L.llama_token_data_array(
                 data=self._one.ctypes.data_as(L.llama_token_data_p), size=1, selected=-1, sorted=False
             )
+        if params.logit_bias:
+            biases = (L.llama_logit_bias * len(params.logit_bias))(
+                *(L.llama_logit_bias(token=token, bias=bias) for token, bias in params.logit_bias)
+            )  # llama.cpp copies the array
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_logit_bias(n_vocab, len(biases), biases))
         if (
             params.repeat_penalty != 1.0 or params.presence_penalty != 0.0 or params.frequency_penalty != 0.0
         ) and params.repeat_last_n != 0:
@@ -85,7 +90,7 @@ class SamplerChain:
             L.llama_sampler_chain_add(chain, self._penalties)
         # Plain greedy is an argmax: numpy's (first maximum, as llama.cpp's greedy sampler) skips
         # copying the row into a 262k-entry candidate array, ~0.3 ms per sequence per step.
-        self._argmax = self.greedy and self._penalties is None and self._grammar is None
+        self._argmax = self.greedy and self._penalties is None and self._grammar is None and not params.logit_bias
         if self.greedy:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
             return

@@ -42,7 +42,7 @@ from typing import Any
 from openzoo.errors import EngineError
 from openzoo.events import TokenLogprob
 from openzoo.runtime.llamacpp.logprobs import LogprobReader, PieceFn
-from openzoo.runtime.llamacpp.native import L, batch_put
+from openzoo.runtime.llamacpp.native import L, batch_put, free_native, side_context
 
 __all__ = ["SCORE_BATCH", "PromptScorer", "ScoreRequest"]
 
@@ -98,20 +98,11 @@ class PromptScorer:
     def _ensure(self) -> LogprobReader:
         if self._reader is not None:
             return self._reader
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self._n_ctx
-        cp.n_batch = SCORE_BATCH
-        cp.n_ubatch = SCORE_BATCH
-        cp.n_seq_max = PACK_ROWS // 2  # a packed read holds at most this many prompts (2+ tokens each)
-        cp.kv_unified = True  # one buffer: a long prompt may use all of n_ctx
-        cp.n_threads = self._n_threads
-        cp.n_threads_batch = self._n_threads
-        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        cp.no_perf = True
-        ctx = L.llama_init_from_model(self._model, cp)
-        if not ctx:
-            raise EngineError("could not create the prompt-scoring context")
-        self._ctx = ctx
+        # A packed read holds at most n_seq_max prompts (2+ tokens each); one KV buffer for all, so a long
+        # prompt may use all of n_ctx.
+        ctx = self._ctx = side_context(self._model, n_ctx=self._n_ctx, n_batch=SCORE_BATCH,
+                                       n_seq_max=PACK_ROWS // 2, n_threads=self._n_threads,
+                                       purpose="prompt-scoring", kv_unified=True)
         if self._lora is not None and L.llama_set_adapters_lora(ctx, *self._lora) != 0:
             raise EngineError("could not apply the model's LoRA adapters to the prompt-scoring context")
         self._batch = L.llama_batch_init(SCORE_BATCH, 0, 1)
@@ -311,12 +302,8 @@ class PromptScorer:
 
     def close(self) -> None:
         """Free the context (idempotent)."""
-        if self._batch is not None:
-            L.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx is not None:
-            L.llama_free(self._ctx)
-            self._ctx = None
+        free_native(self._batch, self._ctx)
+        self._batch = self._ctx = None
         self._reader = None
         self._tokens, self._rows = [], []
 
