@@ -34,7 +34,7 @@ REGISTRY_PORT = "127.0.0.1:5000"
 ANY = "…"
 
 # the default model's first import, a dequantization and a 12-step fine-tune on a shared 2-core machine
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = pytest.mark.timeout(3600)
 
 
 @dataclass
@@ -85,7 +85,7 @@ def test_readme_tour(tmp_path: Path) -> None:
         for step in steps:
             command = step.command.replace(SERVER_PORT, server.host).replace(REGISTRY_PORT, registry.host)
             result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=work, env=env, text=True,
-                                    capture_output=True, timeout=1200, check=False)
+                                    capture_output=True, timeout=2400, check=False)
             said = f"$ {command}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
             assert result.returncode == 0, said
             output = (result.stdout + "\n" + result.stderr).splitlines()
