@@ -539,3 +539,12 @@ def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk
+
+
+def lineage_of(store: Store, manifest: Manifest) -> dict[str, Any] | None:
+    """The lineage record a manifest carries, or None (only fine-tuned models have one)."""
+    layer = manifest.first(mt.LINEAGE)
+    if layer is None:
+        return None
+    data: dict[str, Any] = json.loads(store.blobs.read(layer.digest))
+    return data

@@ -7,12 +7,14 @@ it in Ollama's shape, and the CLI and the web page read its fields. The domain n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from openzoo.formats.gguf import MetaValue, TensorInfo
 from openzoo.formats.modelfile import Modelfile, ModelfileMessage, render_modelfile
-from openzoo.models import ModelDetails, Models, ModelSpec
+from openzoo.models import ModelDetails, Models, ModelSpec, lineage_of
 from openzoo.options import parameters_text
 from openzoo.store import manifests as mt
+from openzoo.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ class ModelInfo:
     tensors: tuple[TensorInfo, ...] | None = None
     #: ``"base"`` (a completion model: ``run`` and the playground prompt it raw) or ``"chat"``.
     model_kind: str = "chat"
+    #: A quantized model's measured cost (source, type, size ratio, ``quality``), from its lineage record.
+    quantization: dict[str, Any] | None = None
 
 
 def modelfile_for(spec: ModelSpec, template: str | None) -> str:
@@ -61,6 +65,17 @@ def license_id(spec: ModelSpec) -> str | None:
     return None if layer is None else layer.annotations.get("org.openzoo.license.id")
 
 
+def quantization_of(store: Store, spec: ModelSpec) -> dict[str, Any] | None:
+    """A quantized model's measured cost (see ``openzoo.quantize``): the lineage record's figures, or None."""
+    from openzoo.facts.quantization import KIND
+
+    record = lineage_of(store, spec.manifest) if spec.manifest is not None else None
+    if record is None or record.get("kind") != KIND:
+        return None
+    return {"source": (record.get("base") or {}).get("name"), **(record.get("quantization") or {}),
+            "quality": record.get("quality") or {}}
+
+
 def show_model(models: Models, name: str, verbose: bool = False) -> ModelInfo:
     spec = models.resolve(name)
     info = models.gguf_info(spec)
@@ -84,4 +99,5 @@ def show_model(models: Models, name: str, verbose: bool = False) -> ModelInfo:
         license="\n".join(spec.licenses) if spec.licenses else None,
         tensors=tuple(info.tensors) if verbose else None,
         model_kind="chat" if spec.instruction_tuned else "base",
+        quantization=quantization_of(models.store, spec),
     )

@@ -292,8 +292,11 @@ async def create(request: Request, body: wire.CreateBody) -> Response:
                       template=body.template, system=body.system, parameters=body.parameters,
                       license=license_texts, messages=tuple(body.messages or ()))
     if body.quantize:
-        raise InvalidRequest("quantize is not supported yet; create from an already quantized GGUF",
-                             param="quantize")
+        from openzoo.quantize.run import quantize, request_from_api
+
+        events = quantize(services_of(request), request_from_api(spec, body.quantize, imatrix=body.imatrix,
+                                                                heldout=body.heldout, tokens=body.heldout_tokens))
+        return await _progress_response(events, body.stream)
     return await _progress_response(services_of(request).models.create(spec), body.stream)
 
 

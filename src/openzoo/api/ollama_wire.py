@@ -105,6 +105,9 @@ class CreateBody(_Body):
     parameters: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
     quantize: str | None = None
+    imatrix: str | None = None  # openzoo: with quantize, "builtin" or a dataset to compute an importance matrix from
+    heldout: str | None = None  # openzoo: with quantize, a dataset to measure the loss on (default: built-in text)
+    heldout_tokens: int | None = None  # openzoo: with quantize, how many held-out tokens to measure on
     stream: bool = True
     modelfile: str | None = None  # legacy
 
@@ -223,6 +226,8 @@ def show_response(info: ModelInfo) -> dict[str, Any]:
         out["license"] = info.license
     if info.tensors is not None:
         out["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in info.tensors]
+    if info.quantization is not None:
+        out["quantization"] = info.quantization
     return out
 
 

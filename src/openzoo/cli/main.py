@@ -144,6 +144,12 @@ def show(model: str, modelfile: bool, license_: bool, parameters: bool, template
     click.echo("\n".join(f"    {k:<20}{v}" for k, v in rows))
     click.echo("\n  Capabilities")
     click.echo("\n".join(f"    {c}" for c in info.capabilities))
+    if info.quantization:
+        from openzoo.facts.quantization import quality_lines
+
+        click.echo(f"\n  Quantization (from {info.quantization['source']})")
+        record = {"quantization": info.quantization, "quality": info.quantization["quality"]}
+        click.echo("\n".join(f"    {k:<26}{v}" for k, v in quality_lines(record)))
     if info.parameters:
         click.echo("\n  Parameters")
         click.echo("\n".join("    " + line for line in info.parameters.splitlines()))
@@ -211,8 +217,13 @@ def import_cmd(path: Path, name: str, license_file: Path | None, license_id: str
 @click.argument("model")
 @click.option("-f", "--file", "modelfile", type=click.Path(path_type=Path, dir_okay=False),
               help="Path to the Modelfile (default: ./Modelfile).")
-def create(model: str, modelfile: Path | None) -> None:
-    """Create a model from a Modelfile."""
+@click.option("-q", "--quantize", default=None, help="Quantize FROM to this llama.cpp type (Q4_0, Q8_0, IQ4_XS...).")
+@click.option("--imatrix", default=None, help="With --quantize: an importance matrix from 'builtin' or DATASET.")
+@click.option("--heldout", default=None, help="With --quantize: measure the loss on this stored dataset.")
+@click.option("--heldout-tokens", type=int, default=None, help="With --quantize: held-out tokens to measure on.")
+def create(model: str, modelfile: Path | None, quantize: str | None, imatrix: str | None, heldout: str | None,
+           heldout_tokens: int | None) -> None:
+    """Create a model from a Modelfile (with --quantize: FROM quantized, its cost measured and recorded)."""
     from openzoo.formats.modelfile import parse_modelfile
     from openzoo.models import CreateSpec
 
@@ -220,6 +231,15 @@ def create(model: str, modelfile: Path | None) -> None:
     if not path.is_file():
         raise NotFound(f"no such Modelfile: {path}", hint="pass one with -f PATH")
     parsed = parse_modelfile(path.read_text())
+    if quantize is not None:
+        from openzoo.cli.quantize import create_quantized
+
+        create_quantized(local_services(), model, parsed, quantize, imatrix=imatrix, heldout=heldout,
+                         tokens=heldout_tokens)
+        return
+    if imatrix or heldout or heldout_tokens:
+        raise InvalidRequest("--imatrix, --heldout and --heldout-tokens go with --quantize",
+                             hint="add --quantize TYPE")
     spec = CreateSpec(name=model, base=parsed.from_, template=parsed.template, system=parsed.system,
                       parameters=parsed.parameters or None, license=tuple(parsed.licenses),
                       messages=tuple({"role": m.role, "content": m.content} for m in parsed.messages),

@@ -1,4 +1,4 @@
-"""The lineage record of a fine-tuned model, and the model card generated from it.
+"""The lineage record of a fine-tuned (or quantized) model, and the model card generated from it.
 
 The record is a plain JSON layer (:data:`openzoo.store.manifests.LINEAGE`) that certification reads:
 the base manifest digest, data digests and declared data licenses, hyperparameters, seed, library
@@ -18,10 +18,9 @@ from openzoo.datasets.service import Datasets
 from openzoo.errors import NotFound
 from openzoo.facts.card import ModelCard, card_from_metadata
 from openzoo.facts.licenses import describe, lookup
-from openzoo.models import Models
-from openzoo.store import manifests as mt
-from openzoo.store.manifests import Manifest
-from openzoo.store.store import Store
+from openzoo.facts.quantization import KIND as QUANTIZE
+from openzoo.facts.quantization import render_quantization
+from openzoo.models import Models, lineage_of
 
 __all__ = ["SCHEMA", "card_from_lineage", "library_versions", "lineage_of", "read_lineage", "render_lineage",
            "walk_lineage"]
@@ -31,21 +30,13 @@ SCHEMA = "openzoo.lineage/v1"
 _LIBRARIES = ("openzoo", "torch", "transformers", "peft", "gguf", "llama-cpp-python", "flwr", "safetensors")
 
 
-def lineage_of(store: Store, manifest: Manifest) -> dict[str, Any] | None:
-    """The lineage record a manifest carries, or None (only fine-tuned models have one)."""
-    layer = manifest.first(mt.LINEAGE)
-    if layer is None:
-        return None
-    data: dict[str, Any] = json.loads(store.blobs.read(layer.digest))
-    return data
-
-
 def read_lineage(models: Models, name: str) -> dict[str, Any]:
     """The lineage record of a model (404 when it has none)."""
     spec = models.resolve(name)
     found = lineage_of(models.store, spec.manifest) if spec.manifest else None
     if found is None:
-        raise NotFound(f"{spec.name.display} has no lineage record", hint="only fine-tuned models have one")
+        raise NotFound(f"{spec.name.display} has no lineage record",
+                       hint="only fine-tuned and quantized models have one")
     return found
 
 
@@ -111,6 +102,8 @@ def card_from_lineage(lineage: Mapping[str, Any], name: str, base_metadata: Mapp
 
 def render_lineage(lineage: Mapping[str, Any]) -> str:
     """Human-readable summary for ``openzoo show NEW --lineage`` (the full record is ``--lineage --json``)."""
+    if lineage.get("kind") == QUANTIZE:
+        return render_quantization(lineage)
     base = lineage.get("base") or {}
     ev = lineage.get("evaluation") or {}
     losses = lineage.get("loss_per_step") or []
@@ -169,19 +162,30 @@ def walk_lineage(models: Models, datasets: Datasets, name: str) -> str:
 
 def _walk(models: Models, datasets: Datasets, record: Mapping[str, Any], out: list[str], indent: str,
           depth: int) -> None:
-    adapter = record.get("adapter") or {}
-    out.append(f"{indent}adapter   LoRA ({adapter.get('format', '?')})  {_short(adapter.get('digest', ''))}")
-    for entry in record.get("data") or []:
-        out.append(f"{indent}dataset   {_dataset_line(datasets, entry)}")
-    evaluation = record.get("evaluation") or {}
-    if evaluation.get("dataset") or evaluation.get("digest"):
-        out.append(f"{indent}eval data {_dataset_line(datasets, evaluation)}")
     base = record.get("base") or {}
+    label = "base     "
+    if record.get("kind") == QUANTIZE:
+        quantized = record.get("quantization") or {}
+        quality = record.get("quality") or {}
+        out.append(f"{indent}quantized {quantized.get('from_type', '?')} → {quantized.get('type', '?')}  "
+                   f"KL {quality.get('kl_mean', float('nan')):.5f}  "
+                   f"top-1 {quality.get('top1_agreement', float('nan')) * 100:.2f} %  "
+                   f"weights {_short(quantized.get('weights_digest', ''))}")
+        label = "from     "
+    else:
+        adapter = record.get("adapter") or {}
+        out.append(f"{indent}adapter   LoRA ({adapter.get('format', '?')})  {_short(adapter.get('digest', ''))}")
+        for entry in record.get("data") or []:
+            out.append(f"{indent}dataset   {_dataset_line(datasets, entry)}")
+        evaluation = record.get("evaluation") or {}
+        if evaluation.get("dataset") or evaluation.get("digest"):
+            out.append(f"{indent}eval data {_dataset_line(datasets, evaluation)}")
     digest = str(base.get("manifest_digest", ""))
     stored = models.store.catalog.names_for(digest) if digest else []
     where = f"stored as {', '.join(stored)}" if stored else "not stored here"
-    out.append(f"{indent}base      {base.get('name', '?')} ({where})  manifest {_short(digest)}")
-    if stored and depth < MAX_DEPTH:
-        parent = lineage_of(models.store, models.store.load_manifest(digest))
-        if parent is not None:
-            _walk(models, datasets, parent, out, indent + "  ", depth + 1)
+    out.append(f"{indent}{label} {base.get('name', '?')} ({where})  manifest {_short(digest)}")
+    parent = lineage_of(models.store, models.store.load_manifest(digest)) if stored and depth < MAX_DEPTH else None
+    if parent is not None:
+        _walk(models, datasets, parent, out, indent + "  ", depth + 1)
+    elif base.get("base_model"):
+        out.append(f"{indent}  base      {', '.join(base['base_model'])} (upstream, as the card names it)")

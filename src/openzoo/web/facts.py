@@ -206,3 +206,60 @@ def demote_headings(html: str, by: int = 2) -> str:
         return f"<{match.group(1)}h{level}>"
 
     return re.sub(r"<(/?)h([1-6])>", shift, html)
+
+
+# --- quantizations -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuantRow:
+    """One quantization of a source, with the cost its lineage records (``None`` for the source itself)."""
+
+    name: str
+    type: str
+    size: int
+    quality: Mapping[str, Any] | None
+    size_ratio: float | None
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizationsView:
+    source: str
+    rows: tuple[QuantRow, ...]
+
+
+def quantizations_of(services: Services, name: str) -> QuantizationsView | None:
+    """The model's source and every stored quantization of it, each with its measured cost, so a person
+    picks a size by what it loses; None when the model neither is nor has a quantization."""
+    from openzoo.facts.quantization import KIND
+    from openzoo.finetune.lineage import lineage_of
+    from openzoo.store import manifests as mt
+
+    spec = services.models.resolve(name)
+    own = lineage_of(services.store, spec.manifest) if spec.manifest is not None else None
+    source_digest = (own.get("base") or {}).get("manifest_digest") if own and own.get("kind") == KIND else spec.digest
+    rows: list[QuantRow] = []
+    source = ""
+    for entry in services.store.catalog.entries():
+        try:
+            manifest = services.store.load_manifest(entry.manifest_digest)
+            record = lineage_of(services.store, manifest)
+        except (OpenzooError, ValueError):
+            continue
+        current = entry.manifest_digest == spec.digest
+        base = (record or {}).get("base") or {}
+        if entry.manifest_digest == source_digest:
+            source = source or entry.display
+            model = services.models.resolve(entry.display)
+            weights = manifest.first(mt.MODEL)
+            rows.append(QuantRow(entry.display, model.details.quantization_level, weights.size if weights else 0,
+                                 None, None, current))
+        elif record and record.get("kind") == KIND and base.get("manifest_digest") == source_digest:
+            q = record.get("quantization") or {}
+            rows.append(QuantRow(entry.display, str(q.get("type", "?")), int(q.get("size") or 0),
+                                 record.get("quality") or {}, q.get("size_ratio"), current))
+    if not any(row.quality is not None for row in rows):
+        return None
+    rows.sort(key=lambda row: (row.quality is not None, -row.size))
+    return QuantizationsView(source or str((own or {}).get("base", {}).get("name", "")), tuple(rows))

@@ -170,6 +170,7 @@ class ModelPage:
     audits: list[facts.AuditView]
     show: ModelInfo | None
     show_error: str
+    quantizations: facts.QuantizationsView | None = None
 
 
 def model_page_data(request: Request, name: str) -> ModelPage:
@@ -192,7 +193,7 @@ def model_page_data(request: Request, name: str) -> ModelPage:
     except OpenzooError as exc:
         show_error = exc.message
     return ModelPage(spec, license_facts, licenses.describe(license_facts), card, card_error, model_trust,
-                     facts.audits_of(services, display), show, show_error)
+                     facts.audits_of(services, display), show, show_error, facts.quantizations_of(services, display))
 
 
 @web_router.get("/models/{name:path}", response_class=HTMLResponse)

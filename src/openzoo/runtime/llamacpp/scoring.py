@@ -39,6 +39,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from openzoo.errors import EngineError
 from openzoo.events import TokenLogprob
 from openzoo.runtime.llamacpp.logprobs import LogprobReader, PieceFn
@@ -270,6 +273,27 @@ class PromptScorer:
                     rows = reader.rows(base + first, last - first)
                     outs[k][first + 1 :] = reader.token_logprobs(rows, list(prompt[first + 1 :]), top)
         return outs
+
+    def logits(self, prompt: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Raw logits of a cold read of ``prompt`` (2..``SCORE_BATCH`` tokens): row ``i`` predicts ``prompt[i+1]``.
+
+        The same decode :meth:`score` makes for a prompt it reads cold, so these are the rows its
+        log-probabilities come from (whole rows, for measures over the full vocabulary such as a
+        quantization's KL divergence). The array is a view into llama.cpp's buffer, valid until this
+        scorer decodes again.
+        """
+        if not 2 <= len(prompt) <= SCORE_BATCH:
+            raise ValueError(f"a prompt of 2 to {SCORE_BATCH} tokens is needed, not {len(prompt)}")
+        reader = self._ensure()
+        self.forget()
+        for j, token in enumerate(prompt):
+            batch_put(self._batch, j, token, j, 0, j < len(prompt) - 1)
+        self._batch.n_tokens = len(prompt)
+        rc = L.llama_decode(self._ctx, self._batch)
+        self.forget()  # the cells are not recorded as a reusable prefix
+        if rc != 0:
+            raise EngineError(f"prompt scoring failed (llama_decode returned {rc})")
+        return reader.rows(0, len(prompt) - 1)
 
     def forget(self) -> None:
         """Drop the cached prompt, so that the next one is read from its first token."""
