@@ -66,6 +66,16 @@ def test_tour_convention_parses() -> None:
     assert matches("… out …", ["x", " an out here "]) and not matches("out 1", ["out 12"])
 
 
+def test_every_verb_is_in_the_commands_table() -> None:
+    """Each command of ``openzoo --help`` appears as ``openzoo VERB`` (or a listed `VERB`) in the README."""
+    from openzoo.cli.main import cli
+
+    text = README.read_text()
+    missing = [verb for verb, command in cli.commands.items() if not command.hidden
+               and f"openzoo {verb}" not in text and f"`{verb}`" not in text]
+    assert missing == []
+
+
 def test_readme_tour(tmp_path: Path) -> None:
     steps = tour(README.read_text())
     verbs = {verb for s in steps for verb in re.findall(r"\bopenzoo (\w+)", s.command)}
