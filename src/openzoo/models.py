@@ -42,14 +42,17 @@ not an OSI-approved license. Redistribution must carry these terms and the use r
 
 #: The default model's Modelfile ``PARAMETER``s, as Ollama's library models carry theirs: stored in its
 #: params layer at import (as ``openzoo create`` stores a Modelfile's), they apply wherever a request sets
-#: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``), a stop at
-#: ``<start_of_image>``, which this model writes where a document of its training data ends (what follows
-#: is another, unrelated text), and Google's sampling settings for Gemma 3 (``top_k``, ``top_p``) with a
-#: cooler temperature that keeps a completion on its prompt's topic. No ``repeat_penalty``: it would change
-#: greedy decoding (the chosen token would no longer be the most likely one that logprobs report, which
-#: evaluation harnesses rely on) and cost the argmax fast path; a 128-token sampled completion does not loop.
+#: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``); a penalty on
+#: the loops such a model falls into even when sampling ("The sun is in the sky because the sun is in the
+#: sky." eight times in 128 tokens without it), over the last ``repeat_last_n`` tokens; a stop at
+#: ``<start_of_image>``, which this model writes where a document of its training data ends (what follows is
+#: another, unrelated text); Google's sampling settings for Gemma 3 (``top_k``, ``top_p``) with a cooler
+#: temperature that keeps a completion on its prompt's topic. A request that wants plain greedy decoding
+#: (the chosen token = the most likely one its logprobs report) sends ``repeat_penalty: 1``.
 DEFAULT_MODEL_PARAMETERS: dict[str, Any] = {
     "num_predict": 128,
+    "repeat_last_n": 64,
+    "repeat_penalty": 1.15,
     "stop": ["<start_of_image>"],
     "temperature": 0.6,
     "top_k": 64,

@@ -124,7 +124,8 @@ def greedy_llama(services: Services, model: str, prompt: str, n: int) -> str:
 def served_chunks(services: Services, model: str, prompt: str, n: int) -> list[TextChunk]:
     chunks = []
     for event in services.inference.completion(CompletionRequest(
-            model, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": n, "seed": 0, "stop": []})):
+            model, prompt=prompt, raw=True, options={"temperature": 0, "num_predict": n, "seed": 0, "stop": [],
+                                                         "repeat_penalty": 1.0})):
         if isinstance(event, TextChunk):
             chunks.append(event)
     return chunks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -62,22 +63,36 @@ def test_run_options_chat_and_max_tokens(server: Server) -> None:
 def test_show_says_base_and_carries_the_parameters(server: Server) -> None:
     shown = httpx.post(server.url + "/api/show", json={"model": DEFAULT_MODEL}, timeout=60).json()
     assert shown["model_kind"] == "base"
-    for name in ("num_predict", "stop", "temperature", "top_k", "top_p"):
+    assert re.search(rf"^num_predict\s+{LIMIT}$", shown["parameters"], re.M)
+    for name in ("num_predict", "repeat_penalty", "repeat_last_n", "stop"):
         assert re.search(rf"^{name}\s", shown["parameters"], re.M), shown["parameters"]
 
 
+@pytest.fixture(scope="module")
+def small(server: Server) -> Iterator[str]:
+    """The default model with ``num_predict 6``, so the checks below are quick on a busy machine (the
+    default model's own 128 is checked through ``/api/show`` above). Removed afterwards: the model home
+    is shared by the whole session."""
+    name = "pytest/first-minute:short"
+    created = httpx.post(server.url + "/api/create", json={"model": name, "from": DEFAULT_MODEL, "stream": False,
+                                                           "parameters": {"num_predict": 6}}, timeout=120)
+    assert created.status_code == 200, created.text
+    yield name
+    assert httpx.request("DELETE", server.url + "/api/delete", json={"model": name}, timeout=60).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
-def test_a_request_without_a_limit_gets_the_models(server: Server, path: str) -> None:
-    """The model's num_predict applies where the request sets none; the finish reasons stay the APIs' own."""
-    body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": False}
-    reply = httpx.post(server.url + path, json=body, timeout=300).json()
+def test_a_request_without_a_limit_gets_the_models(server: Server, small: str, path: str) -> None:
+    """A model's num_predict applies where a request sets no limit; finish reasons stay the APIs' own."""
+    body = {"model": small, "messages": [{"role": "user", "content": "Hi"}], "stream": False}
+    reply = httpx.post(server.url + path, json=body, timeout=600).json()
     if path.startswith("/v1"):
-        assert 0 < reply["usage"]["completion_tokens"] <= LIMIT
+        assert 0 < reply["usage"]["completion_tokens"] <= 6
         assert reply["choices"][0]["finish_reason"] in {"stop", "length"}
     else:
-        assert 0 < reply["eval_count"] <= LIMIT and reply["done_reason"] in {"stop", "length"}
+        assert 0 < reply["eval_count"] <= 6 and reply["done_reason"] in {"stop", "length"}
     # ...and a request's own limit still wins
-    own = httpx.post(server.url + "/api/generate", json={"model": DEFAULT_MODEL, "prompt": "Hi", "stream": False,
-                                                         "options": {"num_predict": LIMIT + 8, "stop": []}},
-                     timeout=300).json()
-    assert LIMIT < own["eval_count"] <= LIMIT + 8 or own["done_reason"] == "stop"
+    own = httpx.post(server.url + "/api/generate", json={"model": small, "prompt": "Hi", "stream": False,
+                                                         "options": {"num_predict": 9, "stop": []}},
+                     timeout=600).json()
+    assert 6 < own["eval_count"] <= 9 or own["done_reason"] == "stop"

@@ -50,8 +50,10 @@ def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_chat_logprobs(client: openai.OpenAI) -> None:
+    # plain argmax decoding: without the default model's repeat_penalty (its logprobs are the model's own)
     res = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "1 2 3"}],
-                                         temperature=0, max_tokens=6, logprobs=True, top_logprobs=4)
+                                         temperature=0, max_tokens=6, logprobs=True, top_logprobs=4,
+                                         extra_body={"options": {"repeat_penalty": 1.0}})
     content = res.choices[0].logprobs.content  # type: ignore[union-attr]
     assert len(content) == res.usage.completion_tokens  # type: ignore[union-attr]
     for item in content:
