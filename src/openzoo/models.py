@@ -44,16 +44,16 @@ not an OSI-approved license. Redistribution must carry these terms and the use r
 #: params layer at import (as ``openzoo create`` stores a Modelfile's), they apply wherever a request sets
 #: no value of its own. Chosen for a small *base* model: a bounded answer (``num_predict``); a penalty on
 #: the loops such a model falls into even when sampling ("The sun is in the sky because the sun is in the
-#: sky." eight times in 128 tokens without it), over the last ``repeat_last_n`` tokens; a stop at
-#: ``<start_of_image>``, which this model writes where a document of its training data ends (what follows is
-#: another, unrelated text); Google's sampling settings for Gemma 3 (``top_k``, ``top_p``) with a cooler
-#: temperature that keeps a completion on its prompt's topic. A request that wants plain greedy decoding
-#: (the chosen token = the most likely one its logprobs report) sends ``repeat_penalty: 1``.
+#: sky." eight times in 128 tokens without it), over the last ``repeat_last_n`` tokens; Google's sampling
+#: settings for Gemma 3 (``top_k``, ``top_p``) with a cooler temperature that keeps a completion on its
+#: prompt's topic. A request that wants plain greedy decoding (the chosen token = the most likely one its
+#: logprobs report) sends ``repeat_penalty: 1``. No ``stop``: a stop string (say ``<start_of_image>``, which
+#: this model writes where a document of its training data ends) would swallow the one generated token
+#: lm-eval's ``echo`` scoring requests expect.
 DEFAULT_MODEL_PARAMETERS: dict[str, Any] = {
     "num_predict": 128,
     "repeat_last_n": 64,
     "repeat_penalty": 1.15,
-    "stop": ["<start_of_image>"],
     "temperature": 0.6,
     "top_k": 64,
     "top_p": 0.95,

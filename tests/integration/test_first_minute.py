@@ -64,7 +64,7 @@ def test_show_says_base_and_carries_the_parameters(server: Server) -> None:
     shown = httpx.post(server.url + "/api/show", json={"model": DEFAULT_MODEL}, timeout=60).json()
     assert shown["model_kind"] == "base"
     assert re.search(rf"^num_predict\s+{LIMIT}$", shown["parameters"], re.M)
-    for name in ("num_predict", "repeat_penalty", "repeat_last_n", "stop"):
+    for name in ("num_predict", "repeat_penalty", "repeat_last_n", "temperature"):
         assert re.search(rf"^{name}\s", shown["parameters"], re.M), shown["parameters"]
 
 
