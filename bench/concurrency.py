@@ -141,7 +141,10 @@ def stream_times(client: httpx.Client, url: str, model: str, prompt: str | list[
     requests without saying so) fails before any answer: the request is then sent again on a new
     connection, and timed from there.
     """
-    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True, **(extra or {})}
+    # openzoo's extension field: the default model's own repeat_penalty (1.15) off, as llama-server's default is,
+    # so both servers do the same work (llama-server ignores the field)
+    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
+            "options": {"repeat_penalty": 1.0}, **(extra or {})}
     for attempt in range(3):
         start = time.perf_counter()
         arrivals: list[float] = []

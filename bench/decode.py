@@ -60,7 +60,7 @@ def rss_bytes(pid: int) -> int:
 def http_run(client: httpx.Client, url: str, tokens: int) -> tuple[float, float]:
     """One streamed greedy generation: (time to first token in s, server-measured decode tokens/s)."""
     body = {"model": DEFAULT_MODEL, "prompt": PROMPT, "raw": True, "stream": True,
-            "options": {"temperature": 0, "num_predict": tokens}}
+            "options": {"temperature": 0, "num_predict": tokens, "repeat_penalty": 1.0}}
     start = time.perf_counter()
     first = 0.0
     final: dict[str, int] = {}
@@ -81,7 +81,8 @@ def local_ttft(services: Services, tokens: int) -> float:
     first = 0.0
     count = 0
     for event in services.inference.completion(CompletionRequest(
-            model=DEFAULT_MODEL, prompt=PROMPT, raw=True, options={"temperature": 0, "num_predict": tokens})):
+            model=DEFAULT_MODEL, prompt=PROMPT, raw=True,
+            options={"temperature": 0, "num_predict": tokens, "repeat_penalty": 1.0})):
         if isinstance(event, TextChunk):
             if not first:
                 first = time.perf_counter() - start
