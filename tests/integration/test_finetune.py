@@ -332,7 +332,8 @@ def test_api_starts_a_job_and_streams_progress(services: Services) -> None:
     with TestClient(app, base_url="http://127.0.0.1:11434") as client:
         prompt = "Keeper's log, day 41: Miso the red panda"
         gen = client.post("/api/generate", json={"model": NEW, "prompt": prompt, "raw": True, "stream": False,
-                                                 "options": {"temperature": 0, "num_predict": 10, "seed": 0}})
+                                                 "options": {"temperature": 0, "num_predict": 10, "seed": 0,
+                                                             "repeat_penalty": 1.0}})
         assert gen.status_code == 200 and gen.json()["response"] == greedy_llama(services, NEW, prompt, 10)
         bad = client.post("/zoo/finetunes", json={"base": DEFAULT_MODEL, "name": "me/api", "data": records,
                                                    "rank": 0})
