@@ -80,7 +80,10 @@ bench-peer: $(STAMP)
 
 # The traffic of issue 20 against llama-server, one workload after another (bench/workloads.py).
 bench-traffic: $(STAMP)
-	bin=$$(bench/build_llama_server.sh $(PY)) && for w in varied chat mixed prefill defaults; do \
+	bin=$$(bench/build_llama_server.sh $(PY)) && \
+	PYTHONPATH=src $(PY) bench/concurrency.py --workload varied --llama-server "$$bin" \
+	  --compare-env OPENZOO_GUESS_TOKENS=0 && \
+	for w in chat mixed prefill defaults; do \
 	PYTHONPATH=src $(PY) bench/concurrency.py --workload $$w --llama-server "$$bin" || exit 1; done
 
 docs: $(STAMP)

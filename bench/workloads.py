@@ -111,8 +111,14 @@ def _client(n: int) -> httpx.Client:
 
 
 def varied(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> tuple[list[Goal], list[Running]]:
+    """The sampled workload; llama-server gets openzoo's context per slot (the same KV capacity), and each
+    ``--compare-env KEY=VALUE`` adds an openzoo with that setting to the same rounds (e.g.
+    ``OPENZOO_GUESS_TOKENS=0``: what guesses cost on text that does not repeat itself)."""
     ours = _keep(stack, start_openzoo("openzoo", home, tmp / "oz.log", "8"))
-    peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp, [], slots=8))
+    others = _others(args, stack, tmp, home)
+    n_ctx = httpx.get(ours.url + "/api/ps", timeout=30).json()["models"][0]["context_length"]
+    peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp, [], slots=8, ctx=n_ctx))
+    servers = [ours, *others, peer]
     prompts = [_tokenize(ours.url, p, bos=True) for p in VARIED]
     eog = _no_eog(ours.url)
     levels = [1, 4, 8]
@@ -120,12 +126,12 @@ def varied(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) ->
     rates: dict[tuple[str, int], list[float]] = {}
     made: dict[tuple[str, int], int] = {}
     with _client(8) as client:
-        for server in (ours, peer):
+        for server in servers:
             for p in prompts:
                 stream(client, server, p, 2)
         for r in range(rounds):
             for level in levels:
-                for server in (ours, peer) if r % 2 == 0 else (peer, ours):
+                for server in servers if r % 2 == 0 else servers[::-1]:
                     def one(i: int, server: Running = server, level: int = level, r: int = r) -> int:
                         extra = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.0,
                                  "seed": 1000 * r + 10 * level + i, "logit_bias": eog}
@@ -136,6 +142,7 @@ def varied(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) ->
                     wall = time.perf_counter() - start
                     rates.setdefault((server.name, level), []).append(sum(counts) / wall)
                     made[(server.name, level)] = made.get((server.name, level), 0) + sum(counts)
+    print(f"llama-server with openzoo's {n_ctx} tokens of context per slot")
     goals: list[Goal] = []
     for level in levels:
         a, b = statistics.median(rates[(ours.name, level)]), statistics.median(rates[(peer.name, level)])
@@ -145,7 +152,21 @@ def varied(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) ->
         target = 1.1 if level == 8 else 1.0
         goals.append((a / b >= target, f"varied sampled at {level} client(s): openzoo {a:.1f} tok/s = {a / b:.2f}x "
                                        f"llama-server's {b:.1f} (goal >= {target}x){work}"))
-    return goals, [ours, peer]
+        for other in others:
+            c = statistics.median(rates[(other.name, level)])
+            line = f"varied sampled at {level} client(s): openzoo {a:.1f} tok/s = {a / c:.2f}x {other.name}'s {c:.1f}"
+            if other.name.endswith("OPENZOO_GUESS_TOKENS=0"):
+                goals.append((a / c >= 0.99, line + " (guesses on text that does not repeat; goal >= 0.99x)"))
+            else:
+                print(line)
+    return goals, servers
+
+
+def _others(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> list[Running]:
+    """An openzoo with 8 slots per ``--compare-env KEY=VALUE``, that setting changed."""
+    return [_keep(stack, start_openzoo(f"openzoo {setting}", home, tmp / f"env-{i}.log", "8",
+                                       extra=dict([setting.split("=", 1)])))
+            for i, setting in enumerate(args.compare_env)]
 
 
 def _no_eog(url: str) -> dict[str, int]:
@@ -286,13 +307,15 @@ def _p99(values: list[float]) -> float:
 
 def prefill(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> tuple[list[Goal], list[Running]]:
     ours = _keep(stack, start_openzoo("openzoo", home, tmp / "oz.log", "8"))
+    others = _others(args, stack, tmp, home)
     peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp, [], slots=8, ctx=2048))
+    servers = [ours, *others, peer]
     rounds = max(1, round(3 * args.scale))
     ttft: dict[tuple[str, int], list[float]] = {}
     with _client(4) as client:
         for r in range(rounds):
             for n in (1, 4):
-                for server in (ours, peer) if r % 2 == 0 else (peer, ours):
+                for server in servers if r % 2 == 0 else servers[::-1]:
                     docs = [_document(ours.url, 1000, f"prefill {server.name} {r} {n} {i}") for i in range(n)]
                     with ThreadPoolExecutor(n) as pool:
                         firsts = list(pool.map(lambda d, s=server: stream(client, s, d, 1)[0], docs))
@@ -303,7 +326,10 @@ def prefill(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -
         what = "alone" if n == 1 else "4 at once (the last first token)"
         goals.append((b / a >= 1.0, f"prefill of 1,000 tokens {what}: openzoo {a:.2f} s, llama-server {b:.2f} s = "
                                     f"{b / a:.2f}x its speed (goal >= 1.0x)"))
-    return goals, [ours, peer]
+        for other in others:
+            c = statistics.median(ttft[(other.name, n)])
+            print(f"prefill of 1,000 tokens {what}: {other.name} {c:.2f} s = {b / c:.2f}x llama-server's speed")
+    return goals, servers
 
 
 # -------------------------------------------------------------------------------------------- defaults

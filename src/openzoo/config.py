@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GUESS_TOKENS", "1",
             "Spare rows of a decode step carry prompt-lookup guesses of the next tokens (the output is the "
             "same either way; 0 turns them off, e.g. to measure what they gain).", "guess_tokens"),
+    Setting("BATCH_INVARIANT", "1",
+            "A request's tokens and log-probabilities are the same alone or in any batch, bit for bit (the "
+            "kernel choices of docs/performance.md). 0: llama-server's faster choices (prompts in 512-row "
+            "micro-batches with the tiled K-quant product, lone rows, sliding-window caches at window size: "
+            "less memory); output then depends on what else runs. Process-wide.", "batch_invariant"),
     Setting("PROMPT_CACHE_BYTES", "auto",
             "RAM per model for the KV states of finished sequences, restored when a new prompt shares their "
             "prefix (a chat's next turn, a shared system prompt) whichever slot it lands in; least recently "
@@ -143,6 +148,7 @@ class Config:
     context_length: int
     num_threads: int
     guess_tokens: bool
+    batch_invariant: bool
     api_key: str
     origins: tuple[str, ...]
     max_body_bytes: int
@@ -293,6 +299,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         context_length=max(64, _int("CONTEXT_LENGTH", raw["context_length"])),
         num_threads=max(0, _int("NUM_THREADS", raw["num_threads"])),
         guess_tokens=_bool(raw["guess_tokens"]),
+        batch_invariant=_bool(raw["batch_invariant"]),
         api_key=raw["api_key"],
         origins=tuple(o.strip() for o in raw["origins"].split(",") if o.strip()),
         max_body_bytes=max(1024, _int("MAX_BODY_BYTES", raw["max_body_bytes"])),

@@ -81,7 +81,7 @@ class Services:
                          max_loaded=self.config.max_loaded_models,
                          num_parallel=self.config.num_parallel, max_queue=self.config.max_queue,
                          num_threads=self.config.num_threads, keep_alive=self.config.keep_alive,
-                         guess_tokens=self.config.guess_tokens,
+                         guess_tokens=self.config.guess_tokens, batch_invariant=self.config.batch_invariant,
                          prompt_cache_bytes=self.config.prompt_cache_bytes)
 
     @cached_property

@@ -79,8 +79,9 @@ class GenerationHandle(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
-    """How to load a model: context per sequence, parallel sequences, threads, LoRA adapters, and
-    whether decode steps may carry guesses of the next tokens (engines that can; output is the same)."""
+    """How to load a model: context per sequence, parallel sequences, threads, LoRA adapters, whether
+    decode steps may carry guesses of the next tokens (engines that can; output is the same), and whether
+    a request's output must not depend on the batch around it (``batch_invariant``; off is faster)."""
 
     n_ctx: int = 4096
     n_parallel: int = 4  # 0: auto, from the KV cache per slot and free memory (runtime/sizing.py)
@@ -88,6 +89,7 @@ class LoadOptions:
     max_queue: int = 512
     adapters: tuple[tuple[Path, float], ...] = ()
     guess_tokens: bool = True
+    batch_invariant: bool = True
     prompt_cache_bytes: int = -1  # RAM for saved KV states of finished sequences; -1: auto, 0: off
 
 

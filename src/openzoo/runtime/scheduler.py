@@ -73,9 +73,10 @@ class Scheduler:
 
     def __init__(self, backend: Backend, *, max_loaded: int = 3, num_parallel: int = 0,
                  max_queue: int = 512, num_threads: int = 0, keep_alive: float | None = 300.0,
-                 guess_tokens: bool = True, prompt_cache_bytes: int = -1) -> None:
+                 guess_tokens: bool = True, batch_invariant: bool = True, prompt_cache_bytes: int = -1) -> None:
         self.backend = backend
         self.guess_tokens = guess_tokens
+        self.batch_invariant = batch_invariant
         self.prompt_cache_bytes = prompt_cache_bytes
         self.max_loaded = max(1, max_loaded)
         self.num_parallel = num_parallel
@@ -124,6 +125,7 @@ class Scheduler:
             model = self.backend.load(spec.weights, LoadOptions(
                 n_ctx=spec.n_ctx, n_parallel=self.num_parallel, n_threads=self.num_threads,
                 max_queue=self.max_queue, adapters=spec.adapters, guess_tokens=self.guess_tokens,
+                batch_invariant=self.batch_invariant,
                 prompt_cache_bytes=self.prompt_cache_bytes))
         except BaseException:
             with self._cond:

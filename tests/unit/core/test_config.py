@@ -82,3 +82,8 @@ def test_num_parallel_and_prompt_cache_default_to_auto() -> None:
     assert cfg.num_parallel == 3 and cfg.prompt_cache_bytes == 0
     with pytest.raises(InvalidRequest, match="OPENZOO_PROMPT_CACHE_BYTES"):
         config.load({"OPENZOO_PROMPT_CACHE_BYTES": "lots"})
+
+
+def test_batch_invariance_is_on_unless_turned_off() -> None:
+    assert config.load({}).batch_invariant is True
+    assert config.load({"OPENZOO_BATCH_INVARIANT": "0"}).batch_invariant is False

@@ -51,6 +51,13 @@ and each is pinned here (all measured with the default model):
   after). A step of only generating rows is also filled up to a multiple of 4 rows, for speed
   (``draft.py``); spare rows never change the other rows' results.
 
+With ``LoadOptions.batch_invariant=False`` (``OPENZOO_BATCH_INVARIANT=0``) the engine takes
+llama-server's choices instead: 512-row micro-batches and the tiled K-quant kernel for prompts, lone
+rows where a step has one, and sliding-window layers' caches at window size (``swa_full`` off: a
+sequence's old cells are reused, so far less KV memory, but not in position order). Output then depends
+on the batch around it, as on other servers; what each choice gains is measured in
+``docs/performance.md``.
+
 Prompt log-probabilities are computed apart, in llama-cpp-python's own micro-batching, by
 ``scoring.py``.
 
@@ -90,7 +97,7 @@ from openzoo.runtime.llamacpp.prompt_cache import PromptCache
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.slots import SlotTable
-from openzoo.runtime.llamacpp.step import DEFAULT_PREFILL_CHUNK, UBATCH_ROWS, Stepper
+from openzoo.runtime.llamacpp.step import DEFAULT_PREFILL_CHUNK, FAST_UBATCH, UBATCH_ROWS, Stepper
 from openzoo.runtime.llamacpp.stops import StopMatcher
 from openzoo.runtime.sizing import auto_prompt_cache_bytes, auto_slots, available_memory
 
@@ -106,7 +113,11 @@ class LlamaCppModel:
 
     def __init__(self, path: Path, options: LoadOptions, *, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
                  extra_bufts: bool = False) -> None:
-        ensure_backend()
+        if not ensure_backend(pin_kernels=options.batch_invariant) and options.batch_invariant:
+            raise EngineError("this process set llama.cpp's kernels up for speed (OPENZOO_BATCH_INVARIANT=0, or "
+                              "GGML_CPU_TILED_MM set), so it cannot load a batch-invariant model: start another "
+                              "process, or set OPENZOO_BATCH_INVARIANT=0")
+        self._invariant = options.batch_invariant
         if options.n_ctx <= 0 or options.n_parallel < 0:
             raise InvalidRequest("n_ctx must be positive and n_parallel not negative (0: auto)")
         self._options = options
@@ -135,7 +146,8 @@ class LlamaCppModel:
             # One more sequence (the scratch row's) and a few cells for it.
             cp.n_ctx = self._n_ctx * self._n_par + 256
             cp.n_batch = self._n_batch + 1
-            cp.n_ubatch = UBATCH_ROWS
+            cp.n_ubatch = UBATCH_ROWS if self._invariant else FAST_UBATCH
+            cp.swa_full = self._invariant
             cp.n_seq_max = self._n_par + 1
             cp.n_threads = self._threads
             cp.n_threads_batch = self._threads
@@ -172,7 +184,7 @@ class LlamaCppModel:
                                 prefill_chunk=self._prefill_chunk,
                                 scratch_seq=self._n_par, scratch_token=max(0, int(L.llama_vocab_bos(self._vocab))),
                                 table=self._table, emitter=self._emitter, scorer=self._scorer, totals=self._totals,
-                                guesses=options.guess_tokens, pool=pool)
+                                guesses=options.guess_tokens, pool=pool, invariant=self._invariant)
         self._embed_jobs: deque[EmbedJob] = deque()
         self._closing = False
         self._closed = False

@@ -5,13 +5,15 @@ Everything here happens once per process, before the first model loads:
 * ``llama_backend_init`` and a no-op log callback, so llama.cpp's per-tensor log lines do not flood
   the server's stderr (``OPENZOO_DEBUG=1`` keeps them). The ctypes callback object is kept in a module
   global: if it were garbage-collected, llama.cpp would call freed memory.
-* ``GGML_CPU_TILED_MM=0`` unless the user set it. ggml's CPU backend switches K-quant matrix products
+* ``GGML_CPU_TILED_MM=0`` unless the user set it or the first model asks for speed over batch
+  invariance (``OPENZOO_BATCH_INVARIANT=0``). ggml's CPU backend switches K-quant matrix products
   to a tiled kernel once a batch has 8 or more rows; that kernel rounds differently from the per-row
   kernel used for a single row, so a greedy request would give different tokens alone and in a batch
   of 8. With the switch off, every row is computed by the same per-row kernel, whatever the batch
   shape (measured: identical 64-token greedy outputs alone and in batches of 4 and 8, with flash
   attention on; without flash attention they differ too). The variable is read lazily by ggml, at the
-  first matrix product, so setting it here is in time.
+  first matrix product, so setting it here is in time, and only once per process: a process whose
+  kernels were set up for speed cannot load a batch-invariant model afterwards (the engine refuses).
 
 It also holds small helpers over the vocabulary (tokenize, pieces) and ``llama_batch`` rows, shared
 by the engine and the embedding and scoring contexts.
@@ -43,18 +45,21 @@ def _silent_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """Drop llama.cpp log lines (they go to stderr otherwise, hundreds per model load)."""
 
 
-def ensure_backend() -> None:
-    """Initialise llama.cpp once per process (idempotent, thread-safe)."""
+def ensure_backend(*, pin_kernels: bool = True) -> bool:
+    """Initialise llama.cpp once per process (idempotent, thread-safe); the first call decides whether
+    K-quant products keep their per-row kernel (``pin_kernels``). Returns whether they do."""
     global _initialised, _log_callback
     with _init_lock:
         if _initialised:
-            return
-        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+            return os.environ.get("GGML_CPU_TILED_MM") == "0"
+        if pin_kernels:
+            os.environ.setdefault("GGML_CPU_TILED_MM", "0")
         if not debug_enabled():
             _log_callback = L.llama_log_callback(_silent_log)
             L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
         _initialised = True
+        return os.environ.get("GGML_CPU_TILED_MM") == "0"
 
 
 def batch_put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:

@@ -29,13 +29,15 @@ from openzoo.runtime.llamacpp.native import L, batch_put
 from openzoo.runtime.llamacpp.scoring import PromptScorer
 from openzoo.runtime.llamacpp.slots import Slot, SlotTable
 
-__all__ = ["DEFAULT_PREFILL_CHUNK", "UBATCH_ROWS", "Stepper"]
+__all__ = ["DEFAULT_PREFILL_CHUNK", "FAST_UBATCH", "UBATCH_ROWS", "Stepper"]
 
 #: Prompt tokens read per step per sequence.
 DEFAULT_PREFILL_CHUNK = 256
 #: Rows per llama.cpp micro-batch. Flash attention switches to a differently-rounding tiled kernel at
 #: 64 query rows, so micro-batches stay below that (see ``engine.py``).
 UBATCH_ROWS = 63
+#: Rows per micro-batch when batch invariance is off (llama-server's default).
+FAST_UBATCH = 512
 #: Rows of a step of only generating rows once spare rows are added, at most: a multiple of 4 that
 #: keeps the step in one micro-batch.
 _SPARE_LIMIT = UBATCH_ROWS // 4 * 4
@@ -48,8 +50,10 @@ class Stepper:
 
     def __init__(self, ctx: Any, mem: Any, batch: Any, *, n_ctx: int, n_batch: int, prefill_chunk: int,
                  scratch_seq: int, scratch_token: int, table: SlotTable, emitter: Emitter, scorer: PromptScorer,
-                 totals: Totals, guesses: bool = True, pool: NgramPool | None = None) -> None:
+                 totals: Totals, guesses: bool = True, pool: NgramPool | None = None,
+                 invariant: bool = True) -> None:
         self._ctx = ctx
+        self._invariant = invariant
         self._guesses = guesses
         self._pool = pool
         self._n_ctx = n_ctx
@@ -109,6 +113,9 @@ class Stepper:
         scratch_logits = not plan and 2 <= n <= _SPARE_LIMIT
         if scratch_logits:
             guess, scratch = self._spare(decoding)
+        elif not self._invariant:
+            if n == 1:  # a lone row is fine here; guesses beside it still pay when they are right
+                guess = self._lone_guess(decoding)
         elif n % UBATCH_ROWS == 1:
             # A lone row in the last micro-batch would take different kernels.
             shrink = next((p for p in reversed(plan) if p[1] >= 2), None)
