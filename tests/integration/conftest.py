@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import home_with_default_model
+from support.cli import dequantize_default_model, home_with_default_model
 from support.server import Server, start_server, stop_server
 
 
@@ -21,6 +21,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An OPENZOO_HOME holding the embedded default model, imported once per session."""
     return home_with_default_model(tmp_path_factory.mktemp("model-home"))
+
+
+@pytest.fixture(scope="session")
+def dequantized_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose fine-tuning cache holds the default model dequantized, made once per session.
+
+    The fine-tuning modules link it into their own homes (``support.cli.link_finetune_cache``) instead
+    of each dequantizing the base again (a minute or more of a 2-core machine each).
+    """
+    return dequantize_default_model(home_with_default_model(tmp_path_factory.mktemp("dequantized-home")))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from openzoo.inference import CompletionRequest
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 from openzoo.store import manifests as mt
-from support.cli import home_with_default_model
+from support.cli import home_with_default_model, link_finetune_cache
 from support.cli import openzoo as cli
 
 pytestmark = pytest.mark.timeout(1800)
@@ -33,8 +33,8 @@ PROMPTS = ["The capital of France is", "Keeper's log, day 41: Miso the red panda
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return home_with_default_model(tmp_path_factory.mktemp("import-home"))
+def home(tmp_path_factory: pytest.TempPathFactory, dequantized_home: Path) -> Path:
+    return link_finetune_cache(dequantized_home, home_with_default_model(tmp_path_factory.mktemp("import-home")))
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,14 @@ def test_finetune_the_imported_model_without_dequantizing(services: Services, ho
     assert "banana" in text, text
 
 
+def listed(home: Path) -> list[list[str]]:
+    """``openzoo list`` as name, ID and size (``3.1 MB``: 2 words) per model, without the relative time
+    ("1 minute ago" turns into "2 minutes ago" while an import runs)."""
+    res = cli(home, "list")
+    assert res.returncode == 0, res.stderr
+    return [line.split()[:4] for line in res.stdout.splitlines()[1:]]
+
+
 @pytest.mark.parametrize("damage", ["no-config", "unknown-arch", "truncated"])
 def test_bad_folders_fail_cleanly_and_store_nothing(services: Services, home: Path, folder: Path,
                                                     tmp_path: Path, damage: str) -> None:
@@ -157,10 +165,10 @@ def test_bad_folders_fail_cleanly_and_store_nothing(services: Services, home: Pa
         with (folder / shard.name).open("rb") as src:
             shard.write_bytes(src.read(50 << 20))  # the header and the first tensors, then nothing
         expected = f"{shard.name} is not a valid safetensors file"
-    models_before = cli(home, "list").stdout
+    models_before = listed(home)
     blobs_before = sorted(p.name for p in (home / "blobs").iterdir())
     res = cli(home, "import", str(bad), "--name", "me/broken")
     assert res.returncode == 1 and expected in res.stderr, res.stderr
     assert res.stderr.splitlines()[-1].startswith("Error: ") and "Traceback" not in res.stderr
-    assert cli(home, "list").stdout == models_before
+    assert listed(home) == models_before
     assert sorted(p.name for p in (home / "blobs").iterdir()) == blobs_before

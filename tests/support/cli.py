@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from openzoo import config
+from openzoo.finetune.dequant import DequantCache, dequantized
 from openzoo.models import DEFAULT_MODEL
 from openzoo.services import Services
 
@@ -43,6 +44,33 @@ def home_with_default_model(home: Path) -> Path:
     finally:
         services.close()
     return home
+
+
+def dequantize_default_model(home: Path) -> Path:
+    """Fill ``home``'s fine-tuning cache with the default model dequantized (about 1.1 GB, a minute on 2 cores)."""
+    services = Services(config.load({"OPENZOO_HOME": str(home)}))
+    try:
+        with dequantized(services.store, services.models.resolve(DEFAULT_MODEL),
+                         DequantCache.from_config(services.config)) as base:
+            assert not base.from_cache
+    finally:
+        services.close()
+    return home
+
+
+def link_finetune_cache(src: Path, dst: Path) -> Path:
+    """Give home ``dst`` the dequantized bases cached in home ``src``, hard-linked (the cache only reads them).
+
+    A fine-tune then starts as a person's second one does; the first, which dequantizes, is the README
+    tour's.
+    """
+    source, target = DequantCache.for_home(src), DequantCache.for_home(dst)
+    for entry in source.entries():
+        assert entry.path is not None
+        (target.root / entry.path.name).mkdir(parents=True)
+        for file in entry.path.iterdir():
+            os.link(file, target.root / entry.path.name / file.name)
+    return dst
 
 
 def clone_home(src: Path, dst: Path) -> Path:
