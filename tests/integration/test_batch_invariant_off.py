@@ -45,7 +45,8 @@ def test_a_server_without_batch_invariance_serves_whole_answers(model_home: Path
         assert results[0]["prompt_eval_count"] > FAST_UBATCH
         for result in results:
             assert result["done"] and result["eval_count"] == 16 and result["response"]
-        assert httpx.get(srv.url + "/api/ps").json()["models"][0]["num_parallel"] == 4
+        entry = httpx.get(srv.url + "/api/ps").json()["models"][0]
+        assert entry["num_parallel"] == 4 and entry["batch_invariant"] is False
     finally:
         stop_server(srv)
 

@@ -144,7 +144,7 @@ def test_ps_and_metrics_show_slots_and_the_prompt_cache(server: Server) -> None:
     models = httpx.get(server.url + "/api/ps").json()["models"]
     entry = next(m for m in models if m["name"] == MODEL)
     cache = entry["prompt_cache"]
-    assert entry["num_parallel"] >= 1
+    assert entry["num_parallel"] >= 1 and entry["batch_invariant"] is True  # the default
     assert set(cache) == {"bytes", "budget_bytes", "entries", "hits", "tokens_reused", "evictions"}
     assert 0 <= cache["bytes"] <= cache["budget_bytes"]
     text = httpx.get(server.url + "/metrics").text

@@ -211,6 +211,7 @@ async def ps(request: Request) -> dict[str, Any]:
         "digest": info.spec.manifest_digest.removeprefix("sha256:"), "details": info.spec.details,
         "expires_at": wire.rfc3339(info.expires_at if info.expires_at is not None else far_future),
         "size_vram": 0, "context_length": info.spec.n_ctx, "num_parallel": info.stats.total_slots,
+        "batch_invariant": info.stats.batch_invariant,
         "prompt_cache": {"bytes": info.stats.prompt_cache_bytes, "budget_bytes": info.stats.prompt_cache_budget_bytes,
                          "entries": info.stats.prompt_cache_entries, "hits": info.stats.prompt_cache_hits_total,
                          "tokens_reused": info.stats.prompt_cache_tokens_total,

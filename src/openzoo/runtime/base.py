@@ -111,6 +111,7 @@ class EngineStats:
     prompt_cache_bytes: int = 0  # held now
     prompt_cache_entries: int = 0  # held now
     prompt_cache_budget_bytes: int = 0
+    batch_invariant: bool = True  # output independent of the batch around it (OPENZOO_BATCH_INVARIANT)
 
 
 class LoadedModel(Protocol):

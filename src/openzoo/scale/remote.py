@@ -302,4 +302,6 @@ def merge_loaded(replicas: Sequence[ReplicaInfo]) -> list[LoadedInfo]:
 
 
 def _sum_stats(a: EngineStats, b: EngineStats) -> EngineStats:
-    return EngineStats(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(EngineStats)})
+    """Two replicas' counters added up; a flag holds for the pair only if it holds for both."""
+    return EngineStats(**{f.name: (getattr(a, f.name) and getattr(b, f.name)) if f.type in (bool, "bool")
+                          else getattr(a, f.name) + getattr(b, f.name) for f in fields(EngineStats)})

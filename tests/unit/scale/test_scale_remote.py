@@ -113,3 +113,14 @@ def test_ps_merges_a_model_loaded_on_several_replicas() -> None:
     assert a.memory_bytes == 300 and a.expires_at is None and a.users == 1
     assert a.stats == EngineStats(1, 12, 0, 30, 300, 150)
     assert merge_loaded(replicas[:2])[0].expires_at == 60.0
+
+
+def test_ps_merge_says_batch_invariant_only_when_every_replica_is() -> None:
+    fast = loaded("a", 100, 50.0, 0)
+    fast = LoadedInfo(fast.spec, fast.memory_bytes, fast.expires_at, fast.users,
+                      EngineStats(0, 4, 0, 0, 0, 0, batch_invariant=False))
+    both = merge_loaded([ReplicaInfo("r1", 1, "n", 0, 0, (loaded("a", 100, 50.0, 0),)),
+                         ReplicaInfo("r2", 2, "n", 0, 0, (fast,))])
+    assert both[0].stats.batch_invariant is False and both[0].stats.total_slots == 8
+    same = merge_loaded([ReplicaInfo(f"r{i}", i, "n", 0, 0, (loaded("a", 100, 50.0, 0),)) for i in (1, 2)])
+    assert same[0].stats.batch_invariant is True

@@ -322,6 +322,7 @@ class LlamaCppModel:
             return EngineStats(
                 busy_slots=self._table.busy(),
                 total_slots=self._n_par,
+                batch_invariant=self._invariant,
                 queue_depth=len(self._table.pending),
                 requests_total=self._totals.requests,
                 prompt_tokens_total=self._totals.prompt_tokens,
