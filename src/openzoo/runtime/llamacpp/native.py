@@ -5,8 +5,9 @@ Everything here happens once per process, before the first model loads:
 * ``llama_backend_init`` and a no-op log callback, so llama.cpp's per-tensor log lines do not flood
   the server's stderr (``OPENZOO_DEBUG=1`` keeps them). The ctypes callback object is kept in a module
   global: if it were garbage-collected, llama.cpp would call freed memory.
-* ``GGML_CPU_TILED_MM=0`` unless the user set it or the first model asks for speed over batch
-  invariance (``OPENZOO_BATCH_INVARIANT=0``). ggml's CPU backend switches K-quant matrix products
+* ``GGML_CPU_TILED_MM=0`` unless the user set it, and ``1`` when the first model asks for speed over
+  batch invariance (``OPENZOO_BATCH_INVARIANT=0``; a ``0`` inherited from a parent openzoo process
+  must not pin it then). ggml's CPU backend switches K-quant matrix products
   to a tiled kernel once a batch has 8 or more rows; that kernel rounds differently from the per-row
   kernel used for a single row, so a greedy request would give different tokens alone and in a batch
   of 8. With the switch off, every row is computed by the same per-row kernel, whatever the batch
@@ -54,6 +55,8 @@ def ensure_backend(*, pin_kernels: bool = True) -> bool:
             return os.environ.get("GGML_CPU_TILED_MM") == "0"
         if pin_kernels:
             os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        else:
+            os.environ["GGML_CPU_TILED_MM"] = "1"
         if not debug_enabled():
             _log_callback = L.llama_log_callback(_silent_log)
             L.llama_log_set(_log_callback, ctypes.c_void_p(0))
