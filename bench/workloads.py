@@ -186,6 +186,9 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
     on = _keep(stack, start_openzoo("openzoo cache on", home, tmp / "on.log", str(slots), extra=ctx))
     off = _keep(stack, start_openzoo("openzoo cache off", home, tmp / "off.log", str(slots),
                                      extra=ctx | {"OPENZOO_PROMPT_CACHE_BYTES": "0"}))
+    others = [_keep(stack, start_openzoo(f"openzoo cache on {setting}", home, tmp / f"env-{i}.log", str(slots),
+                                         extra=ctx | dict([setting.split("=", 1)])))
+              for i, setting in enumerate(args.compare_env)]
     peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp,
                                            ["--cache-reuse", "256", "--cache-ram", "2048"], slots=slots, ctx=4096,
                                            name=f"llama.cpp llama-server -np {slots}"))
@@ -195,7 +198,7 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
     questions = ["What is the town known for?", "What did the council build?", "What happened in the fire?",
                  "What did the railway change?", "Where did the floods reach?", "Summarize it in one line."]
     median: dict[str, float] = {}
-    for server in (on, off, peer):
+    for server in (on, off, *others, peer):
         ttfts: list[float] = []
         lock = threading.Lock()
 
@@ -220,6 +223,9 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
                      f"{entry['bytes'] / 1e6:.0f} MB held, {entry['evictions']} evictions")
         print(f"chat, {server.name}: median TTFT of turns 2-{turns} {median[server.name] * 1000:.0f} ms "
               f"over {len(ttfts)} turns{cache}")
+    for other in others:
+        print(f"chat: {other.name} {median[other.name] * 1000:.0f} ms = "
+              f"{median[peer.name] / median[other.name]:.2f}x llama-server's speed")
     speedup = median[off.name] / median[on.name]
     vs_peer = median[peer.name] / median[on.name]
     goals = [
@@ -229,7 +235,7 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
         (vs_peer >= 1.0, f"chat: cache on {median[on.name] * 1000:.0f} ms vs llama-server "
                          f"{median[peer.name] * 1000:.0f} ms = {vs_peer:.2f}x its speed (goal >= 1.0x)"),
     ]
-    return goals, [on, off, peer]
+    return goals, [on, off, *others, peer]
 
 
 def _detok_doc(url: str, tokens: int, tag: str) -> str:
