@@ -83,9 +83,9 @@ bench-traffic: $(STAMP)
 	bin=$$(bench/build_llama_server.sh $(PY)) && \
 	PYTHONPATH=src $(PY) bench/concurrency.py --workload varied --llama-server "$$bin" \
 	  --compare-env OPENZOO_GUESS_TOKENS=0 --compare-env OPENZOO_BATCH_INVARIANT=0 && \
-	PYTHONPATH=src $(PY) bench/concurrency.py --workload prefill --llama-server "$$bin" \
-	  --compare-env OPENZOO_BATCH_INVARIANT=0 && \
-	for w in chat mixed defaults; do \
+	for w in prefill chat; do PYTHONPATH=src $(PY) bench/concurrency.py --workload $$w --llama-server "$$bin" \
+	  --compare-env OPENZOO_BATCH_INVARIANT=0 || exit 1; done && \
+	for w in mixed defaults; do \
 	PYTHONPATH=src $(PY) bench/concurrency.py --workload $$w --llama-server "$$bin" || exit 1; done
 
 docs: $(STAMP)
