@@ -162,10 +162,11 @@ def varied(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) ->
     return goals, servers
 
 
-def _others(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> list[Running]:
-    """An openzoo with 8 slots per ``--compare-env KEY=VALUE``, that setting changed."""
-    return [_keep(stack, start_openzoo(f"openzoo {setting}", home, tmp / f"env-{i}.log", "8",
-                                       extra=dict([setting.split("=", 1)])))
+def _others(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path, *, slots: str = "8",
+            extra: dict[str, str] | None = None, name: str = "openzoo") -> list[Running]:
+    """An openzoo (``slots`` slots, ``extra`` settings) per ``--compare-env KEY=VALUE``, that setting changed."""
+    return [_keep(stack, start_openzoo(f"{name} {setting}", home, tmp / f"env-{i}.log", slots,
+                                       extra=(extra or {}) | dict([setting.split("=", 1)])))
             for i, setting in enumerate(args.compare_env)]
 
 
@@ -186,9 +187,7 @@ def chat(args: argparse.Namespace, stack: ExitStack, tmp: Path, home: Path) -> t
     on = _keep(stack, start_openzoo("openzoo cache on", home, tmp / "on.log", str(slots), extra=ctx))
     off = _keep(stack, start_openzoo("openzoo cache off", home, tmp / "off.log", str(slots),
                                      extra=ctx | {"OPENZOO_PROMPT_CACHE_BYTES": "0"}))
-    others = [_keep(stack, start_openzoo(f"openzoo cache on {setting}", home, tmp / f"env-{i}.log", str(slots),
-                                         extra=ctx | dict([setting.split("=", 1)])))
-              for i, setting in enumerate(args.compare_env)]
+    others = _others(args, stack, tmp, home, slots=str(slots), extra=ctx, name="openzoo cache on")
     peer = _keep(stack, start_llama_server(args.llama_server, _gguf(), tmp,
                                            ["--cache-reuse", "256", "--cache-ram", "2048"], slots=slots, ctx=4096,
                                            name=f"llama.cpp llama-server -np {slots}"))

@@ -25,7 +25,7 @@ from typing import Any
 
 from openzoo.errors import InvalidRequest
 from openzoo.quantize.quality import QualityTotals
-from openzoo.runtime.llamacpp.native import L, ensure_backend, free_native, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import L, ensure_backend, free_native, load_model, token_piece, tokenize
 from openzoo.runtime.llamacpp.scoring import SCORE_BATCH, PromptScorer
 
 __all__ = ["BUILTIN_HELDOUT", "DEFAULT_CONTEXT", "DEFAULT_TOKENS", "HeldOut", "MeasureInputs", "ScoringModel",
@@ -80,10 +80,8 @@ class ScoringModel:
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int = 0, extra_bufts: bool = False) -> None:
         ensure_backend()
-        mp = L.llama_model_default_params()
-        mp.use_extra_bufts = extra_bufts
-        model = L.llama_model_load_from_file(str(path).encode(), mp)
-        if not model:
+        model = load_model(path, extra_bufts=extra_bufts)
+        if model is None:
             raise InvalidRequest(f"llama.cpp could not load {path}")
         self.model: Any = model
         self.vocab: Any = L.llama_model_get_vocab(model)

@@ -92,7 +92,15 @@ from openzoo.runtime.llamacpp.embed import Embedder
 from openzoo.runtime.llamacpp.emission import Emitter
 from openzoo.runtime.llamacpp.jobs import EmbedJob, Job, LlamaCppHandle, Totals
 from openzoo.runtime.llamacpp.logprobs import LogprobReader
-from openzoo.runtime.llamacpp.native import L, detokenize, ensure_backend, free_native, token_piece, tokenize
+from openzoo.runtime.llamacpp.native import (
+    L,
+    detokenize,
+    ensure_backend,
+    free_native,
+    load_model,
+    token_piece,
+    tokenize,
+)
 from openzoo.runtime.llamacpp.prompt_cache import PromptCache
 from openzoo.runtime.llamacpp.sampler import SamplerChain
 from openzoo.runtime.llamacpp.scoring import PromptScorer
@@ -125,10 +133,8 @@ class LlamaCppModel:
         self._threads = options.n_threads if options.n_threads > 0 else (os.cpu_count() or 1)
         self._prefill_chunk = max(1, prefill_chunk)
 
-        mp = L.llama_model_default_params()
-        mp.use_extra_bufts = extra_bufts
-        model = L.llama_model_load_from_file(str(path).encode(), mp)
-        if not model:
+        model = load_model(path, extra_bufts=extra_bufts)
+        if model is None:
             raise InvalidModelFile(f"llama.cpp could not load {path}")
         self._model: Any = model
         self._ctx: Any = None

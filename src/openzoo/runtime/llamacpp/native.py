@@ -26,6 +26,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import llama_cpp.llama_cpp as L
@@ -33,8 +34,8 @@ import llama_cpp.llama_cpp as L
 from openzoo.config import debug_enabled
 from openzoo.errors import EngineError
 
-__all__ = ["L", "batch_put", "detokenize", "ensure_backend", "free_native", "side_context", "token_piece",
-           "tokenize"]
+__all__ = ["L", "batch_put", "detokenize", "ensure_backend", "free_native", "load_model", "side_context",
+           "token_piece", "tokenize"]
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -51,18 +52,25 @@ def ensure_backend(*, pin_kernels: bool = True) -> bool:
     K-quant products keep their per-row kernel (``pin_kernels``). Returns whether they do."""
     global _initialised, _log_callback
     with _init_lock:
-        if _initialised:
-            return os.environ.get("GGML_CPU_TILED_MM") == "0"
-        if pin_kernels:
-            os.environ.setdefault("GGML_CPU_TILED_MM", "0")
-        else:
-            os.environ["GGML_CPU_TILED_MM"] = "1"
-        if not debug_enabled():
-            _log_callback = L.llama_log_callback(_silent_log)
-            L.llama_log_set(_log_callback, ctypes.c_void_p(0))
-        L.llama_backend_init()
-        _initialised = True
+        if not _initialised:
+            if pin_kernels:
+                os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+            else:
+                os.environ["GGML_CPU_TILED_MM"] = "1"
+            if not debug_enabled():
+                _log_callback = L.llama_log_callback(_silent_log)
+                L.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            L.llama_backend_init()
+            _initialised = True
         return os.environ.get("GGML_CPU_TILED_MM") == "0"
+
+
+def load_model(path: Path, *, extra_bufts: bool) -> Any:
+    """A GGUF loaded as the engine loads it (weights repacked only with ``extra_bufts``: see "Batch
+    invariance" in ``engine.py``), or None when llama.cpp refuses the file."""
+    mp = L.llama_model_default_params()
+    mp.use_extra_bufts = extra_bufts
+    return L.llama_model_load_from_file(str(path).encode(), mp) or None
 
 
 def batch_put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
